@@ -1,0 +1,94 @@
+//! The JSON verbs spoken between the hub and the privileged `steward-spawn` helper.
+//!
+//! One request per exec on stdin, one reply on stdout. The request says *what* the hub
+//! wants; everything that decides *whether* it is allowed (executables, uid floor, user
+//! name pattern, environment, limits) comes from the helper's own root-owned config.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HelperRequest {
+    Start(StartRequest),
+    Stop {
+        user: String,
+        server: String,
+        /// Seconds between SIGTERM and killing the whole cgroup.
+        #[serde(default)]
+        grace_secs: Option<u64>,
+    },
+    Status {
+        user: String,
+        server: String,
+    },
+    List,
+    Adopt {
+        user: String,
+        server: String,
+        pid: u32,
+    },
+    ReadUserFile {
+        user: String,
+        /// Path relative to the user's home directory.
+        path: String,
+        #[serde(default)]
+        max_bytes: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartRequest {
+    pub user: String,
+    /// Server name, unique per user (`default` for the usual one).
+    pub server: String,
+    /// Key into the helper's executable allow-list, never a path.
+    pub executable: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Requested environment; the helper keeps only allow-listed names.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Bytes written to the child's stdin and then closed (the server's TLS material).
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Resource profile name from the helper config; `None` means its default.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub user: String,
+    pub server: String,
+    pub cgroup: String,
+    /// Pids currently in the server's cgroup.
+    pub pids: Vec<u32>,
+    pub running: bool,
+    /// Set when the kernel OOM-killed something in the cgroup.
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum HelperReply {
+    Started { pid: u32, cgroup: String },
+    Stopped { killed: u32, cgroup_removed: bool },
+    Status(ServerStatus),
+    List { servers: Vec<ServerStatus> },
+    Adopted(ServerStatus),
+    File { content: String, size: u64 },
+    Error { code: HelperErrorCode, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HelperErrorCode {
+    BadRequest,
+    Refused,
+    NotFound,
+    TooLarge,
+    Internal,
+}

@@ -1,0 +1,87 @@
+//! WebSocket messages: browser ↔ hub ↔ UI server.
+//!
+//! The hub parses only what it must decide (`op` messages); snapshots, deltas and log
+//! tails pass through as opaque JSON so the relay stays cheap.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Largest operation message the hub will parse.
+pub const MAX_OP_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A message a browser sends. Unknown `type`s are an error frame, not a disconnect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Ask for an operation; the hub decides, audits, signs and forwards it.
+    Op(OpRequest),
+    /// Keep the connection (and the owner's server) alive.
+    Ping,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpRequest {
+    /// Client-chosen correlation id, echoed in the result.
+    pub id: String,
+    /// Operation name; validated by the hub so a typo gets a precise error.
+    pub op: String,
+    /// `workflow` or `workflow//cycle/task[/job]`, owner implied by the URL.
+    pub target: String,
+    #[serde(default)]
+    pub args: BTreeMap<String, serde_json::Value>,
+    /// Set only by the hub on the way to the UI server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// Messages towards the browser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Snapshot {
+        workflows: Vec<WorkflowSummary>,
+    },
+    Delta {
+        workflow: String,
+        #[serde(default)]
+        state: Option<String>,
+        #[serde(default)]
+        tasks: Vec<TaskState>,
+    },
+    Result {
+        id: String,
+        ok: bool,
+        message: String,
+    },
+    Denied {
+        id: String,
+        op: String,
+        reason: String,
+    },
+    Error {
+        #[serde(default)]
+        id: Option<String>,
+        message: String,
+    },
+    Pong,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowSummary {
+    pub name: String,
+    pub state: String,
+    #[serde(default)]
+    pub counts: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub tasks: Vec<TaskState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskState {
+    pub cycle: String,
+    pub task: String,
+    pub state: String,
+    #[serde(default)]
+    pub job: Option<u32>,
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Steward's build, demo and tests need on a fresh machine.
+# Idempotent: skips apt entirely when every package is already present.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PACKAGES=(
+  build-essential pkg-config libpam0g-dev libclang-dev
+  sudo passwd pamtester openssh-server openssh-client iproute2
+  slapd ldap-utils stress-ng
+  chromium chromium-driver fonts-dejavu-core
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  # slapd asks debconf questions on install; preseed so it never blocks a non-interactive run.
+  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
