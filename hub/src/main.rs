@@ -1,1 +1,108 @@
-fn main() {}
+//! `steward`: the hub binary — serve, demo, and the admin commands.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "steward", version, about = "Multi-user hub for workflow servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub with a config file.
+    Serve {
+        #[arg(short, long, default_value = "/etc/steward/steward.toml")]
+        config: PathBuf,
+    },
+    /// Everything on this machine: demo users, policy, workflows, self-signed TLS.
+    Demo {
+        #[arg(long, default_value = "/var/lib/steward-demo")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        /// Also write the demo credentials as JSON to this file (mode 0600).
+        #[arg(long)]
+        credentials_file: Option<PathBuf>,
+    },
+    /// Check, explain and query policy files.
+    #[command(subcommand)]
+    Policy(steward_policy::cli::PolicyCommand),
+    /// Verify and search the audit log.
+    #[command(subcommand)]
+    Audit(steward_audit::cli::AuditCommand),
+}
+
+struct NssGroups;
+
+impl steward_policy::cli::GroupLookup for NssGroups {
+    fn groups_of(&self, user: &str) -> Result<Vec<String>, String> {
+        match nix::unistd::User::from_name(user) {
+            Ok(Some(_)) => Ok(steward_hub::auth::nss_groups(user)),
+            Ok(None) => Err(format!("no such user {user:?}")),
+            Err(e) => Err(format!("looking up {user:?}: {e}")),
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Policy(cmd) => steward_policy::cli::run(cmd, &NssGroups),
+        Command::Audit(cmd) => steward_audit::cli::run(cmd, std::path::Path::new("/var/log/steward/audit"), None),
+        Command::Serve { config } => {
+            init_logging();
+            run_async(async move {
+                let cfg = steward_hub::config::HubConfig::load(&config)?;
+                let hub = steward_hub::app::build(cfg)?;
+                steward_hub::app::serve(hub).await
+            })
+        }
+        Command::Demo { data_dir, listen, credentials_file } => {
+            init_logging();
+            run_async(async move {
+                let opts = steward_hub::demo::DemoOptions { data_dir, listen, credentials_file };
+                let (config_path, creds) = steward_hub::demo::prepare(&opts)?;
+                let cfg = steward_hub::config::HubConfig::load(&config_path)?;
+                let url = cfg.public_url.clone();
+                let hub = steward_hub::app::build(cfg)?;
+                let state = hub.state.clone();
+                println!("Steward demo hub: {url}/hub/");
+                println!("Self-signed TLS; the CA is {}/tls/ca.crt", opts.data_dir.display());
+                println!("Demo users (passwords are new on every start, shown only here):");
+                for (u, p) in &creds {
+                    println!("  {u:6} {p}");
+                }
+                println!("alice's forecast may be controlled by group {} (bob); carl is a hub admin.", steward_hub::demo::DEMO_GROUP);
+                println!("Audit log: {}/audit/audit.log   Press Ctrl-C to stop.", opts.data_dir.display());
+                if let Some(path) = &opts.credentials_file {
+                    let json = serde_json::json!({ "url": url, "users": creds.iter().map(|(u, p)| serde_json::json!({"user": u, "password": p})).collect::<Vec<_>>() });
+                    steward_hub::fsutil::write_private(path, json.to_string().as_bytes())?;
+                }
+                let res = steward_hub::app::serve(hub).await;
+                steward_hub::demo::stop_all(&state).await;
+                println!("steward demo: stopped; demo servers stopped.");
+                res
+            })
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> i32 {
+    let result = actix_web::rt::System::new().block_on(fut);
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("steward: {e:#}");
+            1
+        }
+    }
+}

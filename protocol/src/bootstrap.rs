@@ -15,8 +15,11 @@ pub struct UiServerBootstrap {
     pub ca_pem: String,
     /// PEM (SPKI) Ed25519 public key that verifies hub-signed JWTs.
     pub jwt_public_key_pem: String,
-    /// Where to POST the registration once listening.
+    /// Where to POST the registration once listening:
+    /// `https://steward-hub.internal/internal/register`, reached at `hub_internal_addr`.
     pub register_url: String,
+    /// Socket address of the hub's internal (mutual-TLS) listener.
+    pub hub_internal_addr: String,
     /// One-time secret proving the registration comes from this spawn.
     pub register_token: String,
     /// Shut down after this long without hub activity.
@@ -41,4 +44,13 @@ pub struct Registration {
     pub port: u16,
     pub pid: u32,
     pub register_token: String,
+}
+
+/// DNS name in the hub's internal certificate; UI servers verify the hub by it.
+pub const HUB_INTERNAL_NAME: &str = "steward-hub.internal";
+
+/// DNS name in a UI server's certificate; the hub verifies the server by it, so a
+/// connection meant for alice's server cannot land on bob's.
+pub fn uiserver_dns_name(owner: &str, server: &str) -> String {
+    format!("{server}.{owner}.uiserver.steward")
 }

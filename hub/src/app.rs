@@ -1,0 +1,105 @@
+//! Building the hub from its config and running both listeners until a signal.
+
+use crate::ca::{self, Ca};
+use crate::clock::Clock;
+use crate::config::HubConfig;
+use crate::db::Db;
+use crate::servers::ServerManager;
+use crate::state::AppState;
+use crate::tokens::TokenSigner;
+use crate::{fsutil, relay, web};
+use actix_web::{web as aw, App, HttpServer};
+use std::sync::Arc;
+use std::time::Duration;
+use steward_audit::{AuditConfig, AuditLog};
+use steward_policy::SitePolicy;
+use steward_spawner::SpawnerClient;
+
+/// Loads the site policy; any error keeps the hub from starting (there is no last good one yet).
+pub fn load_site_policy(path: &std::path::Path) -> anyhow::Result<SitePolicy> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading site policy {}: {e}", path.display()))?;
+    SitePolicy::parse(&text, &path.display().to_string()).map_err(|d| anyhow::anyhow!("site policy has errors:\n{d}"))
+}
+
+pub struct Hub {
+    pub state: aw::Data<AppState>,
+}
+
+pub fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
+    fsutil::private_dir(&cfg.data_dir).map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))?;
+    let db = Arc::new(Db::open(&cfg.data_dir.join("hub.db"))?);
+    let ca = Arc::new(Ca::load_or_create(&cfg.data_dir)?);
+    let signer = Arc::new(TokenSigner::load_or_create(&cfg.data_dir.join("jwt-ed25519.der"))?);
+    let clock = Clock::with_offset_file(cfg.testing.clock_offset_file.clone());
+    let mut spawner = SpawnerClient::new(cfg.spawner.helper.clone(), cfg.spawner.config.clone(), cfg.spawner.mode);
+    spawner.timeout = Duration::from_secs(cfg.spawner.start_timeout_secs.max(5));
+    let servers = Arc::new(ServerManager::new(
+        spawner.clone(),
+        cfg.spawner.executable.clone(),
+        Duration::from_secs(cfg.spawner.start_timeout_secs),
+        cfg.uiserver.idle_timeout_secs,
+        cfg.spawner.concurrency,
+        cfg.spawner.max_pending,
+        ca.clone(),
+        signer.clone(),
+        db.clone(),
+    )?);
+    let mut audit_cfg = AuditConfig::new(cfg.audit.dir.clone());
+    audit_cfg.signing_key = Some(signer.signing_key.clone());
+    let audit = AuditLog::open(audit_cfg)?;
+    let site = load_site_policy(&cfg.policy.site)?;
+    let state = AppState::new(cfg, db, clock, signer, ca, servers, spawner, audit, site)?;
+    Ok(Hub { state: aw::Data::new(state) })
+}
+
+/// Runs the hub until SIGINT/SIGTERM. Prints one `ready` line on stdout when listening.
+pub async fn serve(hub: Hub) -> anyhow::Result<()> {
+    let state = hub.state.clone();
+    let cfg = state.cfg.clone();
+
+    let internal_listener = std::net::TcpListener::bind(cfg.internal_listen)?;
+    let internal_addr = internal_listener.local_addr()?;
+    state.servers.set_internal_addr(internal_addr);
+    let internal_tls = state.ca.internal_server_config()?;
+    let st = state.clone();
+    let internal = HttpServer::new(move || {
+        App::new()
+            .app_data(st.clone())
+            .app_data(aw::PayloadConfig::new(16 * 1024))
+            .route("/internal/register", aw::post().to(web::register))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen_rustls_0_23(internal_listener, internal_tls)?
+    .run();
+
+    let public_tls = ca::public_server_config(&cfg.tls.cert, &cfg.tls.key)?;
+    let public_listener = std::net::TcpListener::bind(cfg.listen)?;
+    let public_addr = public_listener.local_addr()?;
+    let st = state.clone();
+    let body_limit = cfg.limits.body_bytes;
+    let public = HttpServer::new(move || {
+        App::new()
+            .app_data(st.clone())
+            .app_data(aw::PayloadConfig::new(body_limit))
+            .route("/hub/api/login", aw::post().to(web::login))
+            .route("/hub/api/logout", aw::post().to(web::logout))
+            .route("/hub/api/me", aw::get().to(web::me))
+            .route("/hub/api/elevate", aw::post().to(web::elevate))
+            .route("/hub/api/drop", aw::post().to(web::drop_privileges))
+            .route("/user/{owner}/ws", aw::get().to(relay::user_ws))
+    })
+    .workers(2)
+    .shutdown_timeout(1)
+    .listen_rustls_0_23(public_listener, public_tls)?
+    .run();
+
+    println!("steward: ready on https://{public_addr} (internal {internal_addr})");
+    tracing::info!(%public_addr, %internal_addr, "hub ready");
+    let internal_handle = internal.handle();
+    // The public server owns SIGINT/SIGTERM handling; when it stops, stop the internal one.
+    let res = public.await;
+    internal_handle.stop(true).await;
+    let _ = internal.await;
+    res.map_err(Into::into)
+}

@@ -1,0 +1,363 @@
+//! `steward.toml`: everything a site admin sets. Unknown keys are errors (a typo must not
+//! silently leave a default in place), and every error names the file, line and field.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use steward_spawner::SpawnMode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// The URL browsers use; WebSocket Origins must match it.
+    pub public_url: String,
+    /// Where the public HTTPS listener binds.
+    pub listen: SocketAddr,
+    /// The internal mutual-TLS listener UI servers register with (port 0 = any).
+    #[serde(default = "default_internal_listen")]
+    pub internal_listen: SocketAddr,
+    /// SQLite database, CA and signing keys live here (0700).
+    pub data_dir: PathBuf,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    pub policy: PolicyConfig,
+    pub spawner: SpawnerConfig,
+    #[serde(default)]
+    pub elevation: ElevationConfig,
+    #[serde(default)]
+    pub sessions: SessionConfig,
+    pub audit: AuditSection,
+    #[serde(default)]
+    pub uiserver: UiServerConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Hub admins: may stop servers and read every audit record, nothing more.
+    #[serde(default)]
+    pub admins: Vec<String>,
+    #[serde(default)]
+    pub testing: TestingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    #[serde(default = "default_pam_service")]
+    pub pam_service: String,
+    #[serde(default = "default_user_pattern")]
+    pub user_pattern: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            backend: default_backend(),
+            pam_service: default_pam_service(),
+            user_pattern: default_user_pattern(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The site policy (root-owned).
+    pub site: PathBuf,
+    /// Path of each owner's policy, relative to their home, read as the owner.
+    #[serde(default = "default_user_policy")]
+    pub user_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpawnerConfig {
+    pub helper: PathBuf,
+    pub config: Option<PathBuf>,
+    #[serde(default = "default_mode")]
+    pub mode: SpawnMode,
+    /// Key in the helper's executable allow-list.
+    #[serde(default = "default_executable")]
+    pub executable: String,
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_secs: u64,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "default_pending")]
+    pub max_pending: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElevationConfig {
+    #[serde(default = "default_elevation_secs")]
+    pub default_secs: u64,
+    #[serde(default = "default_elevation_max")]
+    pub max_secs: u64,
+    /// Whether owners must elevate to act on their own workflows (sudo-like: yes).
+    #[serde(default = "yes")]
+    pub owners_must_elevate: bool,
+    /// Per-group overrides of the default duration: `{ ops = 1800 }`.
+    #[serde(default)]
+    pub group_secs: std::collections::BTreeMap<String, u64>,
+}
+
+impl Default for ElevationConfig {
+    fn default() -> Self {
+        ElevationConfig {
+            default_secs: default_elevation_secs(),
+            max_secs: default_elevation_max(),
+            owners_must_elevate: true,
+            group_secs: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    #[serde(default = "default_idle")]
+    pub idle_secs: u64,
+    #[serde(default = "default_lifetime")]
+    pub lifetime_secs: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_secs: default_idle(),
+            lifetime_secs: default_lifetime(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiServerConfig {
+    #[serde(default = "default_ui_idle")]
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for UiServerConfig {
+    fn default() -> Self {
+        UiServerConfig {
+            idle_timeout_secs: default_ui_idle(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default = "default_ws_message")]
+    pub ws_message_bytes: usize,
+    #[serde(default = "default_body")]
+    pub body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            ws_message_bytes: default_ws_message(),
+            body_bytes: default_body(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestingConfig {
+    /// A file holding a number of seconds added to the wall clock. Only for tests that
+    /// must move time (elevation expiry) without sleeping; never set it in production.
+    pub clock_offset_file: Option<PathBuf>,
+}
+
+fn default_internal_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+fn default_backend() -> String {
+    "pam".into()
+}
+fn default_pam_service() -> String {
+    "steward".into()
+}
+fn default_user_pattern() -> String {
+    "^[a-z_][a-z0-9_-]{0,31}$".into()
+}
+fn default_user_policy() -> String {
+    ".steward/policy.toml".into()
+}
+fn default_mode() -> SpawnMode {
+    SpawnMode::Direct
+}
+fn default_executable() -> String {
+    "uiserver".into()
+}
+fn default_start_timeout() -> u64 {
+    30
+}
+fn default_concurrency() -> usize {
+    8
+}
+fn default_pending() -> usize {
+    64
+}
+fn default_elevation_secs() -> u64 {
+    15 * 60
+}
+fn default_elevation_max() -> u64 {
+    60 * 60
+}
+fn yes() -> bool {
+    true
+}
+fn default_idle() -> u64 {
+    8 * 3600
+}
+fn default_lifetime() -> u64 {
+    24 * 3600
+}
+fn default_ui_idle() -> u64 {
+    3600
+}
+fn default_ws_message() -> usize {
+    1024 * 1024
+}
+fn default_body() -> usize {
+    64 * 1024
+}
+
+impl HubConfig {
+    pub fn load(path: &Path) -> Result<HubConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<HubConfig, ConfigError> {
+        let cfg: HubConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let invalid = |field, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message,
+        };
+        if !(cfg.public_url.starts_with("https://") || cfg.public_url.starts_with("http://")) {
+            return Err(invalid(
+                "public_url",
+                format!("{:?} must start with https://", cfg.public_url),
+            ));
+        }
+        if !matches!(cfg.auth.backend.as_str(), "pam") {
+            return Err(invalid(
+                "auth.backend",
+                format!("{:?}: supported backends are \"pam\"", cfg.auth.backend),
+            ));
+        }
+        regex::Regex::new(&cfg.auth.user_pattern)
+            .map_err(|e| invalid("auth.user_pattern", e.to_string()))?;
+        if cfg.elevation.default_secs == 0 || cfg.elevation.default_secs > cfg.elevation.max_secs {
+            return Err(invalid(
+                "elevation.default_secs",
+                format!(
+                    "{} must be between 1 and elevation.max_secs ({})",
+                    cfg.elevation.default_secs, cfg.elevation.max_secs
+                ),
+            ));
+        }
+        if cfg.spawner.concurrency == 0 {
+            return Err(invalid("spawner.concurrency", "must be at least 1".into()));
+        }
+        Ok(cfg)
+    }
+
+    /// `scheme://host[:port]` of the public URL: the only Origin a WebSocket may carry.
+    pub fn public_origin(&self) -> String {
+        let url = self.public_url.trim_end_matches('/');
+        match url.find("://") {
+            Some(i) => match url[i + 3..].find('/') {
+                Some(j) => url[..i + 3 + j].to_string(),
+                None => url.to_string(),
+            },
+            None => url.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+public_url = "https://127.0.0.1:8443/"
+listen = "127.0.0.1:8443"
+data_dir = "/var/lib/steward"
+[tls]
+cert = "/etc/steward/tls/hub.crt"
+key = "/etc/steward/tls/hub.key"
+[policy]
+site = "/etc/steward/policy.toml"
+[spawner]
+helper = "/usr/local/libexec/steward/steward-spawn"
+[audit]
+dir = "/var/log/steward/audit"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let cfg = HubConfig::parse(MINIMAL, Path::new("steward.toml")).unwrap();
+        assert_eq!(cfg.elevation.default_secs, 900);
+        assert!(cfg.elevation.owners_must_elevate);
+        assert_eq!(cfg.public_origin(), "https://127.0.0.1:8443");
+        assert_eq!(cfg.spawner.mode, SpawnMode::Direct);
+    }
+
+    #[test]
+    fn errors_name_file_and_field() {
+        let bad = MINIMAL.replace("[audit]", "[audit]\ndirr = 1");
+        let e = HubConfig::parse(&bad, Path::new("steward.toml")).unwrap_err().to_string();
+        assert!(e.contains("steward.toml") && e.contains("dirr"), "{e}");
+        let bad = format!("{MINIMAL}\n[elevation]\ndefault_secs = 99999\n");
+        let e = HubConfig::parse(&bad, Path::new("s.toml")).unwrap_err().to_string();
+        assert!(e.contains("elevation.default_secs"), "{e}");
+        let bad = MINIMAL.replace("listen = \"127.0.0.1:8443\"", "listen = \"nope\"");
+        let e = HubConfig::parse(&bad, Path::new("s.toml")).unwrap_err().to_string();
+        assert!(e.contains("listen"), "{e}");
+    }
+}

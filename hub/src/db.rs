@@ -1,0 +1,233 @@
+//! The hub's SQLite state: sessions and servers (tokens and the overview cache join them
+//! as they land). Session ids are stored hashed, so a copy of the database holds no
+//! usable session.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Mutex;
+use steward_protocol::OpClass;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database lock poisoned")]
+    Poisoned,
+}
+
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id_hash: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    /// The class granted at elevation; read when not elevated.
+    pub class: OpClass,
+    /// Unix seconds when an elevated class drops back to read.
+    pub deadline: Option<i64>,
+    pub csrf: String,
+    pub created: i64,
+    pub last_seen: i64,
+    pub addr: String,
+    /// Set once the expiry of this session's elevation has been audited.
+    pub expiry_audited: bool,
+}
+
+impl Session {
+    /// The class in force at `now`: an elapsed deadline silently means read.
+    pub fn class_at(&self, now: i64) -> OpClass {
+        match self.deadline {
+            Some(d) if now >= d => OpClass::Read,
+            _ => self.class,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRow {
+    pub owner: String,
+    pub name: String,
+    pub pid: u32,
+    pub port: u16,
+    pub cgroup: String,
+    pub started: i64,
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=NORMAL;
+             PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS sessions (
+                id_hash TEXT PRIMARY KEY,
+                user TEXT NOT NULL,
+                groups TEXT NOT NULL,
+                class TEXT NOT NULL,
+                deadline INTEGER,
+                csrf TEXT NOT NULL,
+                created INTEGER NOT NULL,
+                last_seen INTEGER NOT NULL,
+                addr TEXT NOT NULL,
+                expiry_audited INTEGER NOT NULL DEFAULT 0
+             );
+             CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
+             CREATE TABLE IF NOT EXISTS servers (
+                owner TEXT NOT NULL,
+                name TEXT NOT NULL,
+                pid INTEGER NOT NULL,
+                port INTEGER NOT NULL,
+                cgroup TEXT NOT NULL,
+                started INTEGER NOT NULL,
+                PRIMARY KEY (owner, name)
+             );",
+        )?;
+        Ok(Db { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>) -> Result<T, DbError> {
+        let conn = self.conn.lock().map_err(|_| DbError::Poisoned)?;
+        Ok(f(&conn)?)
+    }
+
+    pub fn insert_session(&self, s: &Session) -> Result<(), DbError> {
+        let groups = serde_json::to_string(&s.groups).unwrap_or_else(|_| "[]".into());
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO sessions (id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![s.id_hash, s.user, groups, s.class.name(), s.deadline, s.csrf, s.created, s.last_seen, s.addr, s.expiry_audited],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn session(&self, id_hash: &str) -> Result<Option<Session>, DbError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited
+                 FROM sessions WHERE id_hash = ?1",
+                params![id_hash],
+                |r| {
+                    let groups: String = r.get(2)?;
+                    let class: String = r.get(3)?;
+                    Ok(Session {
+                        id_hash: r.get(0)?,
+                        user: r.get(1)?,
+                        groups: serde_json::from_str(&groups).unwrap_or_default(),
+                        class: class.parse().unwrap_or(OpClass::Read),
+                        deadline: r.get(4)?,
+                        csrf: r.get(5)?,
+                        created: r.get(6)?,
+                        last_seen: r.get(7)?,
+                        addr: r.get(8)?,
+                        expiry_audited: r.get(9)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    pub fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), DbError> {
+        self.with(|c| {
+            c.execute("UPDATE sessions SET last_seen = ?2 WHERE id_hash = ?1", params![id_hash, now])
+                .map(|_| ())
+        })
+    }
+
+    /// Marks the expiry audited; returns false if another request already did.
+    pub fn mark_expiry_audited(&self, id_hash: &str) -> Result<bool, DbError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE sessions SET expiry_audited = 1 WHERE id_hash = ?1 AND expiry_audited = 0",
+                params![id_hash],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    pub fn delete_session(&self, id_hash: &str) -> Result<bool, DbError> {
+        self.with(|c| {
+            c.execute("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])
+                .map(|n| n > 0)
+        })
+    }
+
+    pub fn upsert_server(&self, s: &ServerRow) -> Result<(), DbError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO servers (owner, name, pid, port, cgroup, started) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(owner, name) DO UPDATE SET pid = excluded.pid, port = excluded.port,
+                   cgroup = excluded.cgroup, started = excluded.started",
+                params![s.owner, s.name, s.pid, s.port, s.cgroup, s.started],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn delete_server(&self, owner: &str, name: &str) -> Result<(), DbError> {
+        self.with(|c| {
+            c.execute("DELETE FROM servers WHERE owner = ?1 AND name = ?2", params![owner, name])
+                .map(|_| ())
+        })
+    }
+
+    pub fn servers(&self) -> Result<Vec<ServerRow>, DbError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT owner, name, pid, port, cgroup, started FROM servers ORDER BY owner, name")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ServerRow {
+                    owner: r.get(0)?,
+                    name: r.get(1)?,
+                    pid: r.get(2)?,
+                    port: r.get(3)?,
+                    cgroup: r.get(4)?,
+                    started: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_round_trip_and_expire_to_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("hub.db")).unwrap();
+        let s = Session {
+            id_hash: hash_secret("abc"),
+            user: "alice".into(),
+            groups: vec!["ops".into()],
+            class: OpClass::Execute,
+            deadline: Some(1000),
+            csrf: "c".into(),
+            created: 1,
+            last_seen: 1,
+            addr: "127.0.0.1".into(),
+            expiry_audited: false,
+        };
+        db.insert_session(&s).unwrap();
+        let back = db.session(&s.id_hash).unwrap().unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.class_at(999), OpClass::Execute);
+        assert_eq!(back.class_at(1000), OpClass::Read);
+        assert!(db.mark_expiry_audited(&s.id_hash).unwrap());
+        assert!(!db.mark_expiry_audited(&s.id_hash).unwrap());
+        assert!(db.delete_session(&s.id_hash).unwrap());
+        assert!(db.session(&s.id_hash).unwrap().is_none());
+    }
+}

@@ -1,0 +1,21 @@
+//! The `steward` hub: the one door between browsers and every owner's UI server.
+//!
+//! It authenticates people (PAM), keeps server-side sessions with sudo-like elevation,
+//! decides every operation with the `policy` crate, writes it to the audit log before
+//! forwarding it, signs it for the owner's UI server and relays the WebSocket. It asks
+//! the privileged `steward-spawn` helper to start and stop servers; it must never switch
+//! uid itself.
+
+pub mod app;
+pub mod auth;
+pub mod ca;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod fsutil;
+pub mod relay;
+pub mod servers;
+pub mod state;
+pub mod tokens;
+pub mod web;

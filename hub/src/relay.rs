@@ -1,0 +1,361 @@
+//! `/user/<owner>/ws`: the authorised WebSocket relay between a browser and an owner's
+//! UI server.
+//!
+//! Only operation messages are parsed: each is decided (policy ∩ elevation), its intent
+//! made durable in the audit log, signed with a fresh per-operation JWT and forwarded;
+//! the UI server's result closes the record with the outcome. Everything else (snapshots,
+//! deltas, log tails) passes through untouched unless the watcher is not the owner, in
+//! which case workflows they may not read are filtered out.
+
+use crate::db::Session;
+use crate::servers::{RunningServer, ServerError, SpawnOutcome};
+use crate::state::AppState;
+use crate::web::{audit, current_session, error_json, session_ref};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use steward_audit::{events, AuditRecord, Decision as AuditDecision, Outcome, RecordKind};
+use steward_protocol::wire::{ClientMessage, OpRequest, ServerMessage};
+use steward_protocol::{Operation, TaskId, WorkflowId};
+use tokio_tungstenite::tungstenite::Message as UpMessage;
+
+/// Starts (or finds) the owner's server, auditing a start with the actor who caused it.
+pub async fn ensure_server(state: &AppState, owner: &str, actor: &str) -> Result<RunningServer, ServerError> {
+    match state.servers.ensure(owner).await {
+        Ok(SpawnOutcome::AlreadyRunning(s)) => Ok(s),
+        Ok(SpawnOutcome::Started(s)) => {
+            let rec = AuditRecord {
+                owner: Some(owner.to_string()),
+                message: Some(format!("pid {} in {}", s.pid, s.cgroup)),
+                ..AuditRecord::new(RecordKind::Event, events::SPAWN, actor)
+            }
+            .with_extra("server", s.name.clone());
+            let _ = audit(state, rec).await;
+            Ok(s)
+        }
+        Err(e) => {
+            let rec = AuditRecord {
+                owner: Some(owner.to_string()),
+                message: Some(e.to_string()),
+                outcome: Some(Outcome::Error),
+                ..AuditRecord::new(RecordKind::Event, events::SPAWN_FAILED, actor)
+            };
+            let _ = audit(state, rec).await;
+            Err(e)
+        }
+    }
+}
+
+fn origin_ok(state: &AppState, req: &HttpRequest) -> bool {
+    let expected = state.cfg.public_origin();
+    req.headers()
+        .get("origin")
+        .and_then(|o| o.to_str().ok())
+        .is_some_and(|o| o.trim_end_matches('/') == expected)
+}
+
+pub async fn user_ws(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+    path: web::Path<String>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let owner = path.into_inner();
+    if !origin_ok(&state, &req) {
+        return Ok(error_json(StatusCode::FORBIDDEN, "WebSocket Origin missing or not this hub's public URL"));
+    }
+    let Some(session) = current_session(&state, &req) else {
+        return Ok(error_json(StatusCode::UNAUTHORIZED, "not logged in"));
+    };
+    if !steward_protocol::ids::validate_user_name(&owner) || nix::unistd::User::from_name(&owner).ok().flatten().is_none() {
+        return Ok(error_json(StatusCode::NOT_FOUND, format!("no such owner {owner:?}")));
+    }
+    // Visiting starts the owner's server only for someone who may read something there.
+    if owner != session.user && !state.policy_ops(&owner, &session, "").await.contains(Operation::Read) {
+        return Ok(error_json(StatusCode::FORBIDDEN, format!("you may not read {owner}'s workflows")));
+    }
+    let server = match ensure_server(&state, &owner, &session.user).await {
+        Ok(s) => s,
+        Err(ServerError::Busy) => {
+            return Ok(HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", "5"))
+                .json(serde_json::json!({"error": ServerError::Busy.to_string()})))
+        }
+        Err(e) => return Ok(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    };
+    let rid = uuid::Uuid::new_v4().simple().to_string();
+    let now = state.clock.now_secs().max(0) as u64;
+    let jwt = state
+        .signer
+        .sign(now, &owner, &session.user, vec![Operation::Read], None, &rid)
+        .map_err(actix_web::error::ErrorInternalServerError)?;
+    let max = state.cfg.limits.ws_message_bytes;
+    let upstream = match state.servers.connect_ws(&server, &jwt, max).await {
+        Ok(ws) => ws,
+        Err(first) => {
+            // The server may have died or been culled since we last saw it: start afresh once.
+            tracing::info!(owner, error = %first, "server unreachable; respawning");
+            state.servers.forget(&owner);
+            let server = match ensure_server(&state, &owner, &session.user).await {
+                Ok(s) => s,
+                Err(e) => return Ok(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+            };
+            match state.servers.connect_ws(&server, &jwt_again(&state, &owner, &session, &rid)?, max).await {
+                Ok(ws) => ws,
+                Err(e) => return Ok(error_json(StatusCode::BAD_GATEWAY, e.to_string())),
+            }
+        }
+    };
+    let (response, ws_session, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
+    let addr = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    actix_web::rt::spawn(relay(state.into_inner(), owner, session, addr, ws_session, stream, upstream));
+    Ok(response)
+}
+
+fn jwt_again(state: &AppState, owner: &str, s: &Session, rid: &str) -> Result<String, actix_web::Error> {
+    let now = state.clock.now_secs().max(0) as u64;
+    state
+        .signer
+        .sign(now, owner, &s.user, vec![Operation::Read], None, rid)
+        .map_err(actix_web::error::ErrorInternalServerError)
+}
+
+struct PendingOp {
+    intent: AuditRecord,
+    intent_seq: u64,
+}
+
+struct Relay {
+    state: std::sync::Arc<AppState>,
+    owner: String,
+    session: Session,
+    addr: String,
+    pending: HashMap<String, PendingOp>,
+}
+
+async fn send_browser(ws: &mut actix_ws::Session, msg: &ServerMessage) -> bool {
+    match serde_json::to_string(msg) {
+        Ok(t) => ws.text(t).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn relay(
+    state: std::sync::Arc<AppState>,
+    owner: String,
+    session: Session,
+    addr: String,
+    mut ws: actix_ws::Session,
+    mut stream: actix_ws::AggregatedMessageStream,
+    upstream: crate::servers::UpstreamWs,
+) {
+    let (mut up_tx, mut up_rx) = upstream.split();
+    let mut r = Relay { state, owner, session, addr, pending: HashMap::new() };
+    loop {
+        tokio::select! {
+            msg = stream.recv() => {
+                let Some(msg) = msg else { break };
+                match msg {
+                    Ok(actix_ws::AggregatedMessage::Text(text)) => {
+                        match r.from_browser(&text).await {
+                            Forward::Upstream(t) => {
+                                if up_tx.send(UpMessage::text(t)).await.is_err() { break; }
+                            }
+                            Forward::Browser(m) => {
+                                if !send_browser(&mut ws, &m).await { break; }
+                            }
+                        }
+                    }
+                    Ok(actix_ws::AggregatedMessage::Binary(_)) => {
+                        let m = ServerMessage::Error { id: None, message: "binary frames are not accepted; send JSON text".into() };
+                        if !send_browser(&mut ws, &m).await { break; }
+                    }
+                    Ok(actix_ws::AggregatedMessage::Ping(p)) => {
+                        if ws.pong(&p).await.is_err() { break; }
+                    }
+                    Ok(actix_ws::AggregatedMessage::Pong(_)) => {}
+                    Ok(actix_ws::AggregatedMessage::Close(_)) => break,
+                    Err(e) => {
+                        let m = ServerMessage::Error { id: None, message: format!("WebSocket protocol error: {e}") };
+                        let _ = send_browser(&mut ws, &m).await;
+                        break;
+                    }
+                }
+            }
+            msg = up_rx.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                match msg {
+                    UpMessage::Text(t) => {
+                        if let Some(out) = r.from_server(t.as_str()).await {
+                            if ws.text(out).await.is_err() { break; }
+                        }
+                    }
+                    UpMessage::Close(_) => break,
+                    _ => {}
+                }
+            }
+        }
+    }
+    // Operations forwarded but never answered: their outcome is unknown.
+    for (_, p) in r.pending.drain() {
+        let rec = p.intent.outcome_of(p.intent_seq, Outcome::Unknown, Some("connection closed before the server answered".into()));
+        let _ = audit(&r.state, rec).await;
+    }
+    let _ = ws.close(None).await;
+    let _ = up_tx.close().await;
+}
+
+enum Forward {
+    Upstream(String),
+    Browser(ServerMessage),
+}
+
+impl Relay {
+    async fn from_browser(&mut self, text: &str) -> Forward {
+        if text.len() > steward_protocol::wire::MAX_OP_MESSAGE_BYTES {
+            return Forward::Browser(ServerMessage::Error { id: None, message: "message too large".into() });
+        }
+        let msg: ClientMessage = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(e) => {
+                return Forward::Browser(ServerMessage::Error {
+                    id: None,
+                    message: format!("malformed message: {e}; expected {{\"type\":\"op\",\"id\":..,\"op\":..,\"target\":..}} or {{\"type\":\"ping\"}}"),
+                })
+            }
+        };
+        match msg {
+            ClientMessage::Ping => Forward::Browser(ServerMessage::Pong),
+            ClientMessage::Op(op) => self.operation(op).await,
+        }
+    }
+
+    async fn operation(&mut self, mut req: OpRequest) -> Forward {
+        let id = req.id.clone();
+        let err = |message: String| Forward::Browser(ServerMessage::Error { id: Some(id.clone()), message });
+        if req.id.is_empty() || req.id.len() > 128 {
+            return err("op id must be 1 to 128 characters".into());
+        }
+        if self.pending.contains_key(&req.id) {
+            return err(format!("an operation with id {:?} is still in flight", req.id));
+        }
+        let op: Operation = match req.op.parse() {
+            Ok(op) => op,
+            Err(_) => return err(format!("unknown operation {:?}; known: {}", req.op, Operation::ALL.map(|o| o.name()).join(", "))),
+        };
+        let (workflow, task) = if req.target.contains("//") {
+            match TaskId::parse(&req.target, &self.owner) {
+                Ok(t) => {
+                    let mut task = t.cycle.clone();
+                    if let Some(name) = &t.task {
+                        task.push('/');
+                        task.push_str(name);
+                    }
+                    if let Some(j) = t.job {
+                        task.push_str(&format!("/{j:02}"));
+                    }
+                    (t.workflow, Some(task))
+                }
+                Err(e) => return err(format!("target: {e}")),
+            }
+        } else {
+            match WorkflowId::parse(&req.target, &self.owner) {
+                Ok(w) => (w, None),
+                Err(e) => return err(format!("target: {e}")),
+            }
+        };
+        if workflow.owner != self.owner {
+            return err(format!("target belongs to {}, but this connection is to {}'s server", workflow.owner, self.owner));
+        }
+        // Re-read the session: it may have been revoked or its elevation may have expired.
+        let Some(session) = self.state.db.session(&self.session.id_hash).ok().flatten() else {
+            return err("your session has ended; log in again".into());
+        };
+        self.session = session;
+        crate::web::audit_expiry_once(&self.state, &self.session).await;
+        let eff = self.state.effective(&self.owner, &self.session, &workflow.name, op).await;
+        let rid = uuid::Uuid::new_v4().simple().to_string();
+        let record = AuditRecord {
+            actor_addr: Some(self.addr.clone()),
+            session: Some(session_ref(&self.session)),
+            owner: Some(self.owner.clone()),
+            workflow: Some(workflow.name.clone()),
+            task: task.clone(),
+            op: Some(op.name().into()),
+            decision: Some(if eff.allowed { AuditDecision::Allow } else { AuditDecision::Deny }),
+            reason: Some(eff.reason.clone()),
+            elevation: Some(eff.class_now.name().into()),
+            elevation_deadline: self
+                .session
+                .deadline
+                .and_then(|d| chrono::DateTime::from_timestamp(d, 0))
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            request_id: Some(rid.clone()),
+            ..AuditRecord::new(RecordKind::Intent, events::OP, &self.session.user)
+        };
+        if !eff.allowed {
+            let rec = AuditRecord { kind: RecordKind::Event, ..record };
+            if let Err(e) = audit(&self.state, rec).await {
+                return err(format!("audit log unavailable ({e}); operation refused"));
+            }
+            return Forward::Browser(ServerMessage::Denied { id, op: op.name().into(), reason: eff.reason });
+        }
+        // Write-ahead: the intent is durable before anything reaches the server.
+        let intent_seq = match audit(&self.state, record.clone()).await {
+            Ok(seq) => seq,
+            Err(e) => return err(format!("audit log unavailable ({e}); operation refused until it can be written")),
+        };
+        let now = self.state.clock.now_secs().max(0) as u64;
+        let token = match self.state.signer.sign(now, &self.owner, &self.session.user, vec![op], Some(workflow.name.clone()), &rid) {
+            Ok(t) => t,
+            Err(e) => {
+                let rec = record.outcome_of(intent_seq, Outcome::Error, Some(e.to_string()));
+                let _ = audit(&self.state, rec).await;
+                return err(format!("signing failed: {e}"));
+            }
+        };
+        req.token = Some(token);
+        self.pending.insert(id, PendingOp { intent: record, intent_seq });
+        Forward::Upstream(serde_json::to_string(&ClientMessage::Op(req)).unwrap_or_default())
+    }
+
+    /// Returns the text to send to the browser (None: drop it).
+    async fn from_server(&mut self, text: &str) -> Option<String> {
+        // Cheap pre-check: only results and (for non-owners) state need parsing.
+        let is_result = text.contains("\"result\"");
+        let filter = self.session.user != self.owner;
+        if !is_result && !filter {
+            return Some(text.to_string());
+        }
+        let msg: ServerMessage = match serde_json::from_str(text) {
+            Ok(m) => m,
+            Err(_) => return if filter { None } else { Some(text.to_string()) },
+        };
+        match msg {
+            ServerMessage::Result { ref id, ok, ref message } => {
+                if let Some(p) = self.pending.remove(id) {
+                    let outcome = if ok { Outcome::Ok } else { Outcome::Error };
+                    let rec = p.intent.outcome_of(p.intent_seq, outcome, Some(message.clone()));
+                    let _ = audit(&self.state, rec).await;
+                }
+                Some(text.to_string())
+            }
+            ServerMessage::Snapshot { workflows } => {
+                let mut visible = vec![];
+                for w in workflows {
+                    if self.state.policy_ops(&self.owner, &self.session, &w.name).await.contains(Operation::Read) {
+                        visible.push(w);
+                    }
+                }
+                serde_json::to_string(&ServerMessage::Snapshot { workflows: visible }).ok()
+            }
+            ServerMessage::Delta { ref workflow, .. } => {
+                let ok = self.state.policy_ops(&self.owner, &self.session, workflow).await.contains(Operation::Read);
+                ok.then(|| text.to_string())
+            }
+            _ => Some(text.to_string()),
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Each owner's UI server: start on demand (one spawn however many visitors wait),
+//! wait for its registration, remember it, connect to it.
+
+use crate::ca::Ca;
+use crate::db::{Db, ServerRow};
+use crate::tokens::TokenSigner;
+use rustls::pki_types::ServerName;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use steward_protocol::bootstrap::{uiserver_dns_name, Registration, UiServerBootstrap, HUB_INTERNAL_NAME};
+use steward_protocol::helper::{HelperReply, HelperRequest, StartRequest};
+use steward_spawner::SpawnerClient;
+use tokio::sync::{oneshot, Semaphore};
+
+pub const DEFAULT_SERVER: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("too many servers are starting; retry in a few seconds")]
+    Busy,
+    #[error("could not start the server of {owner}: {message}")]
+    Start { owner: String, message: String },
+    #[error("the server of {owner} did not become ready within {secs} s")]
+    Timeout { owner: String, secs: u64 },
+    #[error("connecting to the server of {owner}: {message}")]
+    Connect { owner: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningServer {
+    pub owner: String,
+    pub name: String,
+    pub pid: u32,
+    pub port: u16,
+    pub cgroup: String,
+}
+
+pub type UpstreamWs = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+pub struct ServerManager {
+    spawner: SpawnerClient,
+    executable: String,
+    start_timeout: Duration,
+    idle_timeout_secs: u64,
+    ca: Arc<Ca>,
+    signer: Arc<TokenSigner>,
+    db: Arc<Db>,
+    client_tls: Arc<rustls::ClientConfig>,
+    running: Mutex<HashMap<String, RunningServer>>,
+    owner_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Registration>>>,
+    slots: Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_pending: usize,
+    internal_addr: Mutex<Option<SocketAddr>>,
+}
+
+/// What happened, for the caller to audit.
+pub enum SpawnOutcome {
+    AlreadyRunning(RunningServer),
+    Started(RunningServer),
+}
+
+impl ServerManager {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        spawner: SpawnerClient,
+        executable: String,
+        start_timeout: Duration,
+        idle_timeout_secs: u64,
+        concurrency: usize,
+        max_pending: usize,
+        ca: Arc<Ca>,
+        signer: Arc<TokenSigner>,
+        db: Arc<Db>,
+    ) -> Result<ServerManager, crate::ca::CaError> {
+        let client_tls = ca.client_config()?;
+        let running = db
+            .servers()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.owner.clone(),
+                    RunningServer { owner: r.owner, name: r.name, pid: r.pid, port: r.port, cgroup: r.cgroup },
+                )
+            })
+            .collect();
+        Ok(ServerManager {
+            spawner,
+            executable,
+            start_timeout,
+            idle_timeout_secs,
+            ca,
+            signer,
+            db,
+            client_tls,
+            running: Mutex::new(running),
+            owner_locks: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            slots: Semaphore::new(concurrency),
+            waiting: Default::default(),
+            max_pending,
+            internal_addr: Mutex::new(None),
+        })
+    }
+
+    pub fn set_internal_addr(&self, addr: SocketAddr) {
+        if let Ok(mut a) = self.internal_addr.lock() {
+            *a = Some(addr);
+        }
+    }
+
+    pub fn get(&self, owner: &str) -> Option<RunningServer> {
+        self.running.lock().ok()?.get(owner).cloned()
+    }
+
+    pub fn all(&self) -> Vec<RunningServer> {
+        self.running.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    pub fn forget(&self, owner: &str) {
+        if let Ok(mut m) = self.running.lock() {
+            m.remove(owner);
+        }
+        let _ = self.db.delete_server(owner, DEFAULT_SERVER);
+    }
+
+    /// Called by the internal listener; true if a spawn was waiting for this token.
+    pub fn register(&self, reg: Registration) -> bool {
+        let sender = self.pending.lock().ok().and_then(|mut p| p.remove(&reg.register_token));
+        match sender {
+            Some(tx) => tx.send(reg).is_ok(),
+            None => false,
+        }
+    }
+
+    fn owner_lock(&self, owner: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.owner_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(owner.to_string()).or_default().clone()
+    }
+
+    /// Returns the owner's running server, starting it if needed. Concurrent callers for
+    /// one owner share a single spawn.
+    pub async fn ensure(&self, owner: &str) -> Result<SpawnOutcome, ServerError> {
+        let lock = self.owner_lock(owner);
+        let _guard = lock.lock().await;
+        if let Some(s) = self.get(owner) {
+            return Ok(SpawnOutcome::AlreadyRunning(s));
+        }
+        if self.waiting.load(std::sync::atomic::Ordering::Relaxed) >= self.max_pending {
+            return Err(ServerError::Busy);
+        }
+        self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let permit = self.slots.acquire().await;
+        self.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let _permit = permit.map_err(|_| ServerError::Busy)?;
+        let s = self.spawn(owner).await?;
+        Ok(SpawnOutcome::Started(s))
+    }
+
+    async fn spawn(&self, owner: &str) -> Result<RunningServer, ServerError> {
+        let fail = |message: String| ServerError::Start { owner: owner.to_string(), message };
+        let internal = self
+            .internal_addr
+            .lock()
+            .ok()
+            .and_then(|a| *a)
+            .ok_or_else(|| fail("the internal listener is not up".into()))?;
+        let issued = self.ca.issue_uiserver(owner, DEFAULT_SERVER).map_err(|e| fail(e.to_string()))?;
+        let token = crate::web::random_token();
+        let bootstrap = UiServerBootstrap {
+            owner: owner.to_string(),
+            server: DEFAULT_SERVER.to_string(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            ca_pem: self.ca.ca_pem.clone(),
+            jwt_public_key_pem: self.signer.public_pem.clone(),
+            register_url: format!("https://{HUB_INTERNAL_NAME}:{}/internal/register", internal.port()),
+            hub_internal_addr: internal.to_string(),
+            register_token: token.clone(),
+            idle_timeout_secs: self.idle_timeout_secs,
+        };
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(token.clone(), tx);
+        }
+        let req = HelperRequest::Start(StartRequest {
+            user: owner.to_string(),
+            server: DEFAULT_SERVER.to_string(),
+            executable: self.executable.clone(),
+            args: vec![],
+            env: Default::default(),
+            stdin: Some(serde_json::to_string(&bootstrap).map_err(|e| fail(e.to_string()))?),
+            profile: None,
+        });
+        let reply = self.spawner.call(&req).await;
+        let cleanup_token = || {
+            if let Ok(mut p) = self.pending.lock() {
+                p.remove(&token);
+            }
+        };
+        let (pid, cgroup) = match reply {
+            Ok(HelperReply::Started { pid, cgroup }) => (pid, cgroup),
+            Ok(HelperReply::Error { message, .. }) => {
+                cleanup_token();
+                return Err(fail(message));
+            }
+            Ok(other) => {
+                cleanup_token();
+                return Err(fail(format!("unexpected helper reply {other:?}")));
+            }
+            Err(e) => {
+                cleanup_token();
+                return Err(fail(e.to_string()));
+            }
+        };
+        let reg = match tokio::time::timeout(self.start_timeout, rx).await {
+            Ok(Ok(reg)) => reg,
+            _ => {
+                cleanup_token();
+                // Leave nothing half-started: the whole cgroup goes.
+                let _ = self
+                    .spawner
+                    .call(&HelperRequest::Stop { user: owner.into(), server: DEFAULT_SERVER.into(), grace_secs: Some(0) })
+                    .await;
+                return Err(ServerError::Timeout { owner: owner.to_string(), secs: self.start_timeout.as_secs() });
+            }
+        };
+        let server = RunningServer { owner: owner.to_string(), name: DEFAULT_SERVER.into(), pid, port: reg.port, cgroup };
+        let _ = self.db.upsert_server(&ServerRow {
+            owner: server.owner.clone(),
+            name: server.name.clone(),
+            pid: server.pid,
+            port: server.port,
+            cgroup: server.cgroup.clone(),
+            started: chrono::Utc::now().timestamp(),
+        });
+        if let Ok(mut m) = self.running.lock() {
+            m.insert(owner.to_string(), server.clone());
+        }
+        Ok(server)
+    }
+
+    /// Stops the owner's server through the helper (the whole cgroup).
+    pub async fn stop(&self, owner: &str) -> Result<(), ServerError> {
+        let reply = self
+            .spawner
+            .call(&HelperRequest::Stop { user: owner.into(), server: DEFAULT_SERVER.into(), grace_secs: None })
+            .await;
+        self.forget(owner);
+        match reply {
+            Ok(HelperReply::Stopped { .. }) => Ok(()),
+            Ok(HelperReply::Error { code: steward_protocol::helper::HelperErrorCode::NotFound, .. }) => Ok(()),
+            Ok(HelperReply::Error { message, .. }) => Err(ServerError::Start { owner: owner.into(), message }),
+            Ok(other) => Err(ServerError::Start { owner: owner.into(), message: format!("unexpected reply {other:?}") }),
+            Err(e) => Err(ServerError::Start { owner: owner.into(), message: e.to_string() }),
+        }
+    }
+
+    /// Opens an authenticated WebSocket to the owner's server over mutual TLS.
+    pub async fn connect_ws(&self, server: &RunningServer, jwt: &str, max_message: usize) -> Result<UpstreamWs, ServerError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let err = |message: String| ServerError::Connect { owner: server.owner.clone(), message };
+        let dns = uiserver_dns_name(&server.owner, &server.name);
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(dns.clone()).map_err(|e| err(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(self.client_tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| err(format!("TLS: {e}")))?;
+        let mut req = format!("wss://{dns}/ws").into_client_request().map_err(|e| err(e.to_string()))?;
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {jwt}").parse().map_err(|_| err("bad token header".into()))?,
+        );
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, tls, Some(config))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        Ok(ws)
+    }
+}

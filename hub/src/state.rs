@@ -1,0 +1,188 @@
+//! Everything a request handler needs, built once at start.
+
+use crate::auth;
+use crate::ca::Ca;
+use crate::clock::Clock;
+use crate::config::HubConfig;
+use crate::db::{Db, Session};
+use crate::servers::ServerManager;
+use crate::tokens::TokenSigner;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use steward_audit::AuditLog;
+use steward_policy::{Decision, OpClass, OpSet, Operation, SitePolicy, Subject, UserPolicy};
+use steward_protocol::helper::{HelperReply, HelperRequest};
+use steward_spawner::SpawnerClient;
+
+/// How long an owner's policy file and groups are reused before being read again.
+const USER_POLICY_TTL: Duration = Duration::from_secs(5);
+
+pub struct AppState {
+    pub cfg: HubConfig,
+    pub db: Arc<Db>,
+    pub clock: Clock,
+    pub signer: Arc<TokenSigner>,
+    pub ca: Arc<Ca>,
+    pub servers: Arc<ServerManager>,
+    pub spawner: SpawnerClient,
+    pub audit: AuditLog,
+    pub site_policy: RwLock<Arc<SitePolicy>>,
+    pub user_pattern: regex::Regex,
+    user_policies: Mutex<HashMap<String, (Instant, Option<Arc<UserPolicy>>)>>,
+    groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+}
+
+/// The permission of one request, with the reasons for the audit record and the UI.
+pub struct Effective {
+    pub decision: Decision,
+    pub class_now: OpClass,
+    pub allowed: bool,
+    pub reason: String,
+}
+
+impl AppState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: HubConfig,
+        db: Arc<Db>,
+        clock: Clock,
+        signer: Arc<TokenSigner>,
+        ca: Arc<Ca>,
+        servers: Arc<ServerManager>,
+        spawner: SpawnerClient,
+        audit: AuditLog,
+        site_policy: SitePolicy,
+    ) -> Result<AppState, regex::Error> {
+        let user_pattern = regex::Regex::new(&cfg.auth.user_pattern)?;
+        Ok(AppState {
+            cfg,
+            db,
+            clock,
+            signer,
+            ca,
+            servers,
+            spawner,
+            audit,
+            site_policy: RwLock::new(Arc::new(site_policy)),
+            user_pattern,
+            user_policies: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn site(&self) -> Arc<SitePolicy> {
+        self.site_policy.read().map(|p| p.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// NSS groups of a user, cached briefly.
+    pub fn groups_of(&self, user: &str) -> Vec<String> {
+        if let Ok(cache) = self.groups.lock() {
+            if let Some((at, g)) = cache.get(user) {
+                if at.elapsed() < USER_POLICY_TTL {
+                    return g.clone();
+                }
+            }
+        }
+        let g = auth::nss_groups(user);
+        if let Ok(mut cache) = self.groups.lock() {
+            cache.insert(user.to_string(), (Instant::now(), g.clone()));
+        }
+        g
+    }
+
+    /// The owner's policy file, read *as the owner* through the helper so the hub never
+    /// follows a user's symlink as root. A missing file means "no user grants"; a broken
+    /// one is logged and treated as missing (site defaults apply).
+    pub async fn user_policy(&self, owner: &str) -> Option<Arc<UserPolicy>> {
+        if let Ok(cache) = self.user_policies.lock() {
+            if let Some((at, p)) = cache.get(owner) {
+                if at.elapsed() < USER_POLICY_TTL {
+                    return p.clone();
+                }
+            }
+        }
+        let reply = self
+            .spawner
+            .call(&HelperRequest::ReadUserFile {
+                user: owner.to_string(),
+                path: self.cfg.policy.user_file.clone(),
+                max_bytes: Some(256 * 1024),
+            })
+            .await;
+        let policy = match reply {
+            Ok(HelperReply::File { content, .. }) => {
+                let origin = format!("~{owner}/{}", self.cfg.policy.user_file);
+                match UserPolicy::parse(&content, &origin) {
+                    Ok(p) => Some(Arc::new(p)),
+                    Err(diags) => {
+                        tracing::warn!(owner, errors = %diags, "user policy has errors; ignoring it");
+                        None
+                    }
+                }
+            }
+            Ok(HelperReply::Error { message, .. }) => {
+                tracing::debug!(owner, %message, "no user policy");
+                None
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(owner, error = %e, "reading user policy");
+                None
+            }
+        };
+        if let Ok(mut cache) = self.user_policies.lock() {
+            cache.insert(owner.to_string(), (Instant::now(), policy.clone()));
+        }
+        policy
+    }
+
+    fn subjects(&self, owner: &str, actor: &Session) -> (Subject, Subject) {
+        (
+            Subject { name: owner.to_string(), groups: self.groups_of(owner) },
+            Subject { name: actor.user.clone(), groups: actor.groups.clone() },
+        )
+    }
+
+    /// Operations the policy permits (before elevation).
+    pub async fn policy_ops(&self, owner: &str, actor: &Session, workflow: &str) -> OpSet {
+        let user_policy = self.user_policy(owner).await;
+        let (o, a) = self.subjects(owner, actor);
+        steward_policy::permitted(&self.site(), user_policy.as_deref(), &o, &a, workflow)
+    }
+
+    /// Operations the session's current class allows on `owner`'s workflows.
+    pub fn class_ops(&self, owner: &str, actor: &Session, now: i64) -> OpSet {
+        if owner == actor.user && !self.cfg.elevation.owners_must_elevate {
+            return OpSet::ALL;
+        }
+        actor.class_at(now).session_ops()
+    }
+
+    /// policy ∩ elevation for one operation, with a reason a person can act on.
+    pub async fn effective(&self, owner: &str, actor: &Session, workflow: &str, op: Operation) -> Effective {
+        let user_policy = self.user_policy(owner).await;
+        let (o, a) = self.subjects(owner, actor);
+        let decision = steward_policy::decide(&self.site(), user_policy.as_deref(), &o, &a, workflow, op);
+        let now = self.clock.now_secs();
+        let class_now = actor.class_at(now);
+        let class_ok = self.class_ops(owner, actor, now).contains(op);
+        let allowed = decision.allowed && class_ok;
+        let reason = if !decision.allowed {
+            decision.reasons.join("; ")
+        } else if !class_ok {
+            format!(
+                "{op} needs {} privileges; this session has {} — raise your privileges first",
+                op.class(),
+                class_now
+            )
+        } else {
+            decision.reasons.join("; ")
+        };
+        Effective { decision, class_now, allowed, reason }
+    }
+
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.cfg.admins.iter().any(|a| a == user)
+    }
+}
