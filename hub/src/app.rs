@@ -17,8 +17,10 @@ use steward_spawner::SpawnerClient;
 
 /// Loads the site policy; any error keeps the hub from starting (there is no last good one yet).
 pub fn load_site_policy(path: &std::path::Path) -> anyhow::Result<SitePolicy> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading site policy {}: {e}", path.display()))?;
-    SitePolicy::parse(&text, &path.display().to_string()).map_err(|d| anyhow::anyhow!("site policy has errors:\n{d}"))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading site policy {}: {e}", path.display()))?;
+    SitePolicy::parse(&text, &path.display().to_string())
+        .map_err(|d| anyhow::anyhow!("site policy has errors:\n{d}"))
 }
 
 pub struct Hub {
@@ -26,12 +28,19 @@ pub struct Hub {
 }
 
 pub fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
-    fsutil::private_dir(&cfg.data_dir).map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))?;
+    fsutil::private_dir(&cfg.data_dir)
+        .map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))?;
     let db = Arc::new(Db::open(&cfg.data_dir.join("hub.db"))?);
     let ca = Arc::new(Ca::load_or_create(&cfg.data_dir)?);
-    let signer = Arc::new(TokenSigner::load_or_create(&cfg.data_dir.join("jwt-ed25519.der"))?);
+    let signer = Arc::new(TokenSigner::load_or_create(
+        &cfg.data_dir.join("jwt-ed25519.der"),
+    )?);
     let clock = Clock::with_offset_file(cfg.testing.clock_offset_file.clone());
-    let mut spawner = SpawnerClient::new(cfg.spawner.helper.clone(), cfg.spawner.config.clone(), cfg.spawner.mode);
+    let mut spawner = SpawnerClient::new(
+        cfg.spawner.helper.clone(),
+        cfg.spawner.config.clone(),
+        cfg.spawner.mode,
+    );
     spawner.timeout = Duration::from_secs(cfg.spawner.start_timeout_secs.max(5));
     let servers = Arc::new(ServerManager::new(
         spawner.clone(),
@@ -49,7 +58,9 @@ pub fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
     let audit = AuditLog::open(audit_cfg)?;
     let site = load_site_policy(&cfg.policy.site)?;
     let state = AppState::new(cfg, db, clock, signer, ca, servers, spawner, audit, site)?;
-    Ok(Hub { state: aw::Data::new(state) })
+    Ok(Hub {
+        state: aw::Data::new(state),
+    })
 }
 
 /// Runs the hub until SIGINT/SIGTERM. Prints one `ready` line on stdout when listening.

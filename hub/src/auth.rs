@@ -34,7 +34,9 @@ pub const MAX_PASSWORD: usize = 1024;
 
 /// Checks shape before any backend sees the input.
 pub fn precheck(user_pattern: &regex::Regex, user: &str, password: &str) -> Result<(), AuthError> {
-    let reject = |detail: &str| AuthError::Rejected { detail: detail.to_string() };
+    let reject = |detail: &str| AuthError::Rejected {
+        detail: detail.to_string(),
+    };
     if user.is_empty() || user.len() > MAX_USER || !user_pattern.is_match(user) {
         return Err(reject("user name does not match the configured pattern"));
     }
@@ -57,14 +59,22 @@ pub fn pam_authenticate(service: &str, user: &str, password: &str) -> Result<(),
         detail: format!("starting PAM service {service:?}: {e}"),
     })?;
     ctx.authenticate(Flag::DISALLOW_NULL_AUTHTOK)
-        .map_err(|e| AuthError::Rejected { detail: format!("pam_authenticate: {e}") })?;
+        .map_err(|e| AuthError::Rejected {
+            detail: format!("pam_authenticate: {e}"),
+        })?;
     ctx.acct_mgmt(Flag::DISALLOW_NULL_AUTHTOK)
-        .map_err(|e| AuthError::Rejected { detail: format!("pam_acct_mgmt: {e}") })?;
+        .map_err(|e| AuthError::Rejected {
+            detail: format!("pam_acct_mgmt: {e}"),
+        })?;
     // Belt and braces, as sudo-rs does: a module must not have switched the user.
     match ctx.user() {
         Ok(u) if u == user => Ok(()),
-        Ok(u) => Err(AuthError::Rejected { detail: format!("PAM changed the user from {user:?} to {u:?}") }),
-        Err(e) => Err(AuthError::Unavailable { detail: format!("reading PAM user: {e}") }),
+        Ok(u) => Err(AuthError::Rejected {
+            detail: format!("PAM changed the user from {user:?} to {u:?}"),
+        }),
+        Err(e) => Err(AuthError::Unavailable {
+            detail: format!("reading PAM user: {e}"),
+        }),
     }
 }
 

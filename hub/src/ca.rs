@@ -7,8 +7,8 @@
 //! (0600); a restarted hub keeps talking to servers it started before.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::path::Path;
@@ -67,11 +67,20 @@ fn write_private(path: &Path, data: &str) -> Result<(), CaError> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|source| CaError::Io { path: tmp.display().to_string(), source })?;
+        .map_err(|source| CaError::Io {
+            path: tmp.display().to_string(),
+            source,
+        })?;
     f.write_all(data.as_bytes())
         .and_then(|_| f.sync_all())
-        .map_err(|source| CaError::Io { path: tmp.display().to_string(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| CaError::Io { path: path.display().to_string(), source })
+        .map_err(|source| CaError::Io {
+            path: tmp.display().to_string(),
+            source,
+        })?;
+    std::fs::rename(&tmp, path).map_err(|source| CaError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn leaf(
@@ -106,11 +115,12 @@ fn leaf(
 
 fn time_now() -> time::OffsetDateTime {
     let secs = chrono::Utc::now().timestamp();
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
-fn parse_chain(issued: &Issued) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), CaError> {
+fn parse_chain(
+    issued: &Issued,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), CaError> {
     let cert = pem_to_der(&issued.cert_pem)?;
     let key = pem_to_der(&issued.key_pem)?;
     Ok((
@@ -139,10 +149,14 @@ impl Ca {
         let cert_path = dir.join("ca.crt");
         let params = ca_params()?;
         let (key, ca_pem) = if key_path.exists() && cert_path.exists() {
-            let key_pem = std::fs::read_to_string(&key_path)
-                .map_err(|source| CaError::Io { path: key_path.display().to_string(), source })?;
-            let ca_pem = std::fs::read_to_string(&cert_path)
-                .map_err(|source| CaError::Io { path: cert_path.display().to_string(), source })?;
+            let key_pem = std::fs::read_to_string(&key_path).map_err(|source| CaError::Io {
+                path: key_path.display().to_string(),
+                source,
+            })?;
+            let ca_pem = std::fs::read_to_string(&cert_path).map_err(|source| CaError::Io {
+                path: cert_path.display().to_string(),
+                source,
+            })?;
             (KeyPair::from_pem(&key_pem)?, ca_pem)
         } else {
             let key = KeyPair::generate()?;
@@ -153,9 +167,27 @@ impl Ca {
         };
         let ca_der = CertificateDer::from(pem_to_der(&ca_pem)?);
         let issuer = Issuer::new(params, key);
-        let hub_client = parse_chain(&leaf(&issuer, "steward-hub", vec![HUB_INTERNAL_NAME.into()], true, false)?)?;
-        let hub_server = parse_chain(&leaf(&issuer, "steward-hub", vec![HUB_INTERNAL_NAME.into()], false, true)?)?;
-        Ok(Ca { issuer, ca_pem, ca_der, hub_client, hub_server })
+        let hub_client = parse_chain(&leaf(
+            &issuer,
+            "steward-hub",
+            vec![HUB_INTERNAL_NAME.into()],
+            true,
+            false,
+        )?)?;
+        let hub_server = parse_chain(&leaf(
+            &issuer,
+            "steward-hub",
+            vec![HUB_INTERNAL_NAME.into()],
+            false,
+            true,
+        )?)?;
+        Ok(Ca {
+            issuer,
+            ca_pem,
+            ca_der,
+            hub_client,
+            hub_server,
+        })
     }
 
     /// A fresh identity for one UI server; never stored by the hub.
@@ -210,18 +242,26 @@ impl Ca {
 /// Public listener TLS from the configured certificate and key files.
 pub fn public_server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, CaError> {
     let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|source| CaError::Io { path: p.display().to_string(), source })
+        std::fs::read_to_string(p).map_err(|source| CaError::Io {
+            path: p.display().to_string(),
+            source,
+        })
     };
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
     let mut chain = vec![];
     for block in cert_pem.split("-----END CERTIFICATE-----") {
         if block.contains("-----BEGIN CERTIFICATE-----") {
-            chain.push(CertificateDer::from(pem_to_der(&format!("{block}-----END CERTIFICATE-----"))?));
+            chain.push(CertificateDer::from(pem_to_der(&format!(
+                "{block}-----END CERTIFICATE-----"
+            ))?));
         }
     }
     if chain.is_empty() {
-        return Err(CaError::Tls(format!("{}: no certificate found", cert.display())));
+        return Err(CaError::Tls(format!(
+            "{}: no certificate found",
+            cert.display()
+        )));
     }
     let key_der = pem_to_der(&key_pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -229,7 +269,10 @@ pub fn public_server_config(cert: &Path, key: &Path) -> Result<rustls::ServerCon
         .with_safe_default_protocol_versions()
         .map_err(|e| CaError::Tls(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(chain, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)))
+        .with_single_cert(
+            chain,
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
+        )
         .map_err(|e| CaError::Tls(format!("{} / {}: {e}", cert.display(), key.display())))
 }
 
@@ -238,7 +281,9 @@ pub fn self_signed_public(names: Vec<String>) -> Result<(String, String, String)
     let ca_key = KeyPair::generate()?;
     let mut params = ca_params()?;
     params.distinguished_name = DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, "Steward demo CA");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Steward demo CA");
     let ca_cert = params.self_signed(&ca_key)?;
     let issuer = Issuer::new(params, ca_key);
     let issued = leaf(&issuer, "steward demo", names, false, true)?;

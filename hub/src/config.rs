@@ -351,13 +351,19 @@ dir = "/var/log/steward/audit"
     #[test]
     fn errors_name_file_and_field() {
         let bad = MINIMAL.replace("[audit]", "[audit]\ndirr = 1");
-        let e = HubConfig::parse(&bad, Path::new("steward.toml")).unwrap_err().to_string();
+        let e = HubConfig::parse(&bad, Path::new("steward.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("steward.toml") && e.contains("dirr"), "{e}");
         let bad = format!("{MINIMAL}\n[elevation]\ndefault_secs = 99999\n");
-        let e = HubConfig::parse(&bad, Path::new("s.toml")).unwrap_err().to_string();
+        let e = HubConfig::parse(&bad, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("elevation.default_secs"), "{e}");
         let bad = MINIMAL.replace("listen = \"127.0.0.1:8443\"", "listen = \"nope\"");
-        let e = HubConfig::parse(&bad, Path::new("s.toml")).unwrap_err().to_string();
+        let e = HubConfig::parse(&bad, Path::new("s.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen"), "{e}");
     }
 }

@@ -91,10 +91,15 @@ impl Db {
                 PRIMARY KEY (owner, name)
              );",
         )?;
-        Ok(Db { conn: Mutex::new(conn) })
+        Ok(Db {
+            conn: Mutex::new(conn),
+        })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>) -> Result<T, DbError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, DbError> {
         let conn = self.conn.lock().map_err(|_| DbError::Poisoned)?;
         Ok(f(&conn)?)
     }
@@ -140,8 +145,11 @@ impl Db {
 
     pub fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), DbError> {
         self.with(|c| {
-            c.execute("UPDATE sessions SET last_seen = ?2 WHERE id_hash = ?1", params![id_hash, now])
-                .map(|_| ())
+            c.execute(
+                "UPDATE sessions SET last_seen = ?2 WHERE id_hash = ?1",
+                params![id_hash, now],
+            )
+            .map(|_| ())
         })
     }
 
@@ -177,14 +185,19 @@ impl Db {
 
     pub fn delete_server(&self, owner: &str, name: &str) -> Result<(), DbError> {
         self.with(|c| {
-            c.execute("DELETE FROM servers WHERE owner = ?1 AND name = ?2", params![owner, name])
-                .map(|_| ())
+            c.execute(
+                "DELETE FROM servers WHERE owner = ?1 AND name = ?2",
+                params![owner, name],
+            )
+            .map(|_| ())
         })
     }
 
     pub fn servers(&self) -> Result<Vec<ServerRow>, DbError> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT owner, name, pid, port, cgroup, started FROM servers ORDER BY owner, name")?;
+            let mut stmt = c.prepare(
+                "SELECT owner, name, pid, port, cgroup, started FROM servers ORDER BY owner, name",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok(ServerRow {
                     owner: r.get(0)?,

@@ -21,9 +21,14 @@ pub struct DemoOptions {
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    let out = cmd.output().map_err(|e| anyhow::anyhow!("running {cmd:?}: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| anyhow::anyhow!("running {cmd:?}: {e}"))?;
     if !out.status.success() {
-        anyhow::bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        anyhow::bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -31,18 +36,23 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rngs::OsRng;
-    (0..16).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..16)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| anyhow::anyhow!("chmod {}: {e}", path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| anyhow::anyhow!("chmod {}: {e}", path.display()))
 }
 
 fn write(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     }
-    std::fs::write(path, content).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    std::fs::write(path, content)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     set_mode(path, mode)
 }
 
@@ -87,15 +97,23 @@ fn ensure_user(name: &str) -> anyhow::Result<()> {
 }
 
 fn chown_tree(path: &Path, user: &nix::unistd::User) -> anyhow::Result<()> {
-    run(Command::new("chown").arg("-R").arg(format!("{}:{}", user.uid, user.gid)).arg(path))
+    run(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", user.uid, user.gid))
+        .arg(path))
 }
 
 /// Creates users, files and config; returns the config path and the credentials.
 pub fn prepare(opts: &DemoOptions) -> anyhow::Result<(PathBuf, Vec<(String, String)>)> {
     if !nix::unistd::geteuid().is_root() {
-        anyhow::bail!("steward demo must run as root: it creates demo Unix users and starts servers as them");
+        anyhow::bail!(
+            "steward demo must run as root: it creates demo Unix users and starts servers as them"
+        );
     }
-    let exe_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).ok_or_else(|| anyhow::anyhow!("no executable directory"))?;
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("no executable directory"))?;
     let d = &opts.data_dir;
     std::fs::create_dir_all(d)?;
     // 0711: users must reach bin/ to exec their server, but may not list or read the rest.
@@ -111,10 +129,15 @@ pub fn prepare(opts: &DemoOptions) -> anyhow::Result<(PathBuf, Vec<(String, Stri
     for name in DEMO_USERS {
         ensure_user(name)?;
         let pw = random_password();
-        let mut child = Command::new("chpasswd").stdin(std::process::Stdio::piped()).spawn()?;
+        let mut child = Command::new("chpasswd")
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
         {
             use std::io::Write;
-            let stdin = child.stdin.as_mut().ok_or_else(|| anyhow::anyhow!("chpasswd stdin"))?;
+            let stdin = child
+                .stdin
+                .as_mut()
+                .ok_or_else(|| anyhow::anyhow!("chpasswd stdin"))?;
             writeln!(stdin, "{name}:{pw}")?;
         }
         if !child.wait()?.success() {
@@ -125,7 +148,8 @@ pub fn prepare(opts: &DemoOptions) -> anyhow::Result<(PathBuf, Vec<(String, Stri
     run(Command::new("usermod").args(["-aG", DEMO_GROUP, "bob"]))?;
 
     for name in DEMO_USERS {
-        let user = nix::unistd::User::from_name(name)?.ok_or_else(|| anyhow::anyhow!("user {name} vanished"))?;
+        let user = nix::unistd::User::from_name(name)?
+            .ok_or_else(|| anyhow::anyhow!("user {name} vanished"))?;
         let steward_dir = user.dir.join(".steward");
         for (wf, flow) in demo_workflows(name) {
             let path = steward_dir.join("workflows").join(&wf).join("flow.toml");
@@ -148,7 +172,10 @@ pub fn prepare(opts: &DemoOptions) -> anyhow::Result<(PathBuf, Vec<(String, Stri
     for exe in ["steward-spawn", "steward-uiserver"] {
         let src = exe_dir.join(exe);
         if !src.exists() {
-            anyhow::bail!("{} not found next to steward; build the whole workspace (cargo build --workspace)", src.display());
+            anyhow::bail!(
+                "{} not found next to steward; build the whole workspace (cargo build --workspace)",
+                src.display()
+            );
         }
         let dst = bin.join(exe);
         let tmp = bin.join(format!(".{exe}.tmp"));
@@ -174,7 +201,8 @@ pub fn prepare(opts: &DemoOptions) -> anyhow::Result<(PathBuf, Vec<(String, Stri
     std::fs::create_dir_all(&tls)?;
     set_mode(&tls, 0o700)?;
     if !tls.join("hub.key").exists() {
-        let (cert, key, ca) = crate::ca::self_signed_public(vec!["127.0.0.1".into(), "localhost".into()])?;
+        let (cert, key, ca) =
+            crate::ca::self_signed_public(vec!["127.0.0.1".into(), "localhost".into()])?;
         write(&tls.join("hub.crt"), &cert, 0o644)?;
         write(&tls.join("ca.crt"), &ca, 0o644)?;
         write(&tls.join("hub.key"), &key, 0o600)?;

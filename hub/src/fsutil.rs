@@ -20,5 +20,8 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 /// Creates `dir` (and parents) with mode 0700 if missing.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }

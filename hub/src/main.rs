@@ -4,7 +4,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "steward", version, about = "Multi-user hub for workflow servers")]
+#[command(
+    name = "steward",
+    version,
+    about = "Multi-user hub for workflow servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,15 +52,22 @@ impl steward_policy::cli::GroupLookup for NssGroups {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Policy(cmd) => steward_policy::cli::run(cmd, &NssGroups),
-        Command::Audit(cmd) => steward_audit::cli::run(cmd, std::path::Path::new("/var/log/steward/audit"), None),
+        Command::Audit(cmd) => {
+            steward_audit::cli::run(cmd, std::path::Path::new("/var/log/steward/audit"), None)
+        }
         Command::Serve { config } => {
             init_logging();
             run_async(async move {
@@ -65,23 +76,40 @@ fn main() {
                 steward_hub::app::serve(hub).await
             })
         }
-        Command::Demo { data_dir, listen, credentials_file } => {
+        Command::Demo {
+            data_dir,
+            listen,
+            credentials_file,
+        } => {
             init_logging();
             run_async(async move {
-                let opts = steward_hub::demo::DemoOptions { data_dir, listen, credentials_file };
+                let opts = steward_hub::demo::DemoOptions {
+                    data_dir,
+                    listen,
+                    credentials_file,
+                };
                 let (config_path, creds) = steward_hub::demo::prepare(&opts)?;
                 let cfg = steward_hub::config::HubConfig::load(&config_path)?;
                 let url = cfg.public_url.clone();
                 let hub = steward_hub::app::build(cfg)?;
                 let state = hub.state.clone();
                 println!("Steward demo hub: {url}/hub/");
-                println!("Self-signed TLS; the CA is {}/tls/ca.crt", opts.data_dir.display());
+                println!(
+                    "Self-signed TLS; the CA is {}/tls/ca.crt",
+                    opts.data_dir.display()
+                );
                 println!("Demo users (passwords are new on every start, shown only here):");
                 for (u, p) in &creds {
                     println!("  {u:6} {p}");
                 }
-                println!("alice's forecast may be controlled by group {} (bob); carl is a hub admin.", steward_hub::demo::DEMO_GROUP);
-                println!("Audit log: {}/audit/audit.log   Press Ctrl-C to stop.", opts.data_dir.display());
+                println!(
+                    "alice's forecast may be controlled by group {} (bob); carl is a hub admin.",
+                    steward_hub::demo::DEMO_GROUP
+                );
+                println!(
+                    "Audit log: {}/audit/audit.log   Press Ctrl-C to stop.",
+                    opts.data_dir.display()
+                );
                 if let Some(path) = &opts.credentials_file {
                     let json = serde_json::json!({ "url": url, "users": creds.iter().map(|(u, p)| serde_json::json!({"user": u, "password": p})).collect::<Vec<_>>() });
                     steward_hub::fsutil::write_private(path, json.to_string().as_bytes())?;

@@ -21,7 +21,11 @@ use steward_protocol::{Operation, TaskId, WorkflowId};
 use tokio_tungstenite::tungstenite::Message as UpMessage;
 
 /// Starts (or finds) the owner's server, auditing a start with the actor who caused it.
-pub async fn ensure_server(state: &AppState, owner: &str, actor: &str) -> Result<RunningServer, ServerError> {
+pub async fn ensure_server(
+    state: &AppState,
+    owner: &str,
+    actor: &str,
+) -> Result<RunningServer, ServerError> {
     match state.servers.ensure(owner).await {
         Ok(SpawnOutcome::AlreadyRunning(s)) => Ok(s),
         Ok(SpawnOutcome::Started(s)) => {
@@ -63,17 +67,36 @@ pub async fn user_ws(
 ) -> Result<HttpResponse, actix_web::Error> {
     let owner = path.into_inner();
     if !origin_ok(&state, &req) {
-        return Ok(error_json(StatusCode::FORBIDDEN, "WebSocket Origin missing or not this hub's public URL"));
+        return Ok(error_json(
+            StatusCode::FORBIDDEN,
+            "WebSocket Origin missing or not this hub's public URL",
+        ));
     }
     let Some(session) = current_session(&state, &req) else {
         return Ok(error_json(StatusCode::UNAUTHORIZED, "not logged in"));
     };
-    if !steward_protocol::ids::validate_user_name(&owner) || nix::unistd::User::from_name(&owner).ok().flatten().is_none() {
-        return Ok(error_json(StatusCode::NOT_FOUND, format!("no such owner {owner:?}")));
+    if !steward_protocol::ids::validate_user_name(&owner)
+        || nix::unistd::User::from_name(&owner)
+            .ok()
+            .flatten()
+            .is_none()
+    {
+        return Ok(error_json(
+            StatusCode::NOT_FOUND,
+            format!("no such owner {owner:?}"),
+        ));
     }
     // Visiting starts the owner's server only for someone who may read something there.
-    if owner != session.user && !state.policy_ops(&owner, &session, "").await.contains(Operation::Read) {
-        return Ok(error_json(StatusCode::FORBIDDEN, format!("you may not read {owner}'s workflows")));
+    if owner != session.user
+        && !state
+            .policy_ops(&owner, &session, "")
+            .await
+            .contains(Operation::Read)
+    {
+        return Ok(error_json(
+            StatusCode::FORBIDDEN,
+            format!("you may not read {owner}'s workflows"),
+        ));
     }
     let server = match ensure_server(&state, &owner, &session.user).await {
         Ok(s) => s,
@@ -88,7 +111,14 @@ pub async fn user_ws(
     let now = state.clock.now_secs().max(0) as u64;
     let jwt = state
         .signer
-        .sign(now, &owner, &session.user, vec![Operation::Read], None, &rid)
+        .sign(
+            now,
+            &owner,
+            &session.user,
+            vec![Operation::Read],
+            None,
+            &rid,
+        )
         .map_err(actix_web::error::ErrorInternalServerError)?;
     let max = state.cfg.limits.ws_message_bytes;
     let upstream = match state.servers.connect_ws(&server, &jwt, max).await {
@@ -101,20 +131,43 @@ pub async fn user_ws(
                 Ok(s) => s,
                 Err(e) => return Ok(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
             };
-            match state.servers.connect_ws(&server, &jwt_again(&state, &owner, &session, &rid)?, max).await {
+            match state
+                .servers
+                .connect_ws(&server, &jwt_again(&state, &owner, &session, &rid)?, max)
+                .await
+            {
                 Ok(ws) => ws,
                 Err(e) => return Ok(error_json(StatusCode::BAD_GATEWAY, e.to_string())),
             }
         }
     };
     let (response, ws_session, stream) = actix_ws::handle(&req, body)?;
-    let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
-    let addr = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    actix_web::rt::spawn(relay(state.into_inner(), owner, session, addr, ws_session, stream, upstream));
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    let addr = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    actix_web::rt::spawn(relay(
+        state.into_inner(),
+        owner,
+        session,
+        addr,
+        ws_session,
+        stream,
+        upstream,
+    ));
     Ok(response)
 }
 
-fn jwt_again(state: &AppState, owner: &str, s: &Session, rid: &str) -> Result<String, actix_web::Error> {
+fn jwt_again(
+    state: &AppState,
+    owner: &str,
+    s: &Session,
+    rid: &str,
+) -> Result<String, actix_web::Error> {
     let now = state.clock.now_secs().max(0) as u64;
     state
         .signer
@@ -152,7 +205,13 @@ async fn relay(
     upstream: crate::servers::UpstreamWs,
 ) {
     let (mut up_tx, mut up_rx) = upstream.split();
-    let mut r = Relay { state, owner, session, addr, pending: HashMap::new() };
+    let mut r = Relay {
+        state,
+        owner,
+        session,
+        addr,
+        pending: HashMap::new(),
+    };
     loop {
         tokio::select! {
             msg = stream.recv() => {
@@ -200,7 +259,11 @@ async fn relay(
     }
     // Operations forwarded but never answered: their outcome is unknown.
     for (_, p) in r.pending.drain() {
-        let rec = p.intent.outcome_of(p.intent_seq, Outcome::Unknown, Some("connection closed before the server answered".into()));
+        let rec = p.intent.outcome_of(
+            p.intent_seq,
+            Outcome::Unknown,
+            Some("connection closed before the server answered".into()),
+        );
         let _ = audit(&r.state, rec).await;
     }
     let _ = ws.close(None).await;
@@ -215,7 +278,10 @@ enum Forward {
 impl Relay {
     async fn from_browser(&mut self, text: &str) -> Forward {
         if text.len() > steward_protocol::wire::MAX_OP_MESSAGE_BYTES {
-            return Forward::Browser(ServerMessage::Error { id: None, message: "message too large".into() });
+            return Forward::Browser(ServerMessage::Error {
+                id: None,
+                message: "message too large".into(),
+            });
         }
         let msg: ClientMessage = match serde_json::from_str(text) {
             Ok(m) => m,
@@ -234,16 +300,30 @@ impl Relay {
 
     async fn operation(&mut self, mut req: OpRequest) -> Forward {
         let id = req.id.clone();
-        let err = |message: String| Forward::Browser(ServerMessage::Error { id: Some(id.clone()), message });
+        let err = |message: String| {
+            Forward::Browser(ServerMessage::Error {
+                id: Some(id.clone()),
+                message,
+            })
+        };
         if req.id.is_empty() || req.id.len() > 128 {
             return err("op id must be 1 to 128 characters".into());
         }
         if self.pending.contains_key(&req.id) {
-            return err(format!("an operation with id {:?} is still in flight", req.id));
+            return err(format!(
+                "an operation with id {:?} is still in flight",
+                req.id
+            ));
         }
         let op: Operation = match req.op.parse() {
             Ok(op) => op,
-            Err(_) => return err(format!("unknown operation {:?}; known: {}", req.op, Operation::ALL.map(|o| o.name()).join(", "))),
+            Err(_) => {
+                return err(format!(
+                    "unknown operation {:?}; known: {}",
+                    req.op,
+                    Operation::ALL.map(|o| o.name()).join(", ")
+                ))
+            }
         };
         let (workflow, task) = if req.target.contains("//") {
             match TaskId::parse(&req.target, &self.owner) {
@@ -267,7 +347,10 @@ impl Relay {
             }
         };
         if workflow.owner != self.owner {
-            return err(format!("target belongs to {}, but this connection is to {}'s server", workflow.owner, self.owner));
+            return err(format!(
+                "target belongs to {}, but this connection is to {}'s server",
+                workflow.owner, self.owner
+            ));
         }
         // Re-read the session: it may have been revoked or its elevation may have expired.
         let Some(session) = self.state.db.session(&self.session.id_hash).ok().flatten() else {
@@ -275,7 +358,10 @@ impl Relay {
         };
         self.session = session;
         crate::web::audit_expiry_once(&self.state, &self.session).await;
-        let eff = self.state.effective(&self.owner, &self.session, &workflow.name, op).await;
+        let eff = self
+            .state
+            .effective(&self.owner, &self.session, &workflow.name, op)
+            .await;
         let rid = uuid::Uuid::new_v4().simple().to_string();
         let record = AuditRecord {
             actor_addr: Some(self.addr.clone()),
@@ -284,7 +370,11 @@ impl Relay {
             workflow: Some(workflow.name.clone()),
             task: task.clone(),
             op: Some(op.name().into()),
-            decision: Some(if eff.allowed { AuditDecision::Allow } else { AuditDecision::Deny }),
+            decision: Some(if eff.allowed {
+                AuditDecision::Allow
+            } else {
+                AuditDecision::Deny
+            }),
             reason: Some(eff.reason.clone()),
             elevation: Some(eff.class_now.name().into()),
             elevation_deadline: self
@@ -296,19 +386,37 @@ impl Relay {
             ..AuditRecord::new(RecordKind::Intent, events::OP, &self.session.user)
         };
         if !eff.allowed {
-            let rec = AuditRecord { kind: RecordKind::Event, ..record };
+            let rec = AuditRecord {
+                kind: RecordKind::Event,
+                ..record
+            };
             if let Err(e) = audit(&self.state, rec).await {
                 return err(format!("audit log unavailable ({e}); operation refused"));
             }
-            return Forward::Browser(ServerMessage::Denied { id, op: op.name().into(), reason: eff.reason });
+            return Forward::Browser(ServerMessage::Denied {
+                id,
+                op: op.name().into(),
+                reason: eff.reason,
+            });
         }
         // Write-ahead: the intent is durable before anything reaches the server.
         let intent_seq = match audit(&self.state, record.clone()).await {
             Ok(seq) => seq,
-            Err(e) => return err(format!("audit log unavailable ({e}); operation refused until it can be written")),
+            Err(e) => {
+                return err(format!(
+                    "audit log unavailable ({e}); operation refused until it can be written"
+                ))
+            }
         };
         let now = self.state.clock.now_secs().max(0) as u64;
-        let token = match self.state.signer.sign(now, &self.owner, &self.session.user, vec![op], Some(workflow.name.clone()), &rid) {
+        let token = match self.state.signer.sign(
+            now,
+            &self.owner,
+            &self.session.user,
+            vec![op],
+            Some(workflow.name.clone()),
+            &rid,
+        ) {
             Ok(t) => t,
             Err(e) => {
                 let rec = record.outcome_of(intent_seq, Outcome::Error, Some(e.to_string()));
@@ -317,7 +425,13 @@ impl Relay {
             }
         };
         req.token = Some(token);
-        self.pending.insert(id, PendingOp { intent: record, intent_seq });
+        self.pending.insert(
+            id,
+            PendingOp {
+                intent: record,
+                intent_seq,
+            },
+        );
         Forward::Upstream(serde_json::to_string(&ClientMessage::Op(req)).unwrap_or_default())
     }
 
@@ -334,10 +448,16 @@ impl Relay {
             Err(_) => return if filter { None } else { Some(text.to_string()) },
         };
         match msg {
-            ServerMessage::Result { ref id, ok, ref message } => {
+            ServerMessage::Result {
+                ref id,
+                ok,
+                ref message,
+            } => {
                 if let Some(p) = self.pending.remove(id) {
                     let outcome = if ok { Outcome::Ok } else { Outcome::Error };
-                    let rec = p.intent.outcome_of(p.intent_seq, outcome, Some(message.clone()));
+                    let rec = p
+                        .intent
+                        .outcome_of(p.intent_seq, outcome, Some(message.clone()));
                     let _ = audit(&self.state, rec).await;
                 }
                 Some(text.to_string())
@@ -345,14 +465,23 @@ impl Relay {
             ServerMessage::Snapshot { workflows } => {
                 let mut visible = vec![];
                 for w in workflows {
-                    if self.state.policy_ops(&self.owner, &self.session, &w.name).await.contains(Operation::Read) {
+                    if self
+                        .state
+                        .policy_ops(&self.owner, &self.session, &w.name)
+                        .await
+                        .contains(Operation::Read)
+                    {
                         visible.push(w);
                     }
                 }
                 serde_json::to_string(&ServerMessage::Snapshot { workflows: visible }).ok()
             }
             ServerMessage::Delta { ref workflow, .. } => {
-                let ok = self.state.policy_ops(&self.owner, &self.session, workflow).await.contains(Operation::Read);
+                let ok = self
+                    .state
+                    .policy_ops(&self.owner, &self.session, workflow)
+                    .await
+                    .contains(Operation::Read);
                 ok.then(|| text.to_string())
             }
             _ => Some(text.to_string()),

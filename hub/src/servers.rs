@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use steward_protocol::bootstrap::{uiserver_dns_name, Registration, UiServerBootstrap, HUB_INTERNAL_NAME};
+use steward_protocol::bootstrap::{
+    uiserver_dns_name, Registration, UiServerBootstrap, HUB_INTERNAL_NAME,
+};
 use steward_protocol::helper::{HelperReply, HelperRequest, StartRequest};
 use steward_spawner::SpawnerClient;
 use tokio::sync::{oneshot, Semaphore};
@@ -37,7 +39,8 @@ pub struct RunningServer {
     pub cgroup: String,
 }
 
-pub type UpstreamWs = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+pub type UpstreamWs =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 pub struct ServerManager {
     spawner: SpawnerClient,
@@ -84,7 +87,13 @@ impl ServerManager {
             .map(|r| {
                 (
                     r.owner.clone(),
-                    RunningServer { owner: r.owner, name: r.name, pid: r.pid, port: r.port, cgroup: r.cgroup },
+                    RunningServer {
+                        owner: r.owner,
+                        name: r.name,
+                        pid: r.pid,
+                        port: r.port,
+                        cgroup: r.cgroup,
+                    },
                 )
             })
             .collect();
@@ -118,7 +127,10 @@ impl ServerManager {
     }
 
     pub fn all(&self) -> Vec<RunningServer> {
-        self.running.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+        self.running
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn forget(&self, owner: &str) {
@@ -130,7 +142,11 @@ impl ServerManager {
 
     /// Called by the internal listener; true if a spawn was waiting for this token.
     pub fn register(&self, reg: Registration) -> bool {
-        let sender = self.pending.lock().ok().and_then(|mut p| p.remove(&reg.register_token));
+        let sender = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&reg.register_token));
         match sender {
             Some(tx) => tx.send(reg).is_ok(),
             None => false,
@@ -153,23 +169,31 @@ impl ServerManager {
         if self.waiting.load(std::sync::atomic::Ordering::Relaxed) >= self.max_pending {
             return Err(ServerError::Busy);
         }
-        self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let permit = self.slots.acquire().await;
-        self.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let _permit = permit.map_err(|_| ServerError::Busy)?;
         let s = self.spawn(owner).await?;
         Ok(SpawnOutcome::Started(s))
     }
 
     async fn spawn(&self, owner: &str) -> Result<RunningServer, ServerError> {
-        let fail = |message: String| ServerError::Start { owner: owner.to_string(), message };
+        let fail = |message: String| ServerError::Start {
+            owner: owner.to_string(),
+            message,
+        };
         let internal = self
             .internal_addr
             .lock()
             .ok()
             .and_then(|a| *a)
             .ok_or_else(|| fail("the internal listener is not up".into()))?;
-        let issued = self.ca.issue_uiserver(owner, DEFAULT_SERVER).map_err(|e| fail(e.to_string()))?;
+        let issued = self
+            .ca
+            .issue_uiserver(owner, DEFAULT_SERVER)
+            .map_err(|e| fail(e.to_string()))?;
         let token = crate::web::random_token();
         let bootstrap = UiServerBootstrap {
             owner: owner.to_string(),
@@ -178,7 +202,10 @@ impl ServerManager {
             key_pem: issued.key_pem,
             ca_pem: self.ca.ca_pem.clone(),
             jwt_public_key_pem: self.signer.public_pem.clone(),
-            register_url: format!("https://{HUB_INTERNAL_NAME}:{}/internal/register", internal.port()),
+            register_url: format!(
+                "https://{HUB_INTERNAL_NAME}:{}/internal/register",
+                internal.port()
+            ),
             hub_internal_addr: internal.to_string(),
             register_token: token.clone(),
             idle_timeout_secs: self.idle_timeout_secs,
@@ -224,12 +251,25 @@ impl ServerManager {
                 // Leave nothing half-started: the whole cgroup goes.
                 let _ = self
                     .spawner
-                    .call(&HelperRequest::Stop { user: owner.into(), server: DEFAULT_SERVER.into(), grace_secs: Some(0) })
+                    .call(&HelperRequest::Stop {
+                        user: owner.into(),
+                        server: DEFAULT_SERVER.into(),
+                        grace_secs: Some(0),
+                    })
                     .await;
-                return Err(ServerError::Timeout { owner: owner.to_string(), secs: self.start_timeout.as_secs() });
+                return Err(ServerError::Timeout {
+                    owner: owner.to_string(),
+                    secs: self.start_timeout.as_secs(),
+                });
             }
         };
-        let server = RunningServer { owner: owner.to_string(), name: DEFAULT_SERVER.into(), pid, port: reg.port, cgroup };
+        let server = RunningServer {
+            owner: owner.to_string(),
+            name: DEFAULT_SERVER.into(),
+            pid,
+            port: reg.port,
+            cgroup,
+        };
         let _ = self.db.upsert_server(&ServerRow {
             owner: server.owner.clone(),
             name: server.name.clone(),
@@ -248,22 +288,46 @@ impl ServerManager {
     pub async fn stop(&self, owner: &str) -> Result<(), ServerError> {
         let reply = self
             .spawner
-            .call(&HelperRequest::Stop { user: owner.into(), server: DEFAULT_SERVER.into(), grace_secs: None })
+            .call(&HelperRequest::Stop {
+                user: owner.into(),
+                server: DEFAULT_SERVER.into(),
+                grace_secs: None,
+            })
             .await;
         self.forget(owner);
         match reply {
             Ok(HelperReply::Stopped { .. }) => Ok(()),
-            Ok(HelperReply::Error { code: steward_protocol::helper::HelperErrorCode::NotFound, .. }) => Ok(()),
-            Ok(HelperReply::Error { message, .. }) => Err(ServerError::Start { owner: owner.into(), message }),
-            Ok(other) => Err(ServerError::Start { owner: owner.into(), message: format!("unexpected reply {other:?}") }),
-            Err(e) => Err(ServerError::Start { owner: owner.into(), message: e.to_string() }),
+            Ok(HelperReply::Error {
+                code: steward_protocol::helper::HelperErrorCode::NotFound,
+                ..
+            }) => Ok(()),
+            Ok(HelperReply::Error { message, .. }) => Err(ServerError::Start {
+                owner: owner.into(),
+                message,
+            }),
+            Ok(other) => Err(ServerError::Start {
+                owner: owner.into(),
+                message: format!("unexpected reply {other:?}"),
+            }),
+            Err(e) => Err(ServerError::Start {
+                owner: owner.into(),
+                message: e.to_string(),
+            }),
         }
     }
 
     /// Opens an authenticated WebSocket to the owner's server over mutual TLS.
-    pub async fn connect_ws(&self, server: &RunningServer, jwt: &str, max_message: usize) -> Result<UpstreamWs, ServerError> {
+    pub async fn connect_ws(
+        &self,
+        server: &RunningServer,
+        jwt: &str,
+        max_message: usize,
+    ) -> Result<UpstreamWs, ServerError> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let err = |message: String| ServerError::Connect { owner: server.owner.clone(), message };
+        let err = |message: String| ServerError::Connect {
+            owner: server.owner.clone(),
+            message,
+        };
         let dns = uiserver_dns_name(&server.owner, &server.name);
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
             .await
@@ -274,10 +338,14 @@ impl ServerManager {
             .connect(name, tcp)
             .await
             .map_err(|e| err(format!("TLS: {e}")))?;
-        let mut req = format!("wss://{dns}/ws").into_client_request().map_err(|e| err(e.to_string()))?;
+        let mut req = format!("wss://{dns}/ws")
+            .into_client_request()
+            .map_err(|e| err(e.to_string()))?;
         req.headers_mut().insert(
             "authorization",
-            format!("Bearer {jwt}").parse().map_err(|_| err("bad token header".into()))?,
+            format!("Bearer {jwt}")
+                .parse()
+                .map_err(|_| err("bad token header".into()))?,
         );
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(max_message))

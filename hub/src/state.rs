@@ -72,7 +72,10 @@ impl AppState {
     }
 
     pub fn site(&self) -> Arc<SitePolicy> {
-        self.site_policy.read().map(|p| p.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.site_policy
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// NSS groups of a user, cached briefly.
@@ -139,8 +142,14 @@ impl AppState {
 
     fn subjects(&self, owner: &str, actor: &Session) -> (Subject, Subject) {
         (
-            Subject { name: owner.to_string(), groups: self.groups_of(owner) },
-            Subject { name: actor.user.clone(), groups: actor.groups.clone() },
+            Subject {
+                name: owner.to_string(),
+                groups: self.groups_of(owner),
+            },
+            Subject {
+                name: actor.user.clone(),
+                groups: actor.groups.clone(),
+            },
         )
     }
 
@@ -160,10 +169,17 @@ impl AppState {
     }
 
     /// policy ∩ elevation for one operation, with a reason a person can act on.
-    pub async fn effective(&self, owner: &str, actor: &Session, workflow: &str, op: Operation) -> Effective {
+    pub async fn effective(
+        &self,
+        owner: &str,
+        actor: &Session,
+        workflow: &str,
+        op: Operation,
+    ) -> Effective {
         let user_policy = self.user_policy(owner).await;
         let (o, a) = self.subjects(owner, actor);
-        let decision = steward_policy::decide(&self.site(), user_policy.as_deref(), &o, &a, workflow, op);
+        let decision =
+            steward_policy::decide(&self.site(), user_policy.as_deref(), &o, &a, workflow, op);
         let now = self.clock.now_secs();
         let class_now = actor.class_at(now);
         let class_ok = self.class_ops(owner, actor, now).contains(op);
@@ -179,7 +195,12 @@ impl AppState {
         } else {
             decision.reasons.join("; ")
         };
-        Effective { decision, class_now, allowed, reason }
+        Effective {
+            decision,
+            class_now,
+            allowed,
+            reason,
+        }
     }
 
     pub fn is_admin(&self, user: &str) -> bool {

@@ -41,7 +41,8 @@ impl TokenSigner {
         } else {
             let key = SigningKey::generate(&mut rand::rngs::OsRng);
             let der = key.to_pkcs8_der().map_err(|e| key_err(e.to_string()))?;
-            crate::fsutil::write_private(path, der.as_bytes()).map_err(|e| key_err(e.to_string()))?;
+            crate::fsutil::write_private(path, der.as_bytes())
+                .map_err(|e| key_err(e.to_string()))?;
             key
         };
         Self::from_key(signing_key).map_err(|e| key_err(e.to_string()))
@@ -82,6 +83,10 @@ impl TokenSigner {
             workflow,
             rid: request_id.into(),
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims,
+            &self.encoding,
+        )?)
     }
 }

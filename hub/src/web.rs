@@ -29,7 +29,9 @@ pub fn error_json(status: StatusCode, message: impl Into<String>) -> HttpRespons
 }
 
 fn client_addr(req: &HttpRequest) -> String {
-    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default()
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
 }
 
 fn session_cookie(id: &str) -> Cookie<'static> {
@@ -47,7 +49,9 @@ pub fn current_session(state: &AppState, req: &HttpRequest) -> Option<Session> {
     let id_hash = hash_secret(cookie.value());
     let s = state.db.session(&id_hash).ok()??;
     let now = state.clock.now_secs();
-    if now - s.last_seen > state.cfg.sessions.idle_secs as i64 || now - s.created > state.cfg.sessions.lifetime_secs as i64 {
+    if now - s.last_seen > state.cfg.sessions.idle_secs as i64
+        || now - s.created > state.cfg.sessions.lifetime_secs as i64
+    {
         let _ = state.db.delete_session(&id_hash);
         return None;
     }
@@ -60,7 +64,10 @@ pub fn current_session(state: &AppState, req: &HttpRequest) -> Option<Session> {
 fn require_csrf(req: &HttpRequest, s: &Session) -> Result<(), HttpResponse> {
     match req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
         Some(t) if constant_time_eq(t.as_bytes(), s.csrf.as_bytes()) => Ok(()),
-        _ => Err(error_json(StatusCode::FORBIDDEN, "missing or wrong CSRF token (send the X-CSRF-Token header from /hub/api/me)")),
+        _ => Err(error_json(
+            StatusCode::FORBIDDEN,
+            "missing or wrong CSRF token (send the X-CSRF-Token header from /hub/api/me)",
+        )),
     }
 }
 
@@ -69,7 +76,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Creates a fresh session (new id: no fixation) and returns it with its cookie value.
-fn new_session(state: &AppState, user: &str, addr: &str, class: OpClass, deadline: Option<i64>) -> Result<(Session, String), HttpResponse> {
+fn new_session(
+    state: &AppState,
+    user: &str,
+    addr: &str,
+    class: OpClass,
+    deadline: Option<i64>,
+) -> Result<(Session, String), HttpResponse> {
     let id = random_token();
     let now = state.clock.now_secs();
     let s = Session {
@@ -84,10 +97,12 @@ fn new_session(state: &AppState, user: &str, addr: &str, class: OpClass, deadlin
         addr: addr.to_string(),
         expiry_audited: false,
     };
-    state
-        .db
-        .insert_session(&s)
-        .map_err(|e| error_json(StatusCode::SERVICE_UNAVAILABLE, format!("session store unavailable: {e}")))?;
+    state.db.insert_session(&s).map_err(|e| {
+        error_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("session store unavailable: {e}"),
+        )
+    })?;
     Ok((s, id))
 }
 
@@ -97,7 +112,9 @@ pub fn session_ref(s: &Session) -> String {
 }
 
 fn deadline_rfc3339(deadline: Option<i64>) -> Option<String> {
-    deadline.and_then(|d| chrono::DateTime::from_timestamp(d, 0)).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    deadline
+        .and_then(|d| chrono::DateTime::from_timestamp(d, 0))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// Audits an event; on failure the caller decides whether to fail closed.
@@ -122,13 +139,18 @@ async fn authenticate(state: &AppState, user: &str, password: &str) -> Result<()
     let (u, p) = (user.to_string(), password.to_string());
     tokio::task::spawn_blocking(move || auth::pam_authenticate(&service, &u, &p))
         .await
-        .map_err(|e| AuthError::Unavailable { detail: e.to_string() })?
+        .map_err(|e| AuthError::Unavailable {
+            detail: e.to_string(),
+        })?
 }
 
 pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let addr = client_addr(&req);
     let Ok(body) = serde_json::from_slice::<LoginBody>(&body) else {
-        return error_json(StatusCode::BAD_REQUEST, "request body must be JSON {\"username\": ..., \"password\": ...}");
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "request body must be JSON {\"username\": ..., \"password\": ...}",
+        );
     };
     match authenticate(&state, &body.username, &body.password).await {
         Ok(()) => {
@@ -144,7 +166,10 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
             };
             if let Err(e) = audit(&state, rec).await {
                 let _ = state.db.delete_session(&s.id_hash);
-                return error_json(StatusCode::SERVICE_UNAVAILABLE, format!("audit log unavailable, login refused: {e}"));
+                return error_json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("audit log unavailable, login refused: {e}"),
+                );
             }
             // Start the user's own server in the background so their first visit is fast.
             let st = state.clone();
@@ -165,7 +190,11 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
             let rec = AuditRecord {
                 actor_addr: Some(addr),
                 reason: Some(e.detail().to_string()),
-                ..AuditRecord::new(RecordKind::Event, events::LOGIN_FAILED, &body.username.chars().take(64).collect::<String>())
+                ..AuditRecord::new(
+                    RecordKind::Event,
+                    events::LOGIN_FAILED,
+                    &body.username.chars().take(64).collect::<String>(),
+                )
             };
             let _ = audit(&state, rec).await;
             error_json(status, e.to_string())
@@ -215,7 +244,10 @@ pub async fn me(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     audit_expiry_once(&state, &s).await;
     let now = state.clock.now_secs();
     let class = s.class_at(now);
-    let left = s.deadline.filter(|_| class != OpClass::Read).map(|d| (d - now).max(0));
+    let left = s
+        .deadline
+        .filter(|_| class != OpClass::Read)
+        .map(|d| (d - now).max(0));
     HttpResponse::Ok().json(json!({
         "user": s.user,
         "groups": s.groups,
@@ -238,7 +270,11 @@ pub struct ElevateBody {
 }
 
 /// Raising privileges ends the current session and needs a fresh password, like sudo.
-pub async fn elevate(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+pub async fn elevate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     let Some(s) = current_session(&state, &req) else {
         return error_json(StatusCode::UNAUTHORIZED, "not logged in");
     };
@@ -265,12 +301,24 @@ pub async fn elevate(state: web::Data<AppState>, req: HttpRequest, body: web::By
             ..AuditRecord::new(RecordKind::Event, events::ELEVATE_REFUSED, &s.user)
         };
         let _ = audit(&state, rec).await;
-        let status = if matches!(e, AuthError::Unavailable { .. }) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::UNAUTHORIZED };
+        let status = if matches!(e, AuthError::Unavailable { .. }) {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
         return error_json(status, e.to_string());
     }
     let cfg = &state.cfg.elevation;
-    let group_default = s.groups.iter().filter_map(|g| cfg.group_secs.get(g)).max().copied();
-    let secs = body.seconds.unwrap_or(group_default.unwrap_or(cfg.default_secs)).clamp(1, cfg.max_secs);
+    let group_default = s
+        .groups
+        .iter()
+        .filter_map(|g| cfg.group_secs.get(g))
+        .max()
+        .copied();
+    let secs = body
+        .seconds
+        .unwrap_or(group_default.unwrap_or(cfg.default_secs))
+        .clamp(1, cfg.max_secs);
     let deadline = state.clock.now_secs() + secs as i64;
     let _ = state.db.delete_session(&s.id_hash);
     let (ns, id) = match new_session(&state, &s.user, &addr, class, Some(deadline)) {
@@ -286,7 +334,10 @@ pub async fn elevate(state: web::Data<AppState>, req: HttpRequest, body: web::By
     };
     if let Err(e) = audit(&state, rec).await {
         let _ = state.db.delete_session(&ns.id_hash);
-        return error_json(StatusCode::SERVICE_UNAVAILABLE, format!("audit log unavailable, elevation refused: {e}"));
+        return error_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("audit log unavailable, elevation refused: {e}"),
+        );
     }
     HttpResponse::Ok().cookie(session_cookie(&id)).json(json!({
         "user": ns.user, "csrf": ns.csrf, "class": class, "deadline": deadline_rfc3339(Some(deadline)), "seconds_left": secs,
@@ -314,17 +365,25 @@ pub async fn drop_privileges(state: web::Data<AppState>, req: HttpRequest) -> Ht
         ..AuditRecord::new(RecordKind::Event, events::DROP, &s.user)
     };
     let _ = audit(&state, rec).await;
-    HttpResponse::Ok().cookie(session_cookie(&id)).json(json!({ "user": ns.user, "csrf": ns.csrf, "class": "read" }))
+    HttpResponse::Ok()
+        .cookie(session_cookie(&id))
+        .json(json!({ "user": ns.user, "csrf": ns.csrf, "class": "read" }))
 }
 
 /// Internal listener: a freshly started UI server says where it listens.
 pub async fn register(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     let Ok(reg) = serde_json::from_slice::<Registration>(&body) else {
-        return error_json(StatusCode::BAD_REQUEST, "registration body must be a Registration JSON");
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "registration body must be a Registration JSON",
+        );
     };
     if state.servers.register(reg) {
         HttpResponse::Ok().json(json!({ "ok": true }))
     } else {
-        error_json(StatusCode::FORBIDDEN, "unknown or already used registration token")
+        error_json(
+            StatusCode::FORBIDDEN,
+            "unknown or already used registration token",
+        )
     }
 }

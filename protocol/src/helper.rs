@@ -74,13 +74,27 @@ pub struct ServerStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum HelperReply {
-    Started { pid: u32, cgroup: String },
-    Stopped { killed: u32, cgroup_removed: bool },
+    Started {
+        pid: u32,
+        cgroup: String,
+    },
+    Stopped {
+        killed: u32,
+        cgroup_removed: bool,
+    },
     Status(ServerStatus),
-    List { servers: Vec<ServerStatus> },
+    List {
+        servers: Vec<ServerStatus>,
+    },
     Adopted(ServerStatus),
-    File { content: String, size: u64 },
-    Error { code: HelperErrorCode, message: String },
+    File {
+        content: String,
+        size: u64,
+    },
+    Error {
+        code: HelperErrorCode,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -203,7 +203,9 @@ impl OpSet {
         self.0.count_ones() as usize
     }
     pub fn iter(self) -> impl Iterator<Item = Operation> {
-        Operation::ALL.into_iter().filter(move |op| self.contains(*op))
+        Operation::ALL
+            .into_iter()
+            .filter(move |op| self.contains(*op))
     }
     /// Sorted operation names, the form `steward policy permitted` prints.
     pub fn names(self) -> Vec<&'static str> {

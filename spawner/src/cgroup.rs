@@ -176,12 +176,18 @@ impl Cgroups {
                 let dir = |c: &str| self.root.join(c).join(rel);
                 if let Some(mem) = limits.memory {
                     self.require("memory", limits)?;
-                    write_file(&dir("memory").join("memory.limit_in_bytes"), &mem.to_string())?;
+                    write_file(
+                        &dir("memory").join("memory.limit_in_bytes"),
+                        &mem.to_string(),
+                    )?;
                 }
                 if let Some(cpu) = limits.cpu {
                     self.require("cpu", limits)?;
                     let quota = ((cpu * CPU_PERIOD_US as f64).round() as u64).max(1000);
-                    write_file(&dir("cpu").join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                    write_file(
+                        &dir("cpu").join("cpu.cfs_period_us"),
+                        &CPU_PERIOD_US.to_string(),
+                    )?;
                     write_file(&dir("cpu").join("cpu.cfs_quota_us"), &quota.to_string())?;
                 }
                 if let Some(pids) = limits.pids {
@@ -259,7 +265,8 @@ impl Cgroups {
     }
 
     pub fn exists(&self, user: &str, server: &str) -> bool {
-        self.tracking_dir(&self.relative(user, Some(server))).is_dir()
+        self.tracking_dir(&self.relative(user, Some(server)))
+            .is_dir()
     }
 
     /// Pids now in the server's cgroup (empty if it does not exist).
@@ -278,7 +285,13 @@ impl Cgroups {
     pub fn oom_killed(&self, user: &str, server: &str) -> bool {
         let rel = self.relative(user, Some(server));
         let (file, key) = match self.version {
-            Version::V1 => (self.root.join("memory").join(&rel).join("memory.oom_control"), "oom_kill"),
+            Version::V1 => (
+                self.root
+                    .join("memory")
+                    .join(&rel)
+                    .join("memory.oom_control"),
+                "oom_kill",
+            ),
             Version::V2 => (self.root.join(&rel).join("memory.events"), "oom_kill"),
         };
         std::fs::read_to_string(file)
@@ -410,7 +423,10 @@ impl Cgroups {
 
 fn has_child_dirs(dir: &Path) -> bool {
     std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        })
         .unwrap_or(false)
 }
 
@@ -463,7 +479,11 @@ mod tests {
     /// A directory laid out like a v2 cgroupfs root.
     fn fake_v2() -> (tempfile::TempDir, Cgroups) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma\n").unwrap();
+        std::fs::write(
+            dir.path().join("cgroup.controllers"),
+            "cpuset cpu io memory hugetlb pids rdma\n",
+        )
+        .unwrap();
         let cfg = CgroupConfig {
             version: "auto".into(),
             root: dir.path().to_path_buf(),
@@ -478,31 +498,60 @@ mod tests {
         let (dir, cg) = fake_v2();
         assert_eq!(cg.version, Version::V2);
         assert_eq!(cg.controllers(), ["cpu", "io", "memory", "pids"]);
-        let user = Limits { memory: Some(4 << 30), cpu: Some(2.0), pids: Some(1000), io: vec![] };
-        let server = Limits { memory: Some(512 << 20), cpu: Some(0.5), pids: Some(64), io: vec![] };
+        let user = Limits {
+            memory: Some(4 << 30),
+            cpu: Some(2.0),
+            pids: Some(1000),
+            io: vec![],
+        };
+        let server = Limits {
+            memory: Some(512 << 20),
+            cpu: Some(0.5),
+            pids: Some(64),
+            io: vec![],
+        };
         cg.create("alice", "default", &user, &server).unwrap();
         let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
         assert_eq!(read("cgroup.subtree_control"), "+cpu +io +memory +pids");
-        assert_eq!(read("steward/alice/cgroup.subtree_control"), "+cpu +io +memory +pids");
+        assert_eq!(
+            read("steward/alice/cgroup.subtree_control"),
+            "+cpu +io +memory +pids"
+        );
         assert_eq!(read("steward/alice/memory.max"), (4u64 << 30).to_string());
         assert_eq!(read("steward/alice/cpu.max"), "200000 100000");
-        assert_eq!(read("steward/alice/default/memory.max"), (512u64 << 20).to_string());
+        assert_eq!(
+            read("steward/alice/default/memory.max"),
+            (512u64 << 20).to_string()
+        );
         assert_eq!(read("steward/alice/default/cpu.max"), "50000 100000");
         assert_eq!(read("steward/alice/default/pids.max"), "64");
         assert_eq!(read("steward/alice/default/memory.swap.max"), "0");
 
         cg.join("alice", "default", 4242).unwrap();
         assert_eq!(cg.procs("alice", "default").unwrap(), vec![4242]);
-        assert_eq!(cg.list(), vec![("alice".to_string(), "default".to_string())]);
-        assert!(cg.display("alice", "default").ends_with("steward/alice/default"));
+        assert_eq!(
+            cg.list(),
+            vec![("alice".to_string(), "default".to_string())]
+        );
+        assert!(cg
+            .display("alice", "default")
+            .ends_with("steward/alice/default"));
 
-        std::fs::write(dir.path().join("steward/alice/default/memory.events"), "low 0\noom 1\noom_kill 1\n").unwrap();
+        std::fs::write(
+            dir.path().join("steward/alice/default/memory.events"),
+            "low 0\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
         assert!(cg.oom_killed("alice", "default"));
 
         // An empty fake cgroup "kills" instantly through cgroup.kill.
         std::fs::write(dir.path().join("steward/alice/default/cgroup.procs"), "").unwrap();
         std::fs::write(dir.path().join("steward/alice/default/cgroup.kill"), "").unwrap();
-        assert_eq!(cg.kill_all("alice", "default", Duration::from_millis(100)).unwrap(), 0);
+        assert_eq!(
+            cg.kill_all("alice", "default", Duration::from_millis(100))
+                .unwrap(),
+            0
+        );
         assert_eq!(read("steward/alice/default/cgroup.kill"), "1");
         assert!(cg.remove("alice", "default").unwrap());
         assert!(!dir.path().join("steward/alice").exists());
@@ -512,10 +561,20 @@ mod tests {
     fn v2_missing_controller_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cgroup.controllers"), "hugetlb\n").unwrap();
-        let cfg = CgroupConfig { version: "v2".into(), root: dir.path().into(), prefix: "steward".into() };
+        let cfg = CgroupConfig {
+            version: "v2".into(),
+            root: dir.path().into(),
+            prefix: "steward".into(),
+        };
         let cg = Cgroups::detect(&cfg).unwrap();
-        let limits = Limits { memory: Some(1 << 20), ..Default::default() };
-        let e = cg.create("bob", "default", &Limits::default(), &limits).unwrap_err().to_string();
+        let limits = Limits {
+            memory: Some(1 << 20),
+            ..Default::default()
+        };
+        let e = cg
+            .create("bob", "default", &Limits::default(), &limits)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("memory controller is not available"), "{e}");
     }
 
@@ -524,7 +583,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("pids")).unwrap();
         std::fs::write(dir.path().join("pids/cgroup.procs"), "").unwrap();
-        let cfg = CgroupConfig { version: "auto".into(), root: dir.path().into(), prefix: "steward".into() };
+        let cfg = CgroupConfig {
+            version: "auto".into(),
+            root: dir.path().into(),
+            prefix: "steward".into(),
+        };
         let e = Cgroups::detect(&cfg).unwrap_err().to_string();
         assert!(e.contains("freezer"), "{e}");
     }

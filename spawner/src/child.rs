@@ -144,7 +144,11 @@ pub fn spawn(spec: ChildSpec<'_>) -> Result<u32, SpawnError> {
 
 /// Reads a file as `user` (after dropping privileges in a child), refusing symlinks in
 /// the last component and anything larger than `max_bytes`.
-pub fn read_as_user(user: &User, path: &std::path::Path, max_bytes: u64) -> Result<Vec<u8>, SpawnError> {
+pub fn read_as_user(
+    user: &User,
+    path: &std::path::Path,
+    max_bytes: u64,
+) -> Result<Vec<u8>, SpawnError> {
     let full = user.dir.join(path);
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::sys("pipe", e))?;
     // SAFETY: single-threaded helper, see `spawn`.
@@ -167,26 +171,58 @@ pub fn read_as_user(user: &User, path: &std::path::Path, max_bytes: u64) -> Resu
             ) {
                 // SAFETY: `open` just returned this descriptor and nothing else owns it.
                 Ok(fd) => unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) },
-                Err(nix::Error::ENOENT) => fail(&mut out, b'N', format!("{} does not exist", full.display())),
-                Err(nix::Error::ELOOP) => fail(&mut out, b'R', format!("{} is a symbolic link; refusing to follow it", full.display())),
-                Err(e) => fail(&mut out, b'R', format!("opening {} as {}: {e}", full.display(), user.name)),
+                Err(nix::Error::ENOENT) => {
+                    fail(&mut out, b'N', format!("{} does not exist", full.display()))
+                }
+                Err(nix::Error::ELOOP) => fail(
+                    &mut out,
+                    b'R',
+                    format!(
+                        "{} is a symbolic link; refusing to follow it",
+                        full.display()
+                    ),
+                ),
+                Err(e) => fail(
+                    &mut out,
+                    b'R',
+                    format!("opening {} as {}: {e}", full.display(), user.name),
+                ),
             };
             let meta = match file.metadata() {
                 Ok(m) => m,
                 Err(e) => fail(&mut out, b'E', format!("stat {}: {e}", full.display())),
             };
             if !meta.is_file() {
-                fail(&mut out, b'R', format!("{} is not a regular file", full.display()));
+                fail(
+                    &mut out,
+                    b'R',
+                    format!("{} is not a regular file", full.display()),
+                );
             }
             if meta.len() > max_bytes {
-                fail(&mut out, b'T', format!("{} is {} bytes, over the {max_bytes}-byte limit", full.display(), meta.len()));
+                fail(
+                    &mut out,
+                    b'T',
+                    format!(
+                        "{} is {} bytes, over the {max_bytes}-byte limit",
+                        full.display(),
+                        meta.len()
+                    ),
+                );
             }
             let mut buf = Vec::with_capacity(meta.len() as usize);
             if let Err(e) = file.take(max_bytes + 1).read_to_end(&mut buf) {
                 fail(&mut out, b'E', format!("reading {}: {e}", full.display()));
             }
             if buf.len() as u64 > max_bytes {
-                fail(&mut out, b'T', format!("{} grew over the {max_bytes}-byte limit while being read", full.display()));
+                fail(
+                    &mut out,
+                    b'T',
+                    format!(
+                        "{} grew over the {max_bytes}-byte limit while being read",
+                        full.display()
+                    ),
+                );
             }
             let _ = out.write_all(b"O");
             let _ = out.write_all(&buf);
@@ -200,7 +236,9 @@ pub fn read_as_user(user: &User, path: &std::path::Path, max_bytes: u64) -> Resu
                 .read_to_end(&mut buf);
             let _ = nix::sys::wait::waitpid(child, None);
             res.map_err(|e| SpawnError::io("reading from the file reader", e))?;
-            let (code, rest) = buf.split_first().ok_or_else(|| SpawnError::Helper("file reader died without an answer".into()))?;
+            let (code, rest) = buf
+                .split_first()
+                .ok_or_else(|| SpawnError::Helper("file reader died without an answer".into()))?;
             let msg = || String::from_utf8_lossy(rest).into_owned();
             match code {
                 b'O' => Ok(rest.to_vec()),

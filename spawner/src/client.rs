@@ -62,14 +62,24 @@ impl SpawnerClient {
 
     /// Sends one request and returns the helper's reply (which may be an error reply).
     pub async fn call(&self, req: &HelperRequest) -> Result<HelperReply, SpawnError> {
-        let body = serde_json::to_vec(req).map_err(|e| SpawnError::Helper(format!("encoding request: {e}")))?;
+        let body = serde_json::to_vec(req)
+            .map_err(|e| SpawnError::Helper(format!("encoding request: {e}")))?;
         let mut child = self
             .command()
             .spawn()
             .map_err(|e| SpawnError::io(format!("running {}", self.helper.display()), e))?;
-        let mut stdin = child.stdin.take().ok_or_else(|| SpawnError::Helper("no stdin pipe".into()))?;
-        let mut stdout = child.stdout.take().ok_or_else(|| SpawnError::Helper("no stdout pipe".into()))?;
-        let mut stderr = child.stderr.take().ok_or_else(|| SpawnError::Helper("no stderr pipe".into()))?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| SpawnError::Helper("no stdin pipe".into()))?;
+        let mut stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| SpawnError::Helper("no stdout pipe".into()))?;
+        let mut stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| SpawnError::Helper("no stderr pipe".into()))?;
         let work = async {
             stdin
                 .write_all(&body)
@@ -86,7 +96,10 @@ impl SpawnerClient {
             );
             r1.map_err(|e| SpawnError::io("reading the helper's reply", e))?;
             let _ = r2;
-            let status = child.wait().await.map_err(|e| SpawnError::io("waiting for the helper", e))?;
+            let status = child
+                .wait()
+                .await
+                .map_err(|e| SpawnError::io("waiting for the helper", e))?;
             Ok::<_, SpawnError>((out, err, status))
         };
         let (out, err, status) = tokio::time::timeout(self.timeout, work)

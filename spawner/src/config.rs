@@ -117,7 +117,12 @@ fn default_user_pattern() -> String {
     "^[a-z_][a-z0-9_-]{0,31}$".into()
 }
 fn default_env_allow() -> Vec<String> {
-    vec!["LANG".into(), "LC_*".into(), "TZ".into(), "STEWARD_*".into()]
+    vec![
+        "LANG".into(),
+        "LC_*".into(),
+        "TZ".into(),
+        "STEWARD_*".into(),
+    ]
 }
 fn default_path() -> String {
     "/usr/local/bin:/usr/bin:/bin".into()
@@ -170,7 +175,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
                 'M' => 1 << 20,
                 'G' => 1 << 30,
                 'T' => 1 << 40,
-                _ => return Err(format!("{s:?}: unknown size suffix {c:?} (use K, M, G or T)")),
+                _ => {
+                    return Err(format!(
+                        "{s:?}: unknown size suffix {c:?} (use K, M, G or T)"
+                    ))
+                }
             };
             (&s[..i], mult)
         }
@@ -221,21 +230,29 @@ impl HelperConfig {
             message,
         };
         if cfg.min_uid == 0 {
-            return Err(err("min_uid must be at least 1: root never gets a server".into()));
+            return Err(err(
+                "min_uid must be at least 1: root never gets a server".into()
+            ));
         }
-        regex::Regex::new(&cfg.user_pattern)
-            .map_err(|e| err(format!("user_pattern: {e}")))?;
+        regex::Regex::new(&cfg.user_pattern).map_err(|e| err(format!("user_pattern: {e}")))?;
         if !cfg.user_pattern.starts_with('^') || !cfg.user_pattern.ends_with('$') {
             return Err(err("user_pattern must be anchored with ^ and $".into()));
         }
         for (name, exe) in &cfg.executables {
             if !exe.is_absolute() {
-                return Err(err(format!("executables.{name}: {} is not an absolute path", exe.display())));
+                return Err(err(format!(
+                    "executables.{name}: {} is not an absolute path",
+                    exe.display()
+                )));
             }
         }
         for pattern in &cfg.env_allow {
             let upper = pattern.to_ascii_uppercase();
-            if upper.starts_with("LD_") || upper.starts_with("PYTHON") || upper == "PATH" || pattern == "*" {
+            if upper.starts_with("LD_")
+                || upper.starts_with("PYTHON")
+                || upper == "PATH"
+                || pattern == "*"
+            {
                 return Err(err(format!(
                     "env_allow: {pattern:?} may never be passed to a server (LD_*, PYTHON*, PATH and * are forbidden)"
                 )));
@@ -248,12 +265,16 @@ impl HelperConfig {
             )));
         }
         if !cfg.profiles.contains_key("default") {
-            return Err(err("profiles: a profile named \"default\" is required".into()));
+            return Err(err(
+                "profiles: a profile named \"default\" is required".into()
+            ));
         }
         for (name, p) in &cfg.profiles {
             if let Some(cpu) = p.limits.cpu {
                 if !(cpu > 0.0 && cpu <= 1024.0) {
-                    return Err(err(format!("profiles.{name}.cpu: {cpu} is not between 0 and 1024")));
+                    return Err(err(format!(
+                        "profiles.{name}.cpu: {cpu} is not between 0 and 1024"
+                    )));
                 }
             }
         }
@@ -297,12 +318,18 @@ pub fn ensure_root_owned(path: &Path) -> Result<(), SpawnError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| SpawnError::io(format!("checking {}", path.display()), e))?;
     if meta.uid() != 0 {
-        return Err(unsafe_path(path, format!("owned by uid {}, not root", meta.uid())));
+        return Err(unsafe_path(
+            path,
+            format!("owned by uid {}, not root", meta.uid()),
+        ));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(unsafe_path(
             path,
-            format!("writable by group or others (mode {:o})", meta.mode() & 0o7777),
+            format!(
+                "writable by group or others (mode {:o})",
+                meta.mode() & 0o7777
+            ),
         ));
     }
     let mut dir = path.parent();
@@ -314,12 +341,18 @@ pub fn ensure_root_owned(path: &Path) -> Result<(), SpawnError> {
             .map_err(|e| SpawnError::io(format!("checking {}", d.display()), e))?;
         let sticky = m.mode() & 0o1000 != 0;
         if m.uid() != 0 {
-            return Err(unsafe_path(d, format!("directory owned by uid {}, not root", m.uid())));
+            return Err(unsafe_path(
+                d,
+                format!("directory owned by uid {}, not root", m.uid()),
+            ));
         }
         if m.mode() & 0o022 != 0 && !sticky {
             return Err(unsafe_path(
                 d,
-                format!("directory writable by group or others (mode {:o})", m.mode() & 0o7777),
+                format!(
+                    "directory writable by group or others (mode {:o})",
+                    m.mode() & 0o7777
+                ),
             ));
         }
         dir = d.parent();
@@ -363,7 +396,10 @@ mod tests {
             ("env_allow = [\"PYTHONPATH\"]\n[executables]\n", "env_allow"),
             ("[executables]\nx = \"relative/path\"\n", "executables.x"),
             ("user_pattern = \"[a-z]+\"\n[executables]\n", "anchored"),
-            ("[executables]\n[cgroup]\nversion = \"v3\"\n", "cgroup.version"),
+            (
+                "[executables]\n[cgroup]\nversion = \"v3\"\n",
+                "cgroup.version",
+            ),
             ("bogus = 1\n[executables]\n", "unknown field"),
             ("[executables]\n[profiles.big]\ncpu = 2.0\n", "default"),
         ] {

@@ -26,7 +26,8 @@ fn server_name_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 impl Helper {
@@ -39,10 +40,14 @@ impl Helper {
     pub fn handle(&self, req: HelperRequest) -> HelperReply {
         let result = match req {
             HelperRequest::Start(s) => self.start(s),
-            HelperRequest::Stop { user, server, grace_secs } => self.stop(&user, &server, grace_secs),
-            HelperRequest::Status { user, server } => {
-                self.check_names(&user, &server).and_then(|_| self.status(&user, &server).map(HelperReply::Status))
-            }
+            HelperRequest::Stop {
+                user,
+                server,
+                grace_secs,
+            } => self.stop(&user, &server, grace_secs),
+            HelperRequest::Status { user, server } => self
+                .check_names(&user, &server)
+                .and_then(|_| self.status(&user, &server).map(HelperReply::Status)),
             HelperRequest::List => Ok(HelperReply::List {
                 servers: self
                     .cgroups
@@ -52,7 +57,11 @@ impl Helper {
                     .collect(),
             }),
             HelperRequest::Adopt { user, server, pid } => self.adopt(&user, &server, pid),
-            HelperRequest::ReadUserFile { user, path, max_bytes } => self.read_user_file(&user, &path, max_bytes),
+            HelperRequest::ReadUserFile {
+                user,
+                path,
+                max_bytes,
+            } => self.read_user_file(&user, &path, max_bytes),
         };
         result.unwrap_or_else(error_reply)
     }
@@ -92,20 +101,29 @@ impl Helper {
         let name = req.profile.as_deref().unwrap_or("default");
         let profile = self.config.profiles.get(name).ok_or_else(|| {
             let known: Vec<_> = self.config.profiles.keys().cloned().collect();
-            SpawnError::BadRequest(format!("unknown profile {name:?}; known: {}", known.join(", ")))
+            SpawnError::BadRequest(format!(
+                "unknown profile {name:?}; known: {}",
+                known.join(", ")
+            ))
         })?;
         if profile.allowed.is_empty() {
             return Ok(profile);
         }
         let groups = user_group_names(user);
-        let ok = profile.allowed.iter().any(|k| match k.strip_prefix("group:") {
-            Some(g) => groups.iter().any(|x| x == g),
-            None => k == &user.name,
-        });
+        let ok = profile
+            .allowed
+            .iter()
+            .any(|k| match k.strip_prefix("group:") {
+                Some(g) => groups.iter().any(|x| x == g),
+                None => k == &user.name,
+            });
         if ok {
             Ok(profile)
         } else {
-            Err(SpawnError::Refused(format!("user {:?} may not use profile {name:?}", user.name)))
+            Err(SpawnError::Refused(format!(
+                "user {:?} may not use profile {name:?}",
+                user.name
+            )))
         }
     }
 
@@ -152,11 +170,20 @@ impl Helper {
             .config
             .executables
             .get(&req.executable)
-            .ok_or_else(|| SpawnError::Refused(format!("executable {:?} is not in the allow-list", req.executable)))?
+            .ok_or_else(|| {
+                SpawnError::Refused(format!(
+                    "executable {:?} is not in the allow-list",
+                    req.executable
+                ))
+            })?
             .clone();
         crate::config::ensure_root_owned(&exe)?;
         let profile = self.profile(&req, &user)?;
-        if req.stdin.as_ref().is_some_and(|s| s.len() as u64 > MAX_REQUEST_BYTES) {
+        if req
+            .stdin
+            .as_ref()
+            .is_some_and(|s| s.len() as u64 > MAX_REQUEST_BYTES)
+        {
             return Err(SpawnError::TooLarge("stdin payload".into()));
         }
         let running = self.cgroups.procs(&user.name, &req.server)?;
@@ -166,8 +193,12 @@ impl Helper {
                 user.name, req.server
             )));
         }
-        self.cgroups
-            .create(&user.name, &req.server, &self.config.user_limits, &profile.limits)?;
+        self.cgroups.create(
+            &user.name,
+            &req.server,
+            &self.config.user_limits,
+            &profile.limits,
+        )?;
         let log = self.open_log(&user, &req.server)?;
         let spec = ChildSpec {
             user: &user,
@@ -186,14 +217,21 @@ impl Helper {
             }),
             Err(e) => {
                 // Leave nothing half-started behind.
-                let _ = self.cgroups.kill_all(&user.name, &req.server, Duration::from_secs(2));
+                let _ = self
+                    .cgroups
+                    .kill_all(&user.name, &req.server, Duration::from_secs(2));
                 let _ = self.cgroups.remove(&user.name, &req.server);
                 Err(e)
             }
         }
     }
 
-    fn stop(&self, user: &str, server: &str, grace: Option<u64>) -> Result<HelperReply, SpawnError> {
+    fn stop(
+        &self,
+        user: &str,
+        server: &str,
+        grace: Option<u64>,
+    ) -> Result<HelperReply, SpawnError> {
         self.check_names(user, server)?;
         if !self.cgroups.exists(user, server) {
             return Err(SpawnError::NotFound(format!("no server {user}/{server}")));
@@ -207,9 +245,14 @@ impl Helper {
         while Instant::now() < deadline && !self.cgroups.procs(user, server)?.is_empty() {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let killed = self.cgroups.kill_all(user, server, Duration::from_secs(10))?;
+        let killed = self
+            .cgroups
+            .kill_all(user, server, Duration::from_secs(10))?;
         let cgroup_removed = self.cgroups.remove(user, server)?;
-        Ok(HelperReply::Stopped { killed, cgroup_removed })
+        Ok(HelperReply::Stopped {
+            killed,
+            cgroup_removed,
+        })
     }
 
     fn status(&self, user: &str, server: &str) -> Result<ServerStatus, SpawnError> {
@@ -240,7 +283,10 @@ impl Helper {
         }
         let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .map_err(|e| SpawnError::io(format!("reading /proc/{pid}/status"), e))?;
-        let uid_line = proc_status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+        let uid_line = proc_status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .unwrap_or("");
         let all_match = uid_line
             .split_whitespace()
             .skip(1)
@@ -253,7 +299,12 @@ impl Helper {
         Ok(HelperReply::Adopted(status))
     }
 
-    fn read_user_file(&self, user: &str, path: &str, max: Option<u64>) -> Result<HelperReply, SpawnError> {
+    fn read_user_file(
+        &self,
+        user: &str,
+        path: &str,
+        max: Option<u64>,
+    ) -> Result<HelperReply, SpawnError> {
         let u = self.user(user)?;
         let rel = Path::new(path);
         if path.is_empty()
@@ -295,7 +346,10 @@ pub fn error_reply(e: SpawnError) -> HelperReply {
         SpawnError::TooLarge(_) => HelperErrorCode::TooLarge,
         _ => HelperErrorCode::Internal,
     };
-    HelperReply::Error { code, message: e.to_string() }
+    HelperReply::Error {
+        code,
+        message: e.to_string(),
+    }
 }
 
 /// The whole helper: parse argv, load config, read stdin, answer on stdout.
@@ -319,11 +373,9 @@ fn run(args: &[String], stdin: &mut dyn std::io::Read) -> HelperReply {
                 Some(p) => config_path = p.clone(),
                 None => return error_reply(SpawnError::BadRequest("--config needs a path".into())),
             },
-            other => {
-                return error_reply(SpawnError::BadRequest(format!(
-                    "unknown argument {other:?}; usage: steward-spawn [--config PATH] < request.json"
-                )))
-            }
+            other => return error_reply(SpawnError::BadRequest(format!(
+                "unknown argument {other:?}; usage: steward-spawn [--config PATH] < request.json"
+            ))),
         }
     }
     if !nix::unistd::geteuid().is_root() {
@@ -340,7 +392,9 @@ fn run(args: &[String], stdin: &mut dyn std::io::Read) -> HelperReply {
         return error_reply(SpawnError::io("reading the request", e));
     }
     if buf.len() as u64 > MAX_REQUEST_BYTES {
-        return error_reply(SpawnError::TooLarge(format!("request over {MAX_REQUEST_BYTES} bytes")));
+        return error_reply(SpawnError::TooLarge(format!(
+            "request over {MAX_REQUEST_BYTES} bytes"
+        )));
     }
     let req: HelperRequest = match serde_json::from_slice(&buf) {
         Ok(r) => r,

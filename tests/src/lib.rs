@@ -28,24 +28,38 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test-binary>
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --workspace --bins` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        p.display()
+    );
     p
 }
 
 /// A free loopback port (bound and released; good enough on a test machine).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A root-owned temporary directory others may traverse (0711), as the demo needs.
 pub fn traversable_tempdir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new().prefix("steward-e2e-").tempdir_in("/tmp").unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("steward-e2e-")
+        .tempdir_in("/tmp")
+        .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     d
 }
@@ -71,20 +85,32 @@ impl Proc {
                 l2.lock().unwrap().push(line);
             }
         });
-        Proc { child, stdout_lines: lines }
+        Proc {
+            child,
+            stdout_lines: lines,
+        }
     }
 
     /// Waits until a stdout line contains `needle`.
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(l) = self.stdout_lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            if let Some(l) = self
+                .stdout_lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
                 return l.clone();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("process exited with {status} before printing {needle:?}");
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {needle:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -118,11 +144,18 @@ impl Drop for Proc {
 pub fn tls_config(ca: &Path) -> rustls::ClientConfig {
     let pem = std::fs::read_to_string(ca).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    for block in pem.split("-----END CERTIFICATE-----").filter(|b| b.contains("BEGIN")) {
+    for block in pem
+        .split("-----END CERTIFICATE-----")
+        .filter(|b| b.contains("BEGIN"))
+    {
         use base64::Engine;
         let body: String = block.lines().filter(|l| !l.starts_with("-----")).collect();
-        let der = base64::engine::general_purpose::STANDARD.decode(body.trim()).unwrap();
-        roots.add(rustls_pki_types::CertificateDer::from(der)).unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body.trim())
+            .unwrap();
+        roots
+            .add(rustls_pki_types::CertificateDer::from(der))
+            .unwrap();
     }
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -140,10 +173,16 @@ pub fn http_client(ca: &Path) -> reqwest::Client {
         .unwrap()
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a WebSocket with the given Origin and Cookie headers.
-pub async fn ws_connect(ca: &Path, url: &str, origin: Option<&str>, cookie: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+pub async fn ws_connect(
+    ca: &Path,
+    url: &str,
+    origin: Option<&str>,
+    cookie: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut req = url.into_client_request()?;
     if let Some(o) = origin {
@@ -151,16 +190,23 @@ pub async fn ws_connect(ca: &Path, url: &str, origin: Option<&str>, cookie: &str
     }
     req.headers_mut().insert("cookie", cookie.parse().unwrap());
     let connector = tokio_tungstenite::Connector::Rustls(Arc::new(tls_config(ca)));
-    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector)).await?;
+    let (ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector)).await?;
     Ok(ws)
 }
 
 /// Reads JSON text frames until `pred` matches one (bounded by `timeout`).
-pub async fn ws_until(ws: &mut Ws, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+pub async fn ws_until(
+    ws: &mut Ws,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     use futures_util::StreamExt;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next()).await.expect("timed out waiting for a WebSocket message");
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("timed out waiting for a WebSocket message");
         let msg = msg.expect("WebSocket closed").expect("WebSocket error");
         if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
             let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("JSON frame");
@@ -173,12 +219,101 @@ pub async fn ws_until(ws: &mut Ws, timeout: Duration, pred: impl Fn(&serde_json:
 
 pub async fn ws_send(ws: &mut Ws, v: serde_json::Value) {
     use futures_util::SinkExt;
-    ws.send(tokio_tungstenite::tungstenite::Message::text(v.to_string())).await.unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
+        .await
+        .unwrap();
 }
 
 /// Runs a command and returns stdout, panicking with stderr on failure.
 pub fn sh(cmd: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Creates (if missing) a Unix user with this password; returns its passwd entry.
+pub fn ensure_user(name: &str, password: &str) -> nix::unistd::User {
+    if nix::unistd::User::from_name(name).unwrap().is_none() {
+        let out = Command::new("useradd")
+            .args(["-m", "-s", "/bin/bash", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() || String::from_utf8_lossy(&out.stderr).contains("already exists"),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut child = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        writeln!(child.stdin.as_mut().unwrap(), "{name}:{password}").unwrap();
+    }
+    assert!(child.wait().unwrap().success(), "chpasswd {name}");
+    nix::unistd::User::from_name(name).unwrap().unwrap()
+}
+
+/// Writes a root-owned, world-readable file (mode 0644) in a directory made traversable.
+pub fn write_root_file(path: &Path, content: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// Runs `steward-spawn --config CONFIG` with `request` on stdin; returns (exit code, reply).
+pub fn helper_call(config: &Path, request: &serde_json::Value) -> (i32, serde_json::Value) {
+    use std::io::Write;
+    let mut child = Command::new(bin("steward-spawn"))
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let reply = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "helper reply {:?}: {e}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (out.status.code().unwrap_or(-1), reply)
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
 }

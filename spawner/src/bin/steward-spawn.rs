@@ -9,6 +9,7 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     let args: Vec<String> = std::env::args().collect();
-    let code = steward_spawner::helper::main_with(&args, &mut std::io::stdin(), &mut std::io::stdout());
+    let code =
+        steward_spawner::helper::main_with(&args, &mut std::io::stdin(), &mut std::io::stdout());
     std::process::exit(code);
 }
