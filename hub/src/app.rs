@@ -12,15 +12,16 @@ use actix_web::{web as aw, App, HttpServer};
 use std::sync::Arc;
 use std::time::Duration;
 use steward_audit::{AuditConfig, AuditLog};
-use steward_policy::SitePolicy;
+use steward_policy::{PolicyStore, StoreOptions};
 use steward_spawner::SpawnerClient;
 
 /// Loads the site policy; any error keeps the hub from starting (there is no last good one yet).
-pub fn load_site_policy(path: &std::path::Path) -> anyhow::Result<SitePolicy> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("reading site policy {}: {e}", path.display()))?;
-    SitePolicy::parse(&text, &path.display().to_string())
-        .map_err(|d| anyhow::anyhow!("site policy has errors:\n{d}"))
+pub fn load_site_policy(path: &std::path::Path) -> anyhow::Result<PolicyStore> {
+    let store = PolicyStore::new(StoreOptions::default());
+    store
+        .load(path)
+        .map_err(|d| anyhow::anyhow!("site policy {} has errors:\n{d}", path.display()))?;
+    Ok(store)
 }
 
 pub struct Hub {
@@ -84,7 +85,8 @@ pub async fn serve(hub: Hub) -> anyhow::Result<()> {
     .listen_rustls_0_23(internal_listener, internal_tls)?
     .run();
 
-    let public_tls = ca::public_server_config(&cfg.tls.cert, &cfg.tls.key)?;
+    let cert = ca::ReloadableCert::load(&cfg.tls.cert, &cfg.tls.key)?;
+    let public_tls = ca::public_server_config(cert.clone())?;
     let public_listener = std::net::TcpListener::bind(cfg.listen)?;
     let public_addr = public_listener.local_addr()?;
     let st = state.clone();
@@ -98,13 +100,21 @@ pub async fn serve(hub: Hub) -> anyhow::Result<()> {
             .route("/hub/api/me", aw::get().to(web::me))
             .route("/hub/api/elevate", aw::post().to(web::elevate))
             .route("/hub/api/drop", aw::post().to(web::drop_privileges))
+            .route("/metrics", aw::get().to(crate::web::metrics))
+            .route("/hub/api/overview", aw::get().to(crate::api::overview))
+            .route("/hub/api/permitted", aw::get().to(crate::api::permitted))
+            .route("/hub/api/explain", aw::get().to(crate::api::explain))
+            .route("/hub/api/audit", aw::get().to(crate::api::audit_search))
             .route("/user/{owner}/ws", aw::get().to(relay::user_ws))
+            .route("/user/{owner}/api/{rest:.*}", aw::get().to(crate::api::proxy_get))
+            .configure(crate::ui::routes)
     })
     .workers(2)
     .shutdown_timeout(1)
     .listen_rustls_0_23(public_listener, public_tls)?
     .run();
 
+    crate::background::start(state.clone(), cert);
     println!("steward: ready on https://{public_addr} (internal {internal_addr})");
     tracing::info!(%public_addr, %internal_addr, "hub ready");
     let internal_handle = internal.handle();

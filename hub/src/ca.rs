@@ -239,41 +239,70 @@ impl Ca {
     }
 }
 
-/// Public listener TLS from the configured certificate and key files.
-pub fn public_server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, CaError> {
+fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, CaError> {
     let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|source| CaError::Io {
-            path: p.display().to_string(),
-            source,
-        })
+        std::fs::read_to_string(p).map_err(|source| CaError::Io { path: p.display().to_string(), source })
     };
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
     let mut chain = vec![];
     for block in cert_pem.split("-----END CERTIFICATE-----") {
         if block.contains("-----BEGIN CERTIFICATE-----") {
-            chain.push(CertificateDer::from(pem_to_der(&format!(
-                "{block}-----END CERTIFICATE-----"
-            ))?));
+            chain.push(CertificateDer::from(pem_to_der(&format!("{block}-----END CERTIFICATE-----"))?));
         }
     }
     if chain.is_empty() {
-        return Err(CaError::Tls(format!(
-            "{}: no certificate found",
-            cert.display()
-        )));
+        return Err(CaError::Tls(format!("{}: no certificate found", cert.display())));
     }
-    let key_der = pem_to_der(&key_pem)?;
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pem_to_der(&key_pem)?));
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
+        .map_err(|e| CaError::Tls(format!("{}: {e}", key.display())))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, signing)))
+}
+
+/// The public certificate, swappable at runtime (SIGHUP) without restarting listeners.
+#[derive(Debug)]
+pub struct ReloadableCert {
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl ReloadableCert {
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<ReloadableCert>, CaError> {
+        Ok(Arc::new(ReloadableCert {
+            current: std::sync::RwLock::new(load_certified_key(cert, key)?),
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        }))
+    }
+
+    /// Re-reads both files; on any error the certificate in use stays.
+    pub fn reload(&self) -> Result<(), CaError> {
+        let fresh = load_certified_key(&self.cert, &self.key)?;
+        if let Ok(mut c) = self.current.write() {
+            *c = fresh;
+        }
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current.read().ok().map(|c| c.clone())
+    }
+}
+
+/// Public listener TLS using the reloadable certificate.
+pub fn public_server_config(cert: Arc<ReloadableCert>) -> Result<rustls::ServerConfig, CaError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ServerConfig::builder_with_provider(provider)
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| CaError::Tls(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(
-            chain,
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)),
-        )
-        .map_err(|e| CaError::Tls(format!("{} / {}: {e}", cert.display(), key.display())))
+        .with_cert_resolver(cert);
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
 }
 
 /// A self-signed CA plus a server certificate for `names`, for `steward demo`.

@@ -166,14 +166,27 @@ pub struct AuditSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UiServerConfig {
+    /// The UI server shuts itself down after this long without hub activity.
     #[serde(default = "default_ui_idle")]
     pub idle_timeout_secs: u64,
+    /// The hub stops a server nobody watched or used for this long (workflows keep running).
+    #[serde(default = "default_ui_idle")]
+    pub cull_idle_secs: u64,
+    /// Owners whose servers start with the hub (so the overview is full from the start).
+    #[serde(default)]
+    pub prestart: Vec<String>,
+    /// Start a server on a visit only when the visitor is its owner.
+    #[serde(default)]
+    pub spawn_requires_owner: bool,
 }
 
 impl Default for UiServerConfig {
     fn default() -> Self {
         UiServerConfig {
             idle_timeout_secs: default_ui_idle(),
+            cull_idle_secs: default_ui_idle(),
+            prestart: vec![],
+            spawn_requires_owner: false,
         }
     }
 }

@@ -89,6 +89,11 @@ impl Db {
                 cgroup TEXT NOT NULL,
                 started INTEGER NOT NULL,
                 PRIMARY KEY (owner, name)
+             );
+             CREATE TABLE IF NOT EXISTS overview (
+                owner TEXT PRIMARY KEY,
+                workflows TEXT NOT NULL,
+                updated INTEGER NOT NULL
              );",
         )?;
         Ok(Db {
@@ -208,6 +213,29 @@ impl Db {
                     started: r.get(5)?,
                 })
             })?;
+            rows.collect()
+        })
+    }
+}
+
+impl Db {
+    /// Remembers the last summary a server gave, for when it is down.
+    pub fn save_overview(&self, owner: &str, workflows_json: &str, now: i64) -> Result<(), DbError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO overview (owner, workflows, updated) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(owner) DO UPDATE SET workflows = excluded.workflows, updated = excluded.updated",
+                params![owner, workflows_json, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Every cached overview: (owner, workflows JSON, updated).
+    pub fn overviews(&self) -> Result<Vec<(String, String, i64)>, DbError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT owner, workflows, updated FROM overview ORDER BY owner")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect()
         })
     }

@@ -18,6 +18,8 @@ pub struct DemoOptions {
     pub data_dir: PathBuf,
     pub listen: std::net::SocketAddr,
     pub credentials_file: Option<PathBuf>,
+    /// Tests only: a file whose integer content (seconds) is added to the hub's clock.
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
@@ -233,9 +235,16 @@ config = "{data}/spawn.toml"
 
 [audit]
 dir = "{data}/audit"
-"#,
+
+[uiserver]
+prestart = ["alice", "bob", "carl"]
+{testing}"#,
         listen = opts.listen,
-        data = d.display()
+        data = d.display(),
+        testing = match &opts.clock_offset_file {
+            Some(p) => format!("\n[testing]\nclock_offset_file = \"{}\"\n", p.display()),
+            None => String::new(),
+        }
     );
     let config_path = d.join("steward.toml");
     write(&config_path, &config, 0o644)?;

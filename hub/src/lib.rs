@@ -7,15 +7,21 @@
 //! uid itself.
 
 pub mod app;
+pub mod api;
 pub mod auth;
+pub mod background;
 pub mod ca;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod fsutil;
+pub mod metrics;
+pub mod ldap;
+pub mod proxy;
 pub mod relay;
 pub mod servers;
 pub mod state;
 pub mod tokens;
+pub mod ui;
 pub mod web;

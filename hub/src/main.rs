@@ -30,6 +30,9 @@ enum Command {
         /// Also write the demo credentials as JSON to this file (mode 0600).
         #[arg(long)]
         credentials_file: Option<PathBuf>,
+        /// Tests only: add the integer seconds in this file to the hub's clock.
+        #[arg(long, hide = true)]
+        clock_offset_file: Option<PathBuf>,
     },
     /// Check, explain and query policy files.
     #[command(subcommand)]
@@ -80,6 +83,7 @@ fn main() {
             data_dir,
             listen,
             credentials_file,
+            clock_offset_file,
         } => {
             init_logging();
             run_async(async move {
@@ -87,6 +91,7 @@ fn main() {
                     data_dir,
                     listen,
                     credentials_file,
+                    clock_offset_file,
                 };
                 let (config_path, creds) = steward_hub::demo::prepare(&opts)?;
                 let cfg = steward_hub::config::HubConfig::load(&config_path)?;

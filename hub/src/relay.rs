@@ -29,6 +29,7 @@ pub async fn ensure_server(
     match state.servers.ensure(owner).await {
         Ok(SpawnOutcome::AlreadyRunning(s)) => Ok(s),
         Ok(SpawnOutcome::Started(s)) => {
+            state.metrics.spawns.inc();
             let rec = AuditRecord {
                 owner: Some(owner.to_string()),
                 message: Some(format!("pid {} in {}", s.pid, s.cgroup)),
@@ -39,6 +40,7 @@ pub async fn ensure_server(
             Ok(s)
         }
         Err(e) => {
+            state.metrics.spawn_failures.inc();
             let rec = AuditRecord {
                 owner: Some(owner.to_string()),
                 message: Some(e.to_string()),
@@ -266,6 +268,8 @@ async fn relay(
         );
         let _ = audit(&r.state, rec).await;
     }
+    r.state.metrics.open_websockets.dec();
+    r.state.touch(&r.owner, -1);
     let _ = ws.close(None).await;
     let _ = up_tx.close().await;
 }

@@ -50,7 +50,7 @@ pub struct ServerManager {
     ca: Arc<Ca>,
     signer: Arc<TokenSigner>,
     db: Arc<Db>,
-    client_tls: Arc<rustls::ClientConfig>,
+    pub client_tls: Arc<rustls::ClientConfig>,
     running: Mutex<HashMap<String, RunningServer>>,
     owner_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pending: Mutex<HashMap<String, oneshot::Sender<Registration>>>,

@@ -8,7 +8,7 @@ use crate::db::{Db, Session};
 use crate::servers::ServerManager;
 use crate::tokens::TokenSigner;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use steward_audit::AuditLog;
 use steward_policy::{Decision, OpClass, OpSet, Operation, SitePolicy, Subject, UserPolicy};
@@ -27,8 +27,12 @@ pub struct AppState {
     pub servers: Arc<ServerManager>,
     pub spawner: SpawnerClient,
     pub audit: AuditLog,
-    pub site_policy: RwLock<Arc<SitePolicy>>,
+    pub policy: steward_policy::PolicyStore,
+    pub metrics: crate::metrics::Metrics,
+    /// Last activity (unix secs) and open WebSockets per owner, for idle culling.
+    pub activity: Mutex<HashMap<String, (i64, usize)>>,
     pub user_pattern: regex::Regex,
+    pub upstream: crate::proxy::UpstreamClients,
     user_policies: Mutex<HashMap<String, (Instant, Option<Arc<UserPolicy>>)>>,
     groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
@@ -52,8 +56,8 @@ impl AppState {
         servers: Arc<ServerManager>,
         spawner: SpawnerClient,
         audit: AuditLog,
-        site_policy: SitePolicy,
-    ) -> Result<AppState, regex::Error> {
+        policy: steward_policy::PolicyStore,
+    ) -> anyhow::Result<AppState> {
         let user_pattern = regex::Regex::new(&cfg.auth.user_pattern)?;
         Ok(AppState {
             cfg,
@@ -64,18 +68,28 @@ impl AppState {
             servers,
             spawner,
             audit,
-            site_policy: RwLock::new(Arc::new(site_policy)),
+            policy,
+            metrics: crate::metrics::Metrics::new()?,
+            activity: Mutex::new(HashMap::new()),
             user_pattern,
+            upstream: Default::default(),
             user_policies: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn site(&self) -> Arc<SitePolicy> {
-        self.site_policy
-            .read()
-            .map(|p| p.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
+        self.policy.current()
+    }
+
+    /// Records activity on an owner's server (keeps it from being culled).
+    pub fn touch(&self, owner: &str, ws_delta: isize) {
+        let now = self.clock.now_secs();
+        if let Ok(mut a) = self.activity.lock() {
+            let e = a.entry(owner.to_string()).or_insert((now, 0));
+            e.0 = now;
+            e.1 = (e.1 as isize + ws_delta).max(0) as usize;
+        }
     }
 
     /// NSS groups of a user, cached briefly.

@@ -119,8 +119,11 @@ fn deadline_rfc3339(deadline: Option<i64>) -> Option<String> {
 
 /// Audits an event; on failure the caller decides whether to fail closed.
 pub async fn audit(state: &AppState, rec: AuditRecord) -> Result<u64, steward_audit::AuditError> {
+    let started = std::time::Instant::now();
     let r = state.audit.append(rec).await;
+    state.metrics.audit_write_seconds.observe(started.elapsed().as_secs_f64());
     if let Err(e) = &r {
+        state.metrics.audit_failures.inc();
         tracing::error!(error = %e, "audit log write failed");
     }
     r
@@ -154,6 +157,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     };
     match authenticate(&state, &body.username, &body.password).await {
         Ok(()) => {
+            state.metrics.logins.with_label_values(&["ok"]).inc();
             let (s, id) = match new_session(&state, &body.username, &addr, OpClass::Read, None) {
                 Ok(x) => x,
                 Err(resp) => return resp,
@@ -182,6 +186,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
                 .json(json!({ "user": s.user, "csrf": s.csrf, "class": "read" }))
         }
         Err(e) => {
+            state.metrics.logins.with_label_values(&["failed"]).inc();
             let status = match e {
                 AuthError::Rejected { .. } => StatusCode::UNAUTHORIZED,
                 AuthError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -386,4 +391,9 @@ pub async fn register(state: web::Data<AppState>, body: web::Bytes) -> HttpRespo
             "unknown or already used registration token",
         )
     }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.metrics.running_servers.set(state.servers.all().len() as i64);
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
 }

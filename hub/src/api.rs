@@ -1,0 +1,300 @@
+//! JSON API for the web UI and scripts: overview, permissions, explanations, audit
+//! search, and read-only HTTP requests proxied to an owner's UI server.
+
+use crate::db::Session;
+use crate::proxy::UpstreamClients;
+use crate::servers::RunningServer;
+use crate::state::AppState;
+use crate::web::{current_session, error_json};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use steward_protocol::wire::WorkflowSummary;
+use steward_protocol::{OpSet, Operation, WorkflowId};
+
+fn session_or_401(state: &AppState, req: &HttpRequest) -> Result<Session, HttpResponse> {
+    current_session(state, req).ok_or_else(|| error_json(StatusCode::UNAUTHORIZED, "not logged in"))
+}
+
+fn valid_owner(owner: &str) -> Result<(), HttpResponse> {
+    if steward_protocol::ids::validate_user_name(owner) {
+        Ok(())
+    } else {
+        Err(error_json(StatusCode::BAD_REQUEST, format!("owner {owner:?} is not a valid user name")))
+    }
+}
+
+/// Fetches a server's gscan summary with a read token for `actor`.
+pub async fn fetch_summary(state: &AppState, server: &RunningServer, actor: &str) -> Result<Vec<WorkflowSummary>, String> {
+    let client = state.upstream.client(&state.servers.client_tls, server)?;
+    let now = state.clock.now_secs().max(0) as u64;
+    let jwt = state
+        .signer
+        .sign(now, &server.owner, actor, vec![Operation::Read], None, "overview")
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .get(UpstreamClients::url(server, "/api/summary"))
+        .bearer_auth(jwt)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("summary: HTTP {}", resp.status()));
+    }
+    resp.json::<Vec<WorkflowSummary>>().await.map_err(|e| e.to_string())
+}
+
+/// The gscan view: every workflow of every owner the user may read; live where the
+/// server runs, otherwise the last known state marked stale.
+pub async fn overview(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let s = match session_or_401(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut owners: BTreeMap<String, (bool, Vec<WorkflowSummary>)> = BTreeMap::new();
+    for (owner, json, _) in state.db.overviews().unwrap_or_default() {
+        if let Ok(w) = serde_json::from_str::<Vec<WorkflowSummary>>(&json) {
+            owners.insert(owner, (true, w));
+        }
+    }
+    let running = state.servers.all();
+    let fetches = running.iter().map(|srv| {
+        let st = state.clone();
+        let actor = s.user.clone();
+        async move { (srv.owner.clone(), fetch_summary(&st, srv, &actor).await) }
+    });
+    let now = state.clock.now_secs();
+    for (owner, result) in futures_util::future::join_all(fetches).await {
+        if let Ok(workflows) = result {
+            if let Ok(json) = serde_json::to_string(&workflows) {
+                let _ = state.db.save_overview(&owner, &json, now);
+            }
+            owners.insert(owner, (false, workflows));
+        }
+    }
+    let mut out = vec![];
+    for (owner, (stale, workflows)) in owners {
+        let mut visible = vec![];
+        for mut w in workflows {
+            if owner == s.user || state.policy_ops(&owner, &s, &w.name).await.contains(Operation::Read) {
+                w.tasks.clear();
+                visible.push(w);
+            }
+        }
+        if !visible.is_empty() {
+            out.push(json!({ "owner": owner, "stale": stale, "workflows": visible }));
+        }
+    }
+    HttpResponse::Ok().json(json!({ "owners": out }))
+}
+
+#[derive(Deserialize)]
+pub struct PermQuery {
+    owner: String,
+    #[serde(default)]
+    workflow: String,
+}
+
+/// What the session may do on one workflow right now (policy ∩ elevation), and why not.
+pub async fn permitted(state: web::Data<AppState>, req: HttpRequest, q: web::Query<PermQuery>) -> HttpResponse {
+    let s = match session_or_401(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = valid_owner(&q.owner) {
+        return r;
+    }
+    let mut ops = OpSet::EMPTY;
+    let mut denied = BTreeMap::new();
+    for op in Operation::ALL {
+        let eff = state.effective(&q.owner, &s, &q.workflow, op).await;
+        if eff.allowed {
+            ops.insert(op);
+        } else {
+            denied.insert(op.name(), eff.reason);
+        }
+    }
+    HttpResponse::Ok().json(json!({ "ops": ops, "denied": denied }))
+}
+
+#[derive(Deserialize)]
+pub struct ExplainQuery {
+    owner: String,
+    #[serde(default)]
+    workflow: String,
+    op: String,
+}
+
+/// "Why can't I?": the decision and the entries that determined it.
+pub async fn explain(state: web::Data<AppState>, req: HttpRequest, q: web::Query<ExplainQuery>) -> HttpResponse {
+    let s = match session_or_401(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = valid_owner(&q.owner) {
+        return r;
+    }
+    let Ok(op) = q.op.parse::<Operation>() else {
+        return error_json(StatusCode::BAD_REQUEST, format!("op: unknown operation {:?}", q.op));
+    };
+    let eff = state.effective(&q.owner, &s, &q.workflow, op).await;
+    let mut reasons = eff.decision.reasons.clone();
+    if eff.decision.allowed && !eff.allowed {
+        reasons.push(eff.reason.clone());
+    }
+    HttpResponse::Ok().json(json!({
+        "allowed": eff.allowed,
+        "policy_allows": eff.decision.allowed,
+        "class_needed": op.class(),
+        "class_now": eff.class_now,
+        "reasons": reasons,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    actor: Option<String>,
+    owner: Option<String>,
+    workflow: Option<String>,
+    op: Option<String>,
+    decision: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+}
+
+fn parse_time(field: &str, v: &Option<String>) -> Result<Option<chrono::DateTime<chrono::Utc>>, HttpResponse> {
+    match v.as_deref().filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.with_timezone(&chrono::Utc)))
+            .map_err(|e| error_json(StatusCode::BAD_REQUEST, format!("{field}: {s:?} is not an RFC 3339 time ({e})"))),
+    }
+}
+
+/// Audit search: owners see actions on their own workflows, admins see everything.
+pub async fn audit_search(state: web::Data<AppState>, req: HttpRequest, q: web::Query<AuditQuery>) -> HttpResponse {
+    let s = match session_or_401(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let admin = state.is_admin(&s.user);
+    let owner = match (&q.owner, admin) {
+        (Some(o), true) if !o.is_empty() => Some(o.clone()),
+        (_, true) => None,
+        (Some(o), false) if !o.is_empty() && o != &s.user => {
+            return error_json(StatusCode::FORBIDDEN, "only hub admins may search actions on other owners' workflows")
+        }
+        (_, false) => Some(s.user.clone()),
+    };
+    let decision = match q.decision.as_deref().filter(|d| !d.is_empty()) {
+        None => None,
+        Some("allow") => Some(steward_audit::Decision::Allow),
+        Some("deny") => Some(steward_audit::Decision::Deny),
+        Some(other) => return error_json(StatusCode::BAD_REQUEST, format!("decision: {other:?} must be allow or deny")),
+    };
+    let filter = steward_audit::SearchFilter {
+        actor: q.actor.clone().filter(|x| !x.is_empty()),
+        owner,
+        workflow: q.workflow.clone().filter(|x| !x.is_empty()),
+        op: q.op.clone().filter(|x| !x.is_empty()),
+        decision,
+        since: match parse_time("since", &q.since) {
+            Ok(t) => t,
+            Err(r) => return r,
+        },
+        until: match parse_time("until", &q.until) {
+            Ok(t) => t,
+            Err(r) => return r,
+        },
+        limit: Some(q.limit.unwrap_or(200).min(5000)),
+        newest_first: true,
+        ..Default::default()
+    };
+    let dir = state.cfg.audit.dir.clone();
+    let result = tokio::task::spawn_blocking(move || steward_audit::search(&dir, &filter)).await;
+    match result {
+        Ok(Ok(records)) => {
+            let human: Vec<String> = records.iter().filter_map(steward_audit::human_line).collect();
+            HttpResponse::Ok().json(json!({ "records": records, "human": human }))
+        }
+        Ok(Err(e)) => error_json(StatusCode::SERVICE_UNAVAILABLE, format!("audit search failed: {e}")),
+        Err(e) => error_json(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct WorkflowParam {
+    workflow: Option<String>,
+}
+
+/// `GET /user/<owner>/api/...`: read-only requests (logs, search, summary) forwarded to
+/// the owner's server with a read token scoped to the workflow named in the query.
+pub async fn proxy_get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    q: web::Query<WorkflowParam>,
+) -> HttpResponse {
+    let s = match session_or_401(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (owner, rest) = path.into_inner();
+    if let Err(r) = valid_owner(&owner) {
+        return r;
+    }
+    let workflow = match q.workflow.as_deref() {
+        Some(w) => match WorkflowId::parse(w, &owner) {
+            Ok(id) if id.owner == owner => Some(id.name),
+            Ok(_) => return error_json(StatusCode::BAD_REQUEST, "workflow: belongs to another owner"),
+            Err(e) => return error_json(StatusCode::BAD_REQUEST, format!("workflow: {e}")),
+        },
+        None => None,
+    };
+    let readable = match &workflow {
+        Some(w) => state.effective(&owner, &s, w, Operation::Read).await.allowed,
+        None => owner == s.user,
+    };
+    if !readable {
+        return error_json(StatusCode::FORBIDDEN, format!("you may not read this workflow of {owner}"));
+    }
+    state.touch(&owner, 0);
+    let server = match crate::relay::ensure_server(&state, &owner, &s.user).await {
+        Ok(srv) => srv,
+        Err(e) => return error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let client = match state.upstream.client(&state.servers.client_tls, &server) {
+        Ok(c) => c,
+        Err(e) => return error_json(StatusCode::BAD_GATEWAY, e),
+    };
+    let now = state.clock.now_secs().max(0) as u64;
+    let rid = uuid::Uuid::new_v4().simple().to_string();
+    let jwt = match state.signer.sign(now, &owner, &s.user, vec![Operation::Read], workflow, &rid) {
+        Ok(t) => t,
+        Err(e) => return error_json(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let pq = match req.query_string() {
+        "" => format!("/api/{rest}"),
+        q => format!("/api/{rest}?{q}"),
+    };
+    match client.get(UpstreamClients::url(&server, &pq)).bearer_auth(jwt).send().await {
+        Ok(resp) => {
+            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/octet-stream")
+                .to_string();
+            HttpResponse::build(status)
+                .content_type(ctype)
+                .streaming(futures_util::TryStreamExt::map_err(resp.bytes_stream(), actix_web::error::ErrorBadGateway))
+        }
+        Err(e) => error_json(StatusCode::BAD_GATEWAY, format!("{owner}'s server: {e}")),
+    }
+}

@@ -1,0 +1,42 @@
+//! HTTP requests to an owner's UI server over mutual TLS, with a per-request JWT.
+
+use crate::servers::RunningServer;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use steward_protocol::bootstrap::uiserver_dns_name;
+
+/// One pooled client per server (its name resolves to that server's port only).
+#[derive(Default)]
+pub struct UpstreamClients {
+    clients: Mutex<HashMap<(String, u16), reqwest::Client>>,
+}
+
+impl UpstreamClients {
+    pub fn client(&self, tls: &Arc<rustls::ClientConfig>, s: &RunningServer) -> Result<reqwest::Client, String> {
+        let key = (s.owner.clone(), s.port);
+        if let Ok(map) = self.clients.lock() {
+            if let Some(c) = map.get(&key) {
+                return Ok(c.clone());
+            }
+        }
+        let dns = uiserver_dns_name(&s.owner, &s.name);
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls((**tls).clone())
+            .resolve(&dns, std::net::SocketAddr::from(([127, 0, 0, 1], s.port)))
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut map) = self.clients.lock() {
+            map.retain(|(o, _), _| o != &s.owner);
+            map.insert(key, client.clone());
+        }
+        Ok(client)
+    }
+
+    pub fn url(s: &RunningServer, path_and_query: &str) -> String {
+        format!("https://{}:{}{}", uiserver_dns_name(&s.owner, &s.name), s.port, path_and_query)
+    }
+}
