@@ -118,9 +118,11 @@ pub async fn serve(hub: Hub) -> anyhow::Result<()> {
     println!("steward: ready on https://{public_addr} (internal {internal_addr})");
     tracing::info!(%public_addr, %internal_addr, "hub ready");
     let internal_handle = internal.handle();
+    // actix servers accept only while their future is polled.
+    let internal_task = actix_web::rt::spawn(internal);
     // The public server owns SIGINT/SIGTERM handling; when it stops, stop the internal one.
     let res = public.await;
     internal_handle.stop(true).await;
-    let _ = internal.await;
+    let _ = internal_task.await;
     res.map_err(Into::into)
 }

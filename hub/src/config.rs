@@ -73,6 +73,24 @@ pub struct AuthConfig {
     pub pam_service: String,
     #[serde(default = "default_user_pattern")]
     pub user_pattern: String,
+    /// Failed logins allowed per user name within `failure_window_secs`.
+    #[serde(default = "default_per_user")]
+    pub max_failures_per_user: usize,
+    /// Failed logins allowed per client address within `failure_window_secs`.
+    #[serde(default = "default_per_addr")]
+    pub max_failures_per_address: usize,
+    #[serde(default = "default_window")]
+    pub failure_window_secs: u64,
+}
+
+fn default_per_user() -> usize {
+    5
+}
+fn default_per_addr() -> usize {
+    20
+}
+fn default_window() -> u64 {
+    300
 }
 
 impl Default for AuthConfig {
@@ -81,6 +99,9 @@ impl Default for AuthConfig {
             backend: default_backend(),
             pam_service: default_pam_service(),
             user_pattern: default_user_pattern(),
+            max_failures_per_user: default_per_user(),
+            max_failures_per_address: default_per_addr(),
+            failure_window_secs: default_window(),
         }
     }
 }
@@ -123,6 +144,9 @@ pub struct ElevationConfig {
     /// Whether owners must elevate to act on their own workflows (sudo-like: yes).
     #[serde(default = "yes")]
     pub owners_must_elevate: bool,
+    /// Longest lifetime of an API token that can execute or write.
+    #[serde(default = "default_elevation_max")]
+    pub token_max_secs: u64,
     /// Per-group overrides of the default duration: `{ ops = 1800 }`.
     #[serde(default)]
     pub group_secs: std::collections::BTreeMap<String, u64>,
@@ -134,6 +158,7 @@ impl Default for ElevationConfig {
             default_secs: default_elevation_secs(),
             max_secs: default_elevation_max(),
             owners_must_elevate: true,
+            token_max_secs: default_elevation_max(),
             group_secs: Default::default(),
         }
     }

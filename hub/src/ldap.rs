@@ -463,6 +463,9 @@ async fn session(
     }
 
     check_whoami(ldap, &dn).await?;
+    if let Some(template) = &cfg.user_dn_template {
+        check_exact_name(ldap, &dn, template, user).await?;
+    }
 
     match &cfg.group_base {
         Some(base) => groups(cfg, ldap, base, user, &dn).await,
@@ -492,10 +495,16 @@ async fn find_user(
             )));
         }
     }
+    let attrs = user_attributes(filter);
     let filter = expand_filter(filter, user, "");
+    let wanted: Vec<&str> = if attrs.is_empty() {
+        vec!["1.1"]
+    } else {
+        attrs.iter().map(String::as_str).collect()
+    };
     let res = ldap
         .with_search_options(ldap3::SearchOptions::new().sizelimit(2))
-        .search(base, Scope::Subtree, &filter, vec!["1.1"])
+        .search(base, Scope::Subtree, &filter, wanted)
         .await
         .map_err(|e| unavailable(format!("searching {base:?} for {filter:?}: {e}")))?;
     let entries: Vec<_> = res
@@ -522,13 +531,99 @@ async fn find_user(
     match entries.len() {
         0 => Err(rejected(format!("no entry matches {filter:?}"))),
         1 => {
-            let dn = SearchEntry::construct(entries.into_iter().next().expect("one")).dn;
-            if dn.is_empty() {
+            let entry = SearchEntry::construct(entries.into_iter().next().expect("one"));
+            if entry.dn.is_empty() {
                 return Err(rejected("the matching entry has an empty DN"));
             }
-            Ok(dn)
+            if !attrs.is_empty() && !has_exact_value(&entry, &attrs, user) {
+                return Err(rejected(format!(
+                    "{} matches {filter:?} only loosely (case or spaces): no {attrs:?} is exactly {user:?}",
+                    entry.dn
+                )));
+            }
+            Ok(entry.dn)
         }
         n => Err(rejected(format!("{filter:?} matches {n} entries"))),
+    }
+}
+
+/// Attributes a filter template compares for equality with `{user}`: `uid` and `mail`
+/// in `(|(uid={user})(mail={user}))`.
+fn user_attributes(filter: &str) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for (i, _) in filter.match_indices("={user}") {
+        let head = &filter[..i];
+        let start = head
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == ';' || c == '.'))
+            .map(|j| j + 1)
+            .unwrap_or(0);
+        // `~=`, `>=`, `<=` end in a character that stops the scan and leave nothing.
+        let name = &head[start..];
+        if !name.is_empty()
+            && head[..start].ends_with('(')
+            && !out.iter().any(|a| a.eq_ignore_ascii_case(name))
+        {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// Whether one of `attrs` of `entry` holds exactly `user` (byte for byte).
+fn has_exact_value(entry: &SearchEntry, attrs: &[String], user: &str) -> bool {
+    entry.attrs.iter().any(|(k, vals)| {
+        attrs.iter().any(|a| a.eq_ignore_ascii_case(k)) && vals.iter().any(|v| v == user)
+    })
+}
+
+/// Directory matching is mostly case- and space-insensitive (`uid=ALICE` binds as
+/// alice): the name typed must be exactly the entry's, or the hub would know one
+/// person under several names (and name-based policy could be sidestepped).
+async fn check_exact_name(
+    ldap: &mut Ldap,
+    dn: &str,
+    template: &str,
+    user: &str,
+) -> Result<(), AuthError> {
+    let Some((attr, _)) = parse_dn(template)
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next())
+    else {
+        return Ok(());
+    };
+    // Only a template whose first RDN is `attr={user}` names the attribute to check.
+    if !template
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with(&format!("{}={{user}}", attr.to_ascii_lowercase()))
+    {
+        return Ok(());
+    }
+    let res = ldap
+        .search(dn, Scope::Base, "(objectClass=*)", vec![attr.as_str()])
+        .await
+        .map_err(|e| unavailable(format!("reading {dn:?}: {e}")))?;
+    if res.1.rc != 0 {
+        return Err(unavailable(format!(
+            "reading own entry {dn:?}: rc={} {}",
+            res.1.rc,
+            res.1.text.trim()
+        )));
+    }
+    let entry = res
+        .0
+        .into_iter()
+        .find(|e| !e.is_ref() && !e.is_intermediate())
+        .map(SearchEntry::construct)
+        .ok_or_else(|| unavailable(format!("cannot read own entry {dn:?}")))?;
+    if has_exact_value(&entry, &[attr.clone()], user) {
+        Ok(())
+    } else {
+        Err(rejected(format!(
+            "{dn:?} matched {} only loosely (case or spaces): no {attr} is exactly {user:?}",
+            entry.dn
+        )))
     }
 }
 
@@ -850,6 +945,19 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_attributes_compared_with_the_user() {
+        assert_eq!(user_attributes("(uid={user})"), ["uid"]);
+        assert_eq!(
+            user_attributes(
+                "(&(objectClass=posixAccount)(|(uid={user})(mail={user})(UID={user})))"
+            ),
+            ["uid", "mail"]
+        );
+        assert!(user_attributes("(cn~={user})").is_empty());
+        assert!(user_attributes("(cn=*{user}*)").is_empty());
+    }
+
+    #[test]
     fn normalizes_dns() {
         let n = normalize_dn;
         assert_eq!(
@@ -859,7 +967,8 @@ mod tests {
         assert_eq!(n("uid=a\\2cb,dc=x"), n("uid=a\\,b,dc=x"));
         assert_ne!(n("uid=a\\2cb,dc=x"), n("uid=a,b,dc=x"));
         assert_eq!(n("cn = x ,dc=y"), "cn=x,dc=y");
-        assert_eq!(n("cn=x\\20,dc=y"), "cn=x ,dc=y");
+        assert_eq!(n("cn=x\\20,dc=y"), n("cn=x\\ ,dc=y"));
+        assert_ne!(n("cn=x\\20,dc=y"), n("cn=x ,dc=y"));
         assert_eq!(first_rdn_value("cn=Ad\\2cmins,ou=g"), "Ad,mins");
         assert_eq!(n("cn=b+uid=a,dc=x"), n("UID=a + CN=b,dc=x"));
     }

@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod metrics;
 pub mod ldap;
 pub mod proxy;
+pub mod ratelimit;
 pub mod relay;
 pub mod servers;
 pub mod state;

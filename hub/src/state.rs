@@ -33,6 +33,7 @@ pub struct AppState {
     pub activity: Mutex<HashMap<String, (i64, usize)>>,
     pub user_pattern: regex::Regex,
     pub upstream: crate::proxy::UpstreamClients,
+    pub limiter: crate::ratelimit::FailureLimiter,
     user_policies: Mutex<HashMap<String, (Instant, Option<Arc<UserPolicy>>)>>,
     groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
@@ -59,6 +60,11 @@ impl AppState {
         policy: steward_policy::PolicyStore,
     ) -> anyhow::Result<AppState> {
         let user_pattern = regex::Regex::new(&cfg.auth.user_pattern)?;
+        let limiter = crate::ratelimit::FailureLimiter::new(
+            cfg.auth.failure_window_secs,
+            cfg.auth.max_failures_per_user,
+            cfg.auth.max_failures_per_address,
+        );
         Ok(AppState {
             cfg,
             db,
@@ -73,6 +79,7 @@ impl AppState {
             activity: Mutex::new(HashMap::new()),
             user_pattern,
             upstream: Default::default(),
+            limiter,
             user_policies: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
         })

@@ -136,6 +136,29 @@ pub struct LoginBody {
     password: String,
 }
 
+fn too_many(retry_after: u64) -> HttpResponse {
+    HttpResponse::TooManyRequests()
+        .insert_header(("Retry-After", retry_after.to_string()))
+        .json(json!({ "error": format!("too many failed attempts; try again in {retry_after} s") }))
+}
+
+/// Rate-limited authentication: a 429 response when over the limit, else the result.
+async fn authenticate_limited(state: &AppState, user: &str, password: &str, addr: &str) -> Result<Result<(), AuthError>, HttpResponse> {
+    let now = state.clock.now_secs();
+    // Limit on the name as typed (truncated), so over-long names share one bucket.
+    let key: String = user.chars().take(64).collect();
+    if let Some(secs) = state.limiter.check(&key, addr, now) {
+        return Err(too_many(secs));
+    }
+    let result = authenticate(state, user, password).await;
+    match &result {
+        Ok(()) => state.limiter.succeeded(&key),
+        Err(AuthError::Rejected { .. }) => state.limiter.failed(&key, addr, now),
+        Err(AuthError::Unavailable { .. }) => {}
+    }
+    Ok(result)
+}
+
 async fn authenticate(state: &AppState, user: &str, password: &str) -> Result<(), AuthError> {
     auth::precheck(&state.user_pattern, user, password)?;
     let service = state.cfg.auth.pam_service.clone();
@@ -155,7 +178,11 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
             "request body must be JSON {\"username\": ..., \"password\": ...}",
         );
     };
-    match authenticate(&state, &body.username, &body.password).await {
+    let result = match authenticate_limited(&state, &body.username, &body.password, &addr).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match result {
         Ok(()) => {
             state.metrics.logins.with_label_values(&["ok"]).inc();
             let (s, id) = match new_session(&state, &body.username, &addr, OpClass::Read, None) {
@@ -297,7 +324,11 @@ pub async fn elevate(
         }
         Ok(c) => c,
     };
-    if let Err(e) = authenticate(&state, &s.user, &body.password).await {
+    let result = match authenticate_limited(&state, &s.user, &body.password, &addr).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if let Err(e) = result {
         let rec = AuditRecord {
             actor_addr: Some(addr),
             session: Some(session_ref(&s)),

@@ -4,6 +4,8 @@
 //! missing precondition is a failure, never a skip; a developer's non-root run skips
 //! with the reason printed.
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

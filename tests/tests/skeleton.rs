@@ -207,26 +207,34 @@ async fn demo_login_spawn_ws_pause_audit() {
     })
     .await;
     assert_eq!(res["ok"], true, "{res}");
-    ws_send(
-        &mut ws,
-        json!({"type": "op", "id": "p2", "op": "pause", "target": "alice_forecast"}),
-    )
-    .await;
-    let res = ws_until(&mut ws, Duration::from_secs(30), |v| {
-        v["type"] == "result" && v["id"] == "p2"
-    })
-    .await;
-    assert_eq!(res["ok"], true, "{res}");
-    // The uiserver applied it: its state says paused.
-    ws_until(&mut ws, Duration::from_secs(10), |v| {
-        (v["type"] == "delta" && v["workflow"] == "alice_forecast" && v["state"] == "paused")
-            || (v["type"] == "snapshot"
-                && v["workflows"].as_array().is_some_and(|a| {
-                    a.iter()
-                        .any(|w| w["name"] == "alice_forecast" && w["state"] == "paused")
-                }))
-    })
-    .await;
+    ws_send(&mut ws, json!({"type": "op", "id": "p2", "op": "pause", "target": "alice_forecast"})).await;
+    // The result and the state delta may come in either order.
+    let (mut result_ok, mut paused_seen) = (None, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while result_ok.is_none() || !paused_seen {
+        assert!(std::time::Instant::now() < deadline, "no result/paused delta (result {result_ok:?}, paused {paused_seen})");
+        let v = ws_until(&mut ws, Duration::from_secs(30), |_| true).await;
+        if v["type"] == "result" && v["id"] == "p2" {
+            result_ok = Some(v["ok"] == true);
+            assert_eq!(v["ok"], true, "{v}");
+        }
+        if v["type"] == "delta" && v["workflow"] == "alice_forecast" && v["state"] == "paused" {
+            paused_seen = true;
+        }
+    }
+    // And the uiserver reports it through the hub's read-only proxy too.
+    let summary: Value = client
+        .get(format!("{base}/user/alice/api/summary"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        summary.as_array().unwrap().iter().any(|w| w["name"] == "alice_forecast" && w["state"] == "paused"),
+        "{summary}"
+    );
 
     // The uiserver, seen from outside: alice's uid/gid/groups, no_new_privs, cgroup, env.
     let alice = nix::unistd::User::from_name("alice").unwrap().unwrap();
