@@ -113,7 +113,7 @@ export function auditView(main, params) {
         h('tbody', {}, recs.map((rec) => h('tr', {
           dataset: { actor: rec.actor || '', op: rec.op || '', decision: rec.decision || '', kind: rec.kind || '', event: rec.event || '' },
         },
-        h('td', {}, h('time', { datetime: rec.time || '' }, (rec.time || '').replace('T', ' ').replace('Z', ' UTC'))),
+        h('td', {}, h('time', { datetime: rec.time || '' }, (rec.time || '').replace('T', ' ').replace(/\.\d+/, '').replace('Z', ' UTC'))),
         h('td', {}, rec.actor || ''),
         h('td', {}, rec.op || rec.event || '', rec.kind && rec.kind !== 'event' ? h('span', { class: 'muted' }, ` (${rec.kind})`) : null),
         h('td', {}, target(rec)),

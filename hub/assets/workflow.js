@@ -134,10 +134,17 @@ export function workflowView(main, owner, name) {
     try {
       const r = await api.get(`/hub/api/explain${query({ owner, workflow: name, op })}`);
       if (gone) return;
+      const policyOk = r.policy_allows === undefined ? r.allowed : r.policy_allows;
+      let verdict;
+      if (r.allowed) verdict = `You may ${op} ${name} now.`;
+      else if (policyOk) verdict = `The policy allows you to ${op} ${name}, but not with your current privileges.`;
+      else verdict = `The policy does not allow you to ${op} ${name}.`;
       replace(whyOut,
-        h('p', { class: `verdict ${r.allowed ? 'allowed' : 'denied'}`, dataset: { allowed: String(!!r.allowed), op } },
-          r.allowed ? `The policy lets you ${op} ${name}.` : `The policy does not let you ${op} ${name}.`),
-        now ? h('p', { class: 'now' }, `Right now: ${now}`) : null,
+        h('p', { class: `verdict ${r.allowed ? 'allowed' : 'denied'}`, dataset: { allowed: String(!!r.allowed), op } }, verdict),
+        r.class_needed && r.class_now
+          ? h('p', { class: 'now' }, `${op} needs ${r.class_needed} privileges; your session has ${r.class_now}.`)
+          : null,
+        h('p', { class: 'muted' }, 'Because:'),
         h('ul', { class: 'reasons' }, (r.reasons || []).map((x) => h('li', {}, x))));
     } catch (e) {
       if (gone) return;

@@ -23,17 +23,31 @@ fn valid_owner(owner: &str) -> Result<(), HttpResponse> {
     if steward_protocol::ids::validate_user_name(owner) {
         Ok(())
     } else {
-        Err(error_json(StatusCode::BAD_REQUEST, format!("owner {owner:?} is not a valid user name")))
+        Err(error_json(
+            StatusCode::BAD_REQUEST,
+            format!("owner {owner:?} is not a valid user name"),
+        ))
     }
 }
 
 /// Fetches a server's gscan summary with a read token for `actor`.
-pub async fn fetch_summary(state: &AppState, server: &RunningServer, actor: &str) -> Result<Vec<WorkflowSummary>, String> {
+pub async fn fetch_summary(
+    state: &AppState,
+    server: &RunningServer,
+    actor: &str,
+) -> Result<Vec<WorkflowSummary>, String> {
     let client = state.upstream.client(&state.servers.client_tls, server)?;
-    let now = state.clock.now_secs().max(0) as u64;
+    let now = crate::tokens::jwt_now();
     let jwt = state
         .signer
-        .sign(now, &server.owner, actor, vec![Operation::Read], None, "overview")
+        .sign(
+            now,
+            &server.owner,
+            actor,
+            vec![Operation::Read],
+            None,
+            "overview",
+        )
         .map_err(|e| e.to_string())?;
     let resp = client
         .get(UpstreamClients::url(server, "/api/summary"))
@@ -45,7 +59,9 @@ pub async fn fetch_summary(state: &AppState, server: &RunningServer, actor: &str
     if !resp.status().is_success() {
         return Err(format!("summary: HTTP {}", resp.status()));
     }
-    resp.json::<Vec<WorkflowSummary>>().await.map_err(|e| e.to_string())
+    resp.json::<Vec<WorkflowSummary>>()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The gscan view: every workflow of every owner the user may read; live where the
@@ -80,7 +96,12 @@ pub async fn overview(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
     for (owner, (stale, workflows)) in owners {
         let mut visible = vec![];
         for mut w in workflows {
-            if owner == s.user || state.policy_ops(&owner, &s, &w.name).await.contains(Operation::Read) {
+            if owner == s.user
+                || state
+                    .policy_ops(&owner, &s, &w.name)
+                    .await
+                    .contains(Operation::Read)
+            {
                 w.tasks.clear();
                 visible.push(w);
             }
@@ -100,7 +121,11 @@ pub struct PermQuery {
 }
 
 /// What the session may do on one workflow right now (policy ∩ elevation), and why not.
-pub async fn permitted(state: web::Data<AppState>, req: HttpRequest, q: web::Query<PermQuery>) -> HttpResponse {
+pub async fn permitted(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<PermQuery>,
+) -> HttpResponse {
     let s = match session_or_401(&state, &req) {
         Ok(s) => s,
         Err(r) => return r,
@@ -130,7 +155,11 @@ pub struct ExplainQuery {
 }
 
 /// "Why can't I?": the decision and the entries that determined it.
-pub async fn explain(state: web::Data<AppState>, req: HttpRequest, q: web::Query<ExplainQuery>) -> HttpResponse {
+pub async fn explain(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<ExplainQuery>,
+) -> HttpResponse {
     let s = match session_or_401(&state, &req) {
         Ok(s) => s,
         Err(r) => return r,
@@ -139,7 +168,10 @@ pub async fn explain(state: web::Data<AppState>, req: HttpRequest, q: web::Query
         return r;
     }
     let Ok(op) = q.op.parse::<Operation>() else {
-        return error_json(StatusCode::BAD_REQUEST, format!("op: unknown operation {:?}", q.op));
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            format!("op: unknown operation {:?}", q.op),
+        );
     };
     let eff = state.effective(&q.owner, &s, &q.workflow, op).await;
     let mut reasons = eff.decision.reasons.clone();
@@ -167,17 +199,29 @@ pub struct AuditQuery {
     limit: Option<usize>,
 }
 
-fn parse_time(field: &str, v: &Option<String>) -> Result<Option<chrono::DateTime<chrono::Utc>>, HttpResponse> {
+fn parse_time(
+    field: &str,
+    v: &Option<String>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, HttpResponse> {
     match v.as_deref().filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) => chrono::DateTime::parse_from_rfc3339(s)
             .map(|t| Some(t.with_timezone(&chrono::Utc)))
-            .map_err(|e| error_json(StatusCode::BAD_REQUEST, format!("{field}: {s:?} is not an RFC 3339 time ({e})"))),
+            .map_err(|e| {
+                error_json(
+                    StatusCode::BAD_REQUEST,
+                    format!("{field}: {s:?} is not an RFC 3339 time ({e})"),
+                )
+            }),
     }
 }
 
 /// Audit search: owners see actions on their own workflows, admins see everything.
-pub async fn audit_search(state: web::Data<AppState>, req: HttpRequest, q: web::Query<AuditQuery>) -> HttpResponse {
+pub async fn audit_search(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<AuditQuery>,
+) -> HttpResponse {
     let s = match session_or_401(&state, &req) {
         Ok(s) => s,
         Err(r) => return r,
@@ -187,7 +231,10 @@ pub async fn audit_search(state: web::Data<AppState>, req: HttpRequest, q: web::
         (Some(o), true) if !o.is_empty() => Some(o.clone()),
         (_, true) => None,
         (Some(o), false) if !o.is_empty() && o != &s.user => {
-            return error_json(StatusCode::FORBIDDEN, "only hub admins may search actions on other owners' workflows")
+            return error_json(
+                StatusCode::FORBIDDEN,
+                "only hub admins may search actions on other owners' workflows",
+            )
         }
         (_, false) => Some(s.user.clone()),
     };
@@ -195,7 +242,12 @@ pub async fn audit_search(state: web::Data<AppState>, req: HttpRequest, q: web::
         None => None,
         Some("allow") => Some(steward_audit::Decision::Allow),
         Some("deny") => Some(steward_audit::Decision::Deny),
-        Some(other) => return error_json(StatusCode::BAD_REQUEST, format!("decision: {other:?} must be allow or deny")),
+        Some(other) => {
+            return error_json(
+                StatusCode::BAD_REQUEST,
+                format!("decision: {other:?} must be allow or deny"),
+            )
+        }
     };
     let filter = steward_audit::SearchFilter {
         actor: q.actor.clone().filter(|x| !x.is_empty()),
@@ -219,10 +271,16 @@ pub async fn audit_search(state: web::Data<AppState>, req: HttpRequest, q: web::
     let result = tokio::task::spawn_blocking(move || steward_audit::search(&dir, &filter)).await;
     match result {
         Ok(Ok(records)) => {
-            let human: Vec<String> = records.iter().filter_map(steward_audit::human_line).collect();
+            let human: Vec<String> = records
+                .iter()
+                .filter_map(steward_audit::human_line)
+                .collect();
             HttpResponse::Ok().json(json!({ "records": records, "human": human }))
         }
-        Ok(Err(e)) => error_json(StatusCode::SERVICE_UNAVAILABLE, format!("audit search failed: {e}")),
+        Ok(Err(e)) => error_json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("audit search failed: {e}"),
+        ),
         Err(e) => error_json(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -251,17 +309,30 @@ pub async fn proxy_get(
     let workflow = match q.workflow.as_deref() {
         Some(w) => match WorkflowId::parse(w, &owner) {
             Ok(id) if id.owner == owner => Some(id.name),
-            Ok(_) => return error_json(StatusCode::BAD_REQUEST, "workflow: belongs to another owner"),
+            Ok(_) => {
+                return error_json(
+                    StatusCode::BAD_REQUEST,
+                    "workflow: belongs to another owner",
+                )
+            }
             Err(e) => return error_json(StatusCode::BAD_REQUEST, format!("workflow: {e}")),
         },
         None => None,
     };
     let readable = match &workflow {
-        Some(w) => state.effective(&owner, &s, w, Operation::Read).await.allowed,
+        Some(w) => {
+            state
+                .effective(&owner, &s, w, Operation::Read)
+                .await
+                .allowed
+        }
         None => owner == s.user,
     };
     if !readable {
-        return error_json(StatusCode::FORBIDDEN, format!("you may not read this workflow of {owner}"));
+        return error_json(
+            StatusCode::FORBIDDEN,
+            format!("you may not read this workflow of {owner}"),
+        );
     }
     state.touch(&owner, 0);
     let server = match crate::relay::ensure_server(&state, &owner, &s.user).await {
@@ -272,9 +343,12 @@ pub async fn proxy_get(
         Ok(c) => c,
         Err(e) => return error_json(StatusCode::BAD_GATEWAY, e),
     };
-    let now = state.clock.now_secs().max(0) as u64;
+    let now = crate::tokens::jwt_now();
     let rid = uuid::Uuid::new_v4().simple().to_string();
-    let jwt = match state.signer.sign(now, &owner, &s.user, vec![Operation::Read], workflow, &rid) {
+    let jwt = match state
+        .signer
+        .sign(now, &owner, &s.user, vec![Operation::Read], workflow, &rid)
+    {
         Ok(t) => t,
         Err(e) => return error_json(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
@@ -282,18 +356,27 @@ pub async fn proxy_get(
         "" => format!("/api/{rest}"),
         q => format!("/api/{rest}?{q}"),
     };
-    match client.get(UpstreamClients::url(&server, &pq)).bearer_auth(jwt).send().await {
+    match client
+        .get(UpstreamClients::url(&server, &pq))
+        .bearer_auth(jwt)
+        .send()
+        .await
+    {
         Ok(resp) => {
-            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let status =
+                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let ctype = resp
                 .headers()
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("application/octet-stream")
                 .to_string();
-            HttpResponse::build(status)
-                .content_type(ctype)
-                .streaming(futures_util::TryStreamExt::map_err(resp.bytes_stream(), actix_web::error::ErrorBadGateway))
+            HttpResponse::build(status).content_type(ctype).streaming(
+                futures_util::TryStreamExt::map_err(
+                    resp.bytes_stream(),
+                    actix_web::error::ErrorBadGateway,
+                ),
+            )
         }
         Err(e) => error_json(StatusCode::BAD_GATEWAY, format!("{owner}'s server: {e}")),
     }

@@ -101,12 +101,37 @@ pub async fn serve(hub: Hub) -> anyhow::Result<()> {
             .route("/hub/api/elevate", aw::post().to(web::elevate))
             .route("/hub/api/drop", aw::post().to(web::drop_privileges))
             .route("/metrics", aw::get().to(crate::web::metrics))
+            .route("/hub/api/tokens", aw::post().to(crate::apitokens::create))
+            .route("/hub/api/tokens", aw::get().to(crate::apitokens::list))
+            .route(
+                "/hub/api/tokens/{id}",
+                aw::delete().to(crate::apitokens::revoke),
+            )
+            .route(
+                "/hub/api/admin/servers",
+                aw::get().to(crate::admin::servers),
+            )
+            .route(
+                "/hub/api/admin/servers/{owner}/stop",
+                aw::post().to(crate::admin::stop_server),
+            )
+            .route(
+                "/hub/api/admin/sessions",
+                aw::get().to(crate::admin::sessions),
+            )
+            .route(
+                "/hub/api/admin/sessions/{id}/revoke",
+                aw::post().to(crate::admin::revoke_session),
+            )
             .route("/hub/api/overview", aw::get().to(crate::api::overview))
             .route("/hub/api/permitted", aw::get().to(crate::api::permitted))
             .route("/hub/api/explain", aw::get().to(crate::api::explain))
             .route("/hub/api/audit", aw::get().to(crate::api::audit_search))
             .route("/user/{owner}/ws", aw::get().to(relay::user_ws))
-            .route("/user/{owner}/api/{rest:.*}", aw::get().to(crate::api::proxy_get))
+            .route(
+                "/user/{owner}/api/{rest:.*}",
+                aw::get().to(crate::api::proxy_get),
+            )
             .configure(crate::ui::routes)
     })
     .workers(2)

@@ -39,7 +39,8 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
     });
     let st = state;
     actix_web::rt::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
             tracing::error!("cannot install the SIGHUP handler; reload by restarting");
             return;
         };
@@ -48,14 +49,18 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
             reload_policy(&st, "SIGHUP").await;
             match cert.reload() {
                 Ok(()) => tracing::info!("TLS certificate reloaded"),
-                Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one")
+                }
             }
         }
     });
 }
 
 fn policy_mtime(state: &AppState) -> Option<std::time::SystemTime> {
-    std::fs::metadata(&state.cfg.policy.site).and_then(|m| m.modified()).ok()
+    std::fs::metadata(&state.cfg.policy.site)
+        .and_then(|m| m.modified())
+        .ok()
 }
 
 /// Reloads the site policy; a bad file never takes effect and is logged, counted, audited.
@@ -92,7 +97,11 @@ pub async fn adopt_servers(state: &AppState) {
     for s in state.servers.all() {
         let reply = state
             .spawner
-            .call(&HelperRequest::Adopt { user: s.owner.clone(), server: s.name.clone(), pid: s.pid })
+            .call(&HelperRequest::Adopt {
+                user: s.owner.clone(),
+                server: s.name.clone(),
+                pid: s.pid,
+            })
             .await;
         let adopted = matches!(reply, Ok(HelperReply::Adopted(_)));
         let detail = match &reply {
@@ -125,7 +134,11 @@ pub async fn adopt_servers(state: &AppState) {
             if state.servers.get(&s.user).is_none() {
                 let _ = state
                     .spawner
-                    .call(&HelperRequest::Stop { user: s.user.clone(), server: s.server.clone(), grace_secs: Some(0) })
+                    .call(&HelperRequest::Stop {
+                        user: s.user.clone(),
+                        server: s.server.clone(),
+                        grace_secs: Some(0),
+                    })
                     .await;
                 let rec = AuditRecord {
                     owner: Some(s.user.clone()),

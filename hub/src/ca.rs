@@ -241,18 +241,26 @@ impl Ca {
 
 fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, CaError> {
     let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|source| CaError::Io { path: p.display().to_string(), source })
+        std::fs::read_to_string(p).map_err(|source| CaError::Io {
+            path: p.display().to_string(),
+            source,
+        })
     };
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
     let mut chain = vec![];
     for block in cert_pem.split("-----END CERTIFICATE-----") {
         if block.contains("-----BEGIN CERTIFICATE-----") {
-            chain.push(CertificateDer::from(pem_to_der(&format!("{block}-----END CERTIFICATE-----"))?));
+            chain.push(CertificateDer::from(pem_to_der(&format!(
+                "{block}-----END CERTIFICATE-----"
+            ))?));
         }
     }
     if chain.is_empty() {
-        return Err(CaError::Tls(format!("{}: no certificate found", cert.display())));
+        return Err(CaError::Tls(format!(
+            "{}: no certificate found",
+            cert.display()
+        )));
     }
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pem_to_der(&key_pem)?));
     let signing = rustls::crypto::ring::sign::any_supported_type(&key_der)
@@ -288,7 +296,10 @@ impl ReloadableCert {
 }
 
 impl rustls::server::ResolvesServerCert for ReloadableCert {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
         self.current.read().ok().map(|c| c.clone())
     }
 }

@@ -90,6 +90,16 @@ impl Db {
                 started INTEGER NOT NULL,
                 PRIMARY KEY (owner, name)
              );
+             CREATE TABLE IF NOT EXISTS api_tokens (
+                id TEXT PRIMARY KEY,
+                hash TEXT NOT NULL,
+                user TEXT NOT NULL,
+                name TEXT NOT NULL,
+                class TEXT NOT NULL,
+                created INTEGER NOT NULL,
+                expires INTEGER NOT NULL,
+                revoked INTEGER NOT NULL DEFAULT 0
+             );
              CREATE TABLE IF NOT EXISTS overview (
                 owner TEXT PRIMARY KEY,
                 workflows TEXT NOT NULL,
@@ -218,9 +228,94 @@ impl Db {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRow {
+    pub id: String,
+    #[serde(skip)]
+    pub hash: String,
+    pub user: String,
+    pub name: String,
+    pub class: OpClass,
+    pub created: i64,
+    pub expires: i64,
+    pub revoked: bool,
+}
+
 impl Db {
+    pub fn insert_token(&self, t: &TokenRow) -> Result<(), DbError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO api_tokens (id, hash, user, name, class, created, expires, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+                params![t.id, t.hash, t.user, t.name, t.class.name(), t.created, t.expires],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn token_rows(&self, sql: &str, arg: &str) -> Result<Vec<TokenRow>, DbError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(sql)?;
+            let rows = stmt.query_map(params![arg], |r| {
+                let class: String = r.get(4)?;
+                Ok(TokenRow {
+                    id: r.get(0)?,
+                    hash: r.get(1)?,
+                    user: r.get(2)?,
+                    name: r.get(3)?,
+                    class: class.parse().unwrap_or(OpClass::Read),
+                    created: r.get(5)?,
+                    expires: r.get(6)?,
+                    revoked: r.get(7)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn token(&self, id: &str) -> Result<Option<TokenRow>, DbError> {
+        Ok(self
+            .token_rows("SELECT id, hash, user, name, class, created, expires, revoked FROM api_tokens WHERE id = ?1", id)?
+            .into_iter()
+            .next())
+    }
+
+    /// Tokens of `user`, or of everyone when `user` is "*".
+    pub fn tokens(&self, user: &str) -> Result<Vec<TokenRow>, DbError> {
+        self.token_rows(
+            "SELECT id, hash, user, name, class, created, expires, revoked FROM api_tokens WHERE ?1 = '*' OR user = ?1 ORDER BY created",
+            user,
+        )
+    }
+
+    pub fn revoke_token(&self, id: &str) -> Result<bool, DbError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE api_tokens SET revoked = 1 WHERE id = ?1 AND revoked = 0",
+                params![id],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    pub fn sessions(&self) -> Result<Vec<Session>, DbError> {
+        let ids: Vec<String> = self.with(|c| {
+            let mut stmt = c.prepare("SELECT id_hash FROM sessions ORDER BY created")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.session(id).ok().flatten())
+            .collect())
+    }
+
     /// Remembers the last summary a server gave, for when it is down.
-    pub fn save_overview(&self, owner: &str, workflows_json: &str, now: i64) -> Result<(), DbError> {
+    pub fn save_overview(
+        &self,
+        owner: &str,
+        workflows_json: &str,
+        now: i64,
+    ) -> Result<(), DbError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO overview (owner, workflows, updated) VALUES (?1, ?2, ?3)
@@ -234,7 +329,8 @@ impl Db {
     /// Every cached overview: (owner, workflows JSON, updated).
     pub fn overviews(&self) -> Result<Vec<(String, String, i64)>, DbError> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT owner, workflows, updated FROM overview ORDER BY owner")?;
+            let mut stmt =
+                c.prepare("SELECT owner, workflows, updated FROM overview ORDER BY owner")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             rows.collect()
         })

@@ -617,7 +617,7 @@ async fn check_exact_name(
         .find(|e| !e.is_ref() && !e.is_intermediate())
         .map(SearchEntry::construct)
         .ok_or_else(|| unavailable(format!("cannot read own entry {dn:?}")))?;
-    if has_exact_value(&entry, &[attr.clone()], user) {
+    if has_exact_value(&entry, std::slice::from_ref(&attr), user) {
         Ok(())
     } else {
         Err(rejected(format!(

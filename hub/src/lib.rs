@@ -6,18 +6,21 @@
 //! the privileged `steward-spawn` helper to start and stop servers; it must never switch
 //! uid itself.
 
-pub mod app;
+pub mod admin;
 pub mod api;
+pub mod apitokens;
+pub mod app;
 pub mod auth;
 pub mod background;
 pub mod ca;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod fsutil;
-pub mod metrics;
 pub mod ldap;
+pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod relay;

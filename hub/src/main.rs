@@ -40,6 +40,17 @@ enum Command {
     /// Verify and search the audit log.
     #[command(subcommand)]
     Audit(steward_audit::cli::AuditCommand),
+    /// Running UI servers (hub admins).
+    #[command(subcommand)]
+    Servers(steward_hub::client::ServersCmd),
+    /// Live sessions (hub admins).
+    #[command(subcommand)]
+    Sessions(steward_hub::client::SessionsCmd),
+    /// API tokens for scripts.
+    #[command(subcommand)]
+    Token(steward_hub::client::TokenCmd),
+    /// Every workflow you may read, with state counts (the overview, in a terminal).
+    Scan(steward_hub::client::Conn),
 }
 
 struct NssGroups;
@@ -71,6 +82,10 @@ fn main() {
         Command::Audit(cmd) => {
             steward_audit::cli::run(cmd, std::path::Path::new("/var/log/steward/audit"), None)
         }
+        Command::Servers(cmd) => run_async(steward_hub::client::servers(cmd)),
+        Command::Sessions(cmd) => run_async(steward_hub::client::sessions(cmd)),
+        Command::Token(cmd) => run_async(steward_hub::client::token(cmd)),
+        Command::Scan(conn) => run_async(steward_hub::client::scan(conn)),
         Command::Serve { config } => {
             init_logging();
             run_async(async move {

@@ -1,6 +1,9 @@
 //! `/metrics` in Prometheus text format.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -20,20 +23,46 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new_custom(Some("steward".into()), None)?;
-        let requests = IntCounterVec::new(Opts::new("http_requests_total", "HTTP requests by route and status class"), &["route", "status"])?;
-        let decisions = IntCounterVec::new(Opts::new("decisions_total", "Operation decisions by result"), &["result"])?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route and status class",
+            ),
+            &["route", "status"],
+        )?;
+        let decisions = IntCounterVec::new(
+            Opts::new("decisions_total", "Operation decisions by result"),
+            &["result"],
+        )?;
         let spawns = IntCounter::new("spawns_total", "UI servers started")?;
-        let spawn_failures = IntCounter::new("spawn_failures_total", "UI server starts that failed")?;
-        let running_servers = IntGauge::new("running_servers", "UI servers the hub knows to be running")?;
+        let spawn_failures =
+            IntCounter::new("spawn_failures_total", "UI server starts that failed")?;
+        let running_servers =
+            IntGauge::new("running_servers", "UI servers the hub knows to be running")?;
         let open_websockets = IntGauge::new("open_websockets", "Browser WebSockets being relayed")?;
         let audit_write_seconds = Histogram::with_opts(
-            HistogramOpts::new("audit_write_seconds", "Time until an audit record is durable")
-                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]),
+            HistogramOpts::new(
+                "audit_write_seconds",
+                "Time until an audit record is durable",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+            ]),
         )?;
-        let audit_failures = IntCounter::new("audit_write_failures_total", "Audit records that could not be written (operations refused)")?;
-        let policy_reloads = IntCounter::new("policy_reloads_total", "Successful site policy reloads")?;
-        let policy_reload_errors = IntCounter::new("policy_reload_errors_total", "Site policy reloads refused because the file had errors")?;
-        let logins = IntCounterVec::new(Opts::new("logins_total", "Login attempts by result"), &["result"])?;
+        let audit_failures = IntCounter::new(
+            "audit_write_failures_total",
+            "Audit records that could not be written (operations refused)",
+        )?;
+        let policy_reloads =
+            IntCounter::new("policy_reloads_total", "Successful site policy reloads")?;
+        let policy_reload_errors = IntCounter::new(
+            "policy_reload_errors_total",
+            "Site policy reloads refused because the file had errors",
+        )?;
+        let logins = IntCounterVec::new(
+            Opts::new("logins_total", "Login attempts by result"),
+            &["result"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(spawns.clone()))?;

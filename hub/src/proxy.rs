@@ -13,7 +13,11 @@ pub struct UpstreamClients {
 }
 
 impl UpstreamClients {
-    pub fn client(&self, tls: &Arc<rustls::ClientConfig>, s: &RunningServer) -> Result<reqwest::Client, String> {
+    pub fn client(
+        &self,
+        tls: &Arc<rustls::ClientConfig>,
+        s: &RunningServer,
+    ) -> Result<reqwest::Client, String> {
         let key = (s.owner.clone(), s.port);
         if let Ok(map) = self.clients.lock() {
             if let Some(c) = map.get(&key) {
@@ -37,6 +41,11 @@ impl UpstreamClients {
     }
 
     pub fn url(s: &RunningServer, path_and_query: &str) -> String {
-        format!("https://{}:{}{}", uiserver_dns_name(&s.owner, &s.name), s.port, path_and_query)
+        format!(
+            "https://{}:{}{}",
+            uiserver_dns_name(&s.owner, &s.name),
+            s.port,
+            path_and_query
+        )
     }
 }

@@ -15,16 +15,28 @@ pub struct FailureLimiter {
 
 impl FailureLimiter {
     pub fn new(window_secs: u64, per_user: usize, per_addr: usize) -> Self {
-        FailureLimiter { window_secs: window_secs as i64, per_user, per_addr, failures: Mutex::new(HashMap::new()) }
+        FailureLimiter {
+            window_secs: window_secs as i64,
+            per_user,
+            per_addr,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
-    fn retry_after(&self, map: &mut HashMap<String, VecDeque<i64>>, key: &str, max: usize, now: i64) -> Option<u64> {
+    fn retry_after(
+        &self,
+        map: &mut HashMap<String, VecDeque<i64>>,
+        key: &str,
+        max: usize,
+        now: i64,
+    ) -> Option<u64> {
         let q = map.get_mut(key)?;
         while q.front().is_some_and(|t| now - t >= self.window_secs) {
             q.pop_front();
         }
         if q.len() >= max {
-            q.front().map(|t| (t + self.window_secs - now).max(1) as u64)
+            q.front()
+                .map(|t| (t + self.window_secs - now).max(1) as u64)
         } else {
             None
         }

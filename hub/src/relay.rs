@@ -110,7 +110,7 @@ pub async fn user_ws(
         Err(e) => return Ok(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     };
     let rid = uuid::Uuid::new_v4().simple().to_string();
-    let now = state.clock.now_secs().max(0) as u64;
+    let now = crate::tokens::jwt_now();
     let jwt = state
         .signer
         .sign(
@@ -170,7 +170,7 @@ fn jwt_again(
     s: &Session,
     rid: &str,
 ) -> Result<String, actix_web::Error> {
-    let now = state.clock.now_secs().max(0) as u64;
+    let now = crate::tokens::jwt_now();
     state
         .signer
         .sign(now, owner, &s.user, vec![Operation::Read], None, rid)
@@ -357,7 +357,12 @@ impl Relay {
             ));
         }
         // Re-read the session: it may have been revoked or its elevation may have expired.
-        let Some(session) = self.state.db.session(&self.session.id_hash).ok().flatten() else {
+        let fresh = if self.session.id_hash.starts_with("token:") {
+            crate::apitokens::revalidate(&self.state, &self.session)
+        } else {
+            self.state.db.session(&self.session.id_hash).ok().flatten()
+        };
+        let Some(session) = fresh else {
             return err("your session has ended; log in again".into());
         };
         self.session = session;
@@ -412,7 +417,7 @@ impl Relay {
                 ))
             }
         };
-        let now = self.state.clock.now_secs().max(0) as u64;
+        let now = crate::tokens::jwt_now();
         let token = match self.state.signer.sign(
             now,
             &self.owner,

@@ -90,3 +90,9 @@ impl TokenSigner {
         )?)
     }
 }
+
+/// Token times come from the real clock, never the injected one: the UI server checks
+/// them against its own wall clock.
+pub fn jwt_now() -> u64 {
+    chrono::Utc::now().timestamp().max(0) as u64
+}

@@ -165,7 +165,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::{test, App};
+    use actix_web::{test as aw_test, App};
 
     fn header<'a>(resp: &'a actix_web::dev::ServiceResponse, k: &str) -> &'a str {
         resp.headers()
@@ -176,12 +176,13 @@ mod tests {
 
     #[actix_web::test]
     async fn index_and_assets_carry_security_and_cache_headers() {
-        let app = test::init_service(App::new().configure(routes)).await;
+        let app = aw_test::init_service(App::new().configure(routes)).await;
         let mut uris = vec!["/hub/".to_string()];
         uris.extend(STATIC.iter().map(|a| format!("/hub/static/{}", a.name)));
         for uri in uris {
             let resp =
-                test::call_service(&app, test::TestRequest::get().uri(&uri).to_request()).await;
+                aw_test::call_service(&app, aw_test::TestRequest::get().uri(&uri).to_request())
+                    .await;
             assert_eq!(resp.status(), 200, "{uri}");
             let csp = header(&resp, "content-security-policy");
             for part in [
@@ -201,9 +202,9 @@ mod tests {
             let tag = header(&resp, "etag").to_string();
             assert!(tag.starts_with('"') && tag.len() > 10, "{uri}: {tag}");
             // Revalidation: the same tag answers 304 with the same headers and no body.
-            let again = test::call_service(
+            let again = aw_test::call_service(
                 &app,
-                test::TestRequest::get()
+                aw_test::TestRequest::get()
                     .uri(&uri)
                     .insert_header(("if-none-match", tag.as_str()))
                     .to_request(),
@@ -211,17 +212,17 @@ mod tests {
             .await;
             assert_eq!(again.status(), 304, "{uri}");
             assert!(header(&again, "content-security-policy").contains("frame-ancestors"));
-            let body = test::read_body(again).await;
+            let body = aw_test::read_body(again).await;
             assert!(body.is_empty());
         }
     }
 
     #[actix_web::test]
     async fn content_types_redirects_and_unknown_assets() {
-        let app = test::init_service(App::new().configure(routes)).await;
-        let resp = test::call_service(
+        let app = aw_test::init_service(App::new().configure(routes)).await;
+        let resp = aw_test::call_service(
             &app,
-            test::TestRequest::get()
+            aw_test::TestRequest::get()
                 .uri("/hub/static/app.js")
                 .to_request(),
         )
@@ -232,7 +233,8 @@ mod tests {
         );
         for uri in ["/", "/hub"] {
             let resp =
-                test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+                aw_test::call_service(&app, aw_test::TestRequest::get().uri(uri).to_request())
+                    .await;
             assert_eq!(resp.status(), 302, "{uri}");
             assert_eq!(header(&resp, "location"), "/hub/");
         }
@@ -242,7 +244,8 @@ mod tests {
             "/hub/static/index.html",
         ] {
             let resp =
-                test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+                aw_test::call_service(&app, aw_test::TestRequest::get().uri(uri).to_request())
+                    .await;
             assert_eq!(resp.status(), 404, "{uri}");
             assert!(header(&resp, "content-security-policy").contains("default-src 'none'"));
         }

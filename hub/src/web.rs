@@ -45,6 +45,9 @@ fn session_cookie(id: &str) -> Cookie<'static> {
 
 /// The session behind the request's cookie, if it is live (idle and lifetime checked).
 pub fn current_session(state: &AppState, req: &HttpRequest) -> Option<Session> {
+    if req.headers().contains_key("authorization") {
+        return crate::apitokens::session_from_bearer(state, req);
+    }
     let cookie = req.cookie(SESSION_COOKIE)?;
     let id_hash = hash_secret(cookie.value());
     let s = state.db.session(&id_hash).ok()??;
@@ -61,7 +64,15 @@ pub fn current_session(state: &AppState, req: &HttpRequest) -> Option<Session> {
     Some(s)
 }
 
+pub fn require_csrf_pub(req: &HttpRequest, s: &Session) -> Result<(), HttpResponse> {
+    require_csrf(req, s)
+}
+
 fn require_csrf(req: &HttpRequest, s: &Session) -> Result<(), HttpResponse> {
+    // Bearer tokens are not sent by browsers on their own, so they need no CSRF token.
+    if s.id_hash.starts_with("token:") {
+        return Ok(());
+    }
     match req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
         Some(t) if constant_time_eq(t.as_bytes(), s.csrf.as_bytes()) => Ok(()),
         _ => Err(error_json(
@@ -121,7 +132,10 @@ fn deadline_rfc3339(deadline: Option<i64>) -> Option<String> {
 pub async fn audit(state: &AppState, rec: AuditRecord) -> Result<u64, steward_audit::AuditError> {
     let started = std::time::Instant::now();
     let r = state.audit.append(rec).await;
-    state.metrics.audit_write_seconds.observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .audit_write_seconds
+        .observe(started.elapsed().as_secs_f64());
     if let Err(e) = &r {
         state.metrics.audit_failures.inc();
         tracing::error!(error = %e, "audit log write failed");
@@ -143,7 +157,12 @@ fn too_many(retry_after: u64) -> HttpResponse {
 }
 
 /// Rate-limited authentication: a 429 response when over the limit, else the result.
-async fn authenticate_limited(state: &AppState, user: &str, password: &str, addr: &str) -> Result<Result<(), AuthError>, HttpResponse> {
+async fn authenticate_limited(
+    state: &AppState,
+    user: &str,
+    password: &str,
+    addr: &str,
+) -> Result<Result<(), AuthError>, HttpResponse> {
     let now = state.clock.now_secs();
     // Limit on the name as typed (truncated), so over-long names share one bucket.
     let key: String = user.chars().take(64).collect();
@@ -425,6 +444,11 @@ pub async fn register(state: web::Data<AppState>, body: web::Bytes) -> HttpRespo
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    state.metrics.running_servers.set(state.servers.all().len() as i64);
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+    state
+        .metrics
+        .running_servers
+        .set(state.servers.all().len() as i64);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
 }

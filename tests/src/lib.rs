@@ -6,6 +6,8 @@
 
 pub mod browser;
 
+pub mod slapd;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -318,4 +320,178 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     f()
+}
+
+/// Demo hubs reset the demo users' passwords when they start, so tests in one binary
+/// that use them take turns.
+pub fn demo_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A `steward demo` hub on a free port in its own data directory.
+pub struct Demo {
+    pub proc: Option<Proc>,
+    pub port: u16,
+    pub base: String,
+    pub data: tempfile::TempDir,
+    pub creds: serde_json::Value,
+    pub clock_file: PathBuf,
+}
+
+impl Demo {
+    pub fn start() -> Demo {
+        let data = traversable_tempdir();
+        let port = free_port();
+        let clock_file = data.path().join("clock-offset");
+        std::fs::write(&clock_file, "0").unwrap();
+        let mut d = Demo {
+            proc: None,
+            port,
+            base: format!("https://127.0.0.1:{port}"),
+            data,
+            creds: serde_json::Value::Null,
+            clock_file,
+        };
+        d.launch();
+        d
+    }
+
+    fn launch(&mut self) {
+        let creds_file = self.data.path().join("creds.json");
+        let _ = std::fs::remove_file(&creds_file);
+        let mut cmd = Command::new(bin("steward"));
+        cmd.args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+            "--data-dir",
+        ])
+        .arg(self.data.path())
+        .arg("--credentials-file")
+        .arg(&creds_file)
+        .arg("--clock-offset-file")
+        .arg(&self.clock_file)
+        .env("STEWARD_LOG", "warn");
+        let mut p = Proc::spawn(cmd);
+        p.wait_for_line("ready on", Duration::from_secs(120));
+        self.creds = serde_json::from_str(&std::fs::read_to_string(&creds_file).unwrap()).unwrap();
+        self.proc = Some(p);
+    }
+
+    /// Stops the hub (SIGINT, or SIGKILL when `kill`) and starts it again on the same data.
+    pub fn restart(&mut self, kill: bool) {
+        if let Some(mut p) = self.proc.take() {
+            if kill {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            } else {
+                p.interrupt();
+            }
+        }
+        self.launch();
+    }
+
+    pub fn password(&self, user: &str) -> String {
+        self.creds["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["user"] == user)
+            .unwrap()["password"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.data.path().join("tls/ca.crt")
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        http_client(&self.ca())
+    }
+
+    pub fn set_clock_offset(&self, secs: i64) {
+        std::fs::write(&self.clock_file, secs.to_string()).unwrap();
+    }
+
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.data.path().join("audit/audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn human_audit(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("audit/audit.log")).unwrap_or_default()
+    }
+
+    /// Logs in; returns (client with the cookie, csrf).
+    pub async fn login(&self, user: &str) -> (reqwest::Client, String) {
+        let c = self.client();
+        let r = c
+            .post(format!("{}/hub/api/login", self.base))
+            .json(&serde_json::json!({"username": user, "password": self.password(user)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login {user}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        (c, v["csrf"].as_str().unwrap().to_string())
+    }
+
+    /// Elevates the client's session; returns (new csrf, cookie header value).
+    pub async fn elevate(
+        &self,
+        c: &reqwest::Client,
+        csrf: &str,
+        user: &str,
+        class: &str,
+    ) -> (String, String) {
+        let r = c
+            .post(format!("{}/hub/api/elevate", self.base))
+            .header("x-csrf-token", csrf)
+            .json(&serde_json::json!({"class": class, "password": self.password(user)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "elevate {user}");
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let v: serde_json::Value = r.json().await.unwrap();
+        (v["csrf"].as_str().unwrap().to_string(), cookie)
+    }
+}
+
+/// The `steward_session=...` cookie pair a client would send (from a login response).
+pub async fn login_cookie(base: &str, ca: &Path, user: &str, password: &str) -> (String, String) {
+    let r = http_client(ca)
+        .post(format!("{base}/hub/api/login"))
+        .json(&serde_json::json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = r.json().await.unwrap();
+    (cookie, v["csrf"].as_str().unwrap().to_string())
 }

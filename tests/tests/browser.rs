@@ -81,6 +81,11 @@ fn task_button(task: &str, op: &str) -> String {
 fn plant_log_line(needle: &str) {
     let alice = nix::unistd::User::from_name("alice").unwrap().unwrap();
     let run = alice.dir.join(".steward/run");
+    // Start from never-run workflows (the demo accounts outlive earlier demos); no
+    // server of alice's runs yet, so no scheduler holds these.
+    if run.exists() {
+        std::fs::remove_dir_all(&run).unwrap();
+    }
     let job = run.join("housekeeping/log/job/1/archive/01");
     std::fs::create_dir_all(&job).unwrap();
     std::fs::write(

@@ -207,12 +207,19 @@ async fn demo_login_spawn_ws_pause_audit() {
     })
     .await;
     assert_eq!(res["ok"], true, "{res}");
-    ws_send(&mut ws, json!({"type": "op", "id": "p2", "op": "pause", "target": "alice_forecast"})).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "op", "id": "p2", "op": "pause", "target": "alice_forecast"}),
+    )
+    .await;
     // The result and the state delta may come in either order.
     let (mut result_ok, mut paused_seen) = (None, false);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while result_ok.is_none() || !paused_seen {
-        assert!(std::time::Instant::now() < deadline, "no result/paused delta (result {result_ok:?}, paused {paused_seen})");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no result/paused delta (result {result_ok:?}, paused {paused_seen})"
+        );
         let v = ws_until(&mut ws, Duration::from_secs(30), |_| true).await;
         if v["type"] == "result" && v["id"] == "p2" {
             result_ok = Some(v["ok"] == true);
@@ -232,7 +239,11 @@ async fn demo_login_spawn_ws_pause_audit() {
         .await
         .unwrap();
     assert!(
-        summary.as_array().unwrap().iter().any(|w| w["name"] == "alice_forecast" && w["state"] == "paused"),
+        summary
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["name"] == "alice_forecast" && w["state"] == "paused"),
         "{summary}"
     );
 

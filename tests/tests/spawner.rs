@@ -515,11 +515,18 @@ fn sudo_mode_runs_only_the_helper() {
         sh(&format!("useradd -r -M -s /usr/sbin/nologin {hub_user}"));
     }
     let helper = bin("steward-spawn");
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../etc/sudoers.d/steward")).unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../etc/sudoers.d/steward"
+    ))
+    .unwrap();
     let rule = shipped
         .replace("Defaults:steward ", &format!("Defaults:{hub_user} "))
         .replace("steward ALL=(root)", &format!("{hub_user} ALL=(root)"))
-        .replace("/usr/local/libexec/steward/steward-spawn", &helper.display().to_string())
+        .replace(
+            "/usr/local/libexec/steward/steward-spawn",
+            &helper.display().to_string(),
+        )
         .replace("/etc/steward/spawn.toml", &f.config.display().to_string());
     let rule_path = format!("/etc/sudoers.d/steward-e2e-{}", std::process::id());
     std::fs::write(&rule_path, &rule).unwrap();
@@ -536,29 +543,60 @@ fn sudo_mode_runs_only_the_helper() {
     let as_hub = |args: &str, input: &str| {
         use std::io::Write;
         let mut child = std::process::Command::new("runuser")
-            .args(["-u", hub_user, "--", "sh", "-c", &format!("cd / && sudo -n {args}")])
+            .args([
+                "-u",
+                hub_user,
+                "--",
+                "sh",
+                "-c",
+                &format!("cd / && sudo -n {args}"),
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     };
     let req = json!({"verb": "start", "user": USER, "server": "via-sudo", "executable": "sleep", "args": ["300"]}).to_string();
-    let out = as_hub(&format!("{} --config {}", helper.display(), f.config.display()), &req);
-    let reply: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let out = as_hub(
+        &format!("{} --config {}", helper.display(), f.config.display()),
+        &req,
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(reply["reply"], "started", "{reply}");
     let pid = reply["pid"].as_u64().unwrap() as u32;
-    let uid = nix::unistd::User::from_name(USER).unwrap().unwrap().uid.to_string();
-    assert_eq!(status_field(pid, "Uid").split_whitespace().next().unwrap(), uid);
+    let uid = nix::unistd::User::from_name(USER)
+        .unwrap()
+        .unwrap()
+        .uid
+        .to_string();
+    assert_eq!(
+        status_field(pid, "Uid").split_whitespace().next().unwrap(),
+        uid
+    );
 
     // Anything else is refused by sudo itself.
-    for other in ["/bin/sh -c id", &format!("{} --config /tmp/other.toml", helper.display()), &helper.display().to_string(), "/usr/bin/id"] {
+    for other in [
+        "/bin/sh -c id",
+        &format!("{} --config /tmp/other.toml", helper.display()),
+        &helper.display().to_string(),
+        "/usr/bin/id",
+    ] {
         let out = as_hub(other, "");
         assert!(!out.status.success(), "sudo allowed {other:?}");
     }
-    let out = as_hub(&format!("{} --config {}", helper.display(), f.config.display()), &json!({"verb": "stop", "user": USER, "server": "via-sudo", "grace_secs": 0}).to_string());
+    let out = as_hub(
+        &format!("{} --config {}", helper.display(), f.config.display()),
+        &json!({"verb": "stop", "user": USER, "server": "via-sudo", "grace_secs": 0}).to_string(),
+    );
     let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply["reply"], "stopped", "{reply}");
     assert!(!alive(pid));

@@ -1,0 +1,122 @@
+//! Hub-admin endpoints: list and stop servers, list and revoke sessions. Being an admin
+//! grants no workflow permissions at all — only these.
+
+use crate::state::AppState;
+use crate::web::{audit, current_session, error_json, require_csrf_pub, session_ref};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+use steward_audit::{events, AuditRecord, RecordKind};
+
+fn admin(state: &AppState, req: &HttpRequest) -> Result<crate::db::Session, HttpResponse> {
+    let s = current_session(state, req)
+        .ok_or_else(|| error_json(StatusCode::UNAUTHORIZED, "not logged in"))?;
+    if !state.is_admin(&s.user) {
+        return Err(error_json(StatusCode::FORBIDDEN, "hub admins only"));
+    }
+    Ok(s)
+}
+
+pub async fn servers(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = admin(&state, &req) {
+        return r;
+    }
+    let list: Vec<_> = state
+        .servers
+        .all()
+        .into_iter()
+        .map(|s| json!({"owner": s.owner, "server": s.name, "pid": s.pid, "port": s.port, "cgroup": s.cgroup}))
+        .collect();
+    HttpResponse::Ok().json(json!({ "servers": list }))
+}
+
+pub async fn stop_server(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    owner: web::Path<String>,
+) -> HttpResponse {
+    let s = match admin(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = require_csrf_pub(&req, &s) {
+        return r;
+    }
+    let owner = owner.into_inner();
+    if state.servers.get(&owner).is_none() {
+        return error_json(
+            StatusCode::NOT_FOUND,
+            format!("{owner} has no running server"),
+        );
+    }
+    let result = state.servers.stop(&owner).await;
+    let rec = AuditRecord {
+        session: Some(session_ref(&s)),
+        owner: Some(owner.clone()),
+        message: Some(match &result {
+            Ok(()) => "stopped by a hub admin".to_string(),
+            Err(e) => e.to_string(),
+        }),
+        ..AuditRecord::new(RecordKind::Event, events::STOP, &s.user)
+    }
+    .with_extra("server", "default");
+    let _ = audit(&state, rec).await;
+    match result {
+        Ok(()) => HttpResponse::Ok().json(json!({ "stopped": owner })),
+        Err(e) => error_json(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+pub async fn sessions(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    if let Err(r) = admin(&state, &req) {
+        return r;
+    }
+    let now = state.clock.now_secs();
+    let list: Vec<_> = state
+        .db
+        .sessions()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            json!({"id": session_ref(&s), "user": s.user, "class": s.class_at(now), "created": s.created,
+                   "last_seen": s.last_seen, "addr": s.addr})
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "sessions": list }))
+}
+
+pub async fn revoke_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let s = match admin(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = require_csrf_pub(&req, &s) {
+        return r;
+    }
+    let id = id.into_inner();
+    let victims: Vec<_> = state
+        .db
+        .sessions()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|x| session_ref(x) == id)
+        .collect();
+    if victims.is_empty() {
+        return error_json(StatusCode::NOT_FOUND, format!("no session {id:?}"));
+    }
+    for v in &victims {
+        let _ = state.db.delete_session(&v.id_hash);
+        let rec = AuditRecord {
+            session: Some(session_ref(&s)),
+            owner: Some(v.user.clone()),
+            message: Some(format!("revoked session {id} of {}", v.user)),
+            ..AuditRecord::new(RecordKind::Event, events::ADMIN, &s.user)
+        };
+        let _ = audit(&state, rec).await;
+    }
+    HttpResponse::Ok().json(json!({ "revoked": id }))
+}

@@ -1,0 +1,685 @@
+//! The hub end to end, as root, against `steward demo`: policy ∩ elevation on every
+//! operation, expiry through the injected clock, sessions, CSRF, rate limits, tokens,
+//! admin commands, restarts with adoption, policy reloads.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use steward_e2e::*;
+
+async fn ws(d: &Demo, owner: &str, cookie: &str) -> Ws {
+    ws_connect(
+        &d.ca(),
+        &format!("wss://127.0.0.1:{}/user/{owner}/ws", d.port),
+        Some(&d.base),
+        cookie,
+    )
+    .await
+    .expect("ws")
+}
+
+/// Sends an op and returns the answer for it (result, denied or error).
+async fn op(ws: &mut Ws, id: &str, op: &str, target: &str) -> Value {
+    ws_send(
+        ws,
+        json!({"type": "op", "id": id, "op": op, "target": target}),
+    )
+    .await;
+    ws_until(ws, Duration::from_secs(30), |v| {
+        v["id"] == id && ["result", "denied", "error"].contains(&v["type"].as_str().unwrap_or(""))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_and_elevation_decide_every_operation() {
+    if !require_root("policy_and_elevation") {
+        return;
+    }
+    let _l = demo_lock();
+    let d = Demo::start();
+
+    // bob, read-only: sees alice's workflows, may not pause them yet.
+    let (bob_cookie, bob_csrf) = login_cookie(&d.base, &d.ca(), "bob", &d.password("bob")).await;
+    let mut w = ws(&d, "alice", &bob_cookie).await;
+    let snap = ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    assert!(
+        snap["workflows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "alice_forecast"),
+        "{snap}"
+    );
+    let r = op(&mut w, "b1", "pause", "alice_forecast").await;
+    assert_eq!(r["type"], "denied", "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("raise your privileges"),
+        "{r}"
+    );
+    drop(w);
+
+    // bob elevated: alice granted steward-ops CONTROL, the site caps it without clean.
+    let bob = d.client();
+    let r = bob
+        .post(format!("{}/hub/api/login", d.base))
+        .json(&json!({"username": "bob", "password": d.password("bob")}))
+        .send()
+        .await
+        .unwrap();
+    let csrf = r.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, bob_exec) = d.elevate(&bob, &csrf, "bob", "execute").await;
+    let mut w = ws(&d, "alice", &bob_exec).await;
+    ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    let r = op(&mut w, "b2", "play", "housekeeping").await;
+    assert_eq!(r["type"], "result", "{r}");
+    let r = op(&mut w, "b3", "pause", "housekeeping").await;
+    assert_eq!(r["type"], "result", "{r}");
+    assert_eq!(r["ok"], true, "{r}");
+    let r = op(&mut w, "b4", "clean", "housekeeping").await;
+    assert_eq!(r["type"], "denied", "clean is outside the site limit: {r}");
+    let r = op(&mut w, "b5", "broadcast", "housekeeping").await;
+    assert_eq!(r["type"], "denied", "{r}");
+    // A target on another owner's server is refused before any decision.
+    let r = op(&mut w, "b6", "pause", "~carl/housekeeping").await;
+    assert_eq!(r["type"], "error", "{r}");
+    drop(w);
+    let _ = bob_csrf;
+
+    // carl is elevated but alice granted him nothing beyond READ.
+    let carl = d.client();
+    let r = carl
+        .post(format!("{}/hub/api/login", d.base))
+        .json(&json!({"username": "carl", "password": d.password("carl")}))
+        .send()
+        .await
+        .unwrap();
+    let csrf = r.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, carl_exec) = d.elevate(&carl, &csrf, "carl", "execute").await;
+    let mut w = ws(&d, "alice", &carl_exec).await;
+    ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    let r = op(&mut w, "c1", "pause", "alice_forecast").await;
+    assert_eq!(r["type"], "denied", "{r}");
+    drop(w);
+
+    // /hub/api/permitted matches: bob (execute) may pause but not clean, with reasons.
+    let p: Value = bob
+        .get(format!(
+            "{}/hub/api/permitted?owner=alice&workflow=housekeeping",
+            d.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ops: Vec<&str> = p["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x.as_str())
+        .collect();
+    assert!(
+        ops.contains(&"pause") && ops.contains(&"read") && !ops.contains(&"clean"),
+        "{p}"
+    );
+    assert!(p["denied"]["clean"].as_str().is_some(), "{p}");
+    let e: Value = carl
+        .get(format!(
+            "{}/hub/api/explain?owner=alice&workflow=alice_forecast&op=pause",
+            d.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["allowed"], false, "{e}");
+    assert!(!e["reasons"].as_array().unwrap().is_empty(), "{e}");
+
+    // Expiry: alice elevates, time moves an hour, her next pause is refused, once audited.
+    let alice = d.client();
+    let r = alice
+        .post(format!("{}/hub/api/login", d.base))
+        .json(&json!({"username": "alice", "password": d.password("alice")}))
+        .send()
+        .await
+        .unwrap();
+    let csrf = r.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, alice_exec) = d.elevate(&alice, &csrf, "alice", "execute").await;
+    let mut w = ws(&d, "alice", &alice_exec).await;
+    ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    let me: Value = alice
+        .get(format!("{}/hub/api/me", d.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["class"], "execute");
+    assert!(me["seconds_left"].as_i64().unwrap() > 800, "{me}");
+    d.set_clock_offset(3600);
+    let r = op(&mut w, "a1", "pause", "alice_forecast").await;
+    assert_eq!(r["type"], "denied", "expired elevation must not act: {r}");
+    let r = op(&mut w, "a2", "hold", "alice_forecast//1/fetch_obs").await;
+    assert_eq!(r["type"], "denied", "{r}");
+    let me: Value = alice
+        .get(format!("{}/hub/api/me", d.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["class"], "read", "{me}");
+    d.set_clock_offset(0);
+
+    let records = d.audit_records();
+    let expiries = records
+        .iter()
+        .filter(|r| r["event"] == "expire" && r["actor"] == "alice")
+        .count();
+    assert_eq!(expiries, 1, "expiry audited exactly once");
+    let denied = |actor: &str, opn: &str| {
+        records
+            .iter()
+            .any(|r| r["actor"] == actor && r["op"] == opn && r["decision"] == "deny")
+    };
+    assert!(
+        denied("bob", "pause")
+            && denied("bob", "clean")
+            && denied("carl", "pause")
+            && denied("alice", "pause")
+    );
+    assert!(records.iter().any(|r| r["actor"] == "bob"
+        && r["op"] == "pause"
+        && r["kind"] == "outcome"
+        && r["outcome"] == "ok"
+        && r["elevation"] == "execute"));
+    let human = d.human_audit();
+    assert!(
+        human.contains("User bob raised privileges to execute"),
+        "{human}"
+    );
+    assert!(
+        human.contains("User bob paused alice's housekeeping workflow"),
+        "{human}"
+    );
+    assert!(
+        human.contains("User bob was denied clean on alice's housekeeping workflow"),
+        "{human}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_csrf_rate_limits_tokens_and_admin() {
+    if !require_root("sessions_tokens_admin") {
+        return;
+    }
+    let _l = demo_lock();
+    let d = Demo::start();
+    let (alice, csrf) = d.login("alice").await;
+
+    // CSRF on every state-changing request.
+    let r = alice
+        .post(format!("{}/hub/api/elevate", d.base))
+        .json(&json!({"class": "execute", "password": d.password("alice")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = alice
+        .post(format!("{}/hub/api/elevate", d.base))
+        .header("x-csrf-token", "forged")
+        .json(&json!({"class": "execute", "password": d.password("alice")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Bad input on login: all the generic 401 (or 400 for a body that is not JSON at all).
+    for (u, p) in [
+        ("alice\u{7}", "x"),
+        (&*"a".repeat(300), "x"),
+        ("alice", &*"p".repeat(5000)),
+        ("ALICE", "x"),
+    ] {
+        let r = d
+            .client()
+            .post(format!("{}/hub/api/login", d.base))
+            .json(&json!({"username": u, "password": p}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{u:?}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "invalid username or password"
+        );
+    }
+    let r = d
+        .client()
+        .post(format!("{}/hub/api/login", d.base))
+        .header("content-type", "application/json")
+        .body(vec![0xff, 0xfe, b'{'])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Rate limit per user name: the 6th failure within the window is a 429 with Retry-After,
+    // and then even the right password waits.
+    for i in 0..5 {
+        let r = d
+            .client()
+            .post(format!("{}/hub/api/login", d.base))
+            .json(&json!({"username": "carl", "password": format!("wrong{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = d
+        .client()
+        .post(format!("{}/hub/api/login", d.base))
+        .json(&json!({"username": "carl", "password": d.password("carl")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0 && retry <= 300);
+    d.set_clock_offset(400);
+    let (carl, carl_csrf) = d.login("carl").await;
+
+    // Tokens: read token works as Bearer; an execute token needs an elevated session.
+    let r = alice
+        .post(format!("{}/hub/api/tokens", d.base))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "t", "class": "execute", "expires_in_secs": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "execute token from a read session");
+    let r = alice
+        .post(format!("{}/hub/api/tokens", d.base))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "t", "class": "read"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "expiry is required");
+    let r = alice
+        .post(format!("{}/hub/api/tokens", d.base))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "ro", "class": "read", "expires_in_secs": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.unwrap();
+    let token = t["token"].as_str().unwrap().to_string();
+    let bare = d.client();
+    let r = bare
+        .get(format!("{}/hub/api/overview", d.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ov: Value = r.json().await.unwrap();
+    assert!(
+        ov["owners"].as_array().unwrap().len() >= 2,
+        "alice sees others' workflows: {ov}"
+    );
+    // Stored hashed: the secret is nowhere in the database.
+    let db = std::fs::read(d.data.path().join("state/hub.db")).unwrap();
+    let secret = token.rsplit('_').next().unwrap();
+    assert!(
+        !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "token stored in clear"
+    );
+    let (csrf2, _) = d.elevate(&alice, &csrf, "alice", "execute").await;
+    let r = alice
+        .post(format!("{}/hub/api/tokens", d.base))
+        .header("x-csrf-token", &csrf2)
+        .json(&json!({"name": "x", "class": "execute", "expires_in_secs": 100000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        400,
+        "an execute token may not outlive the maximum elevation"
+    );
+    let r = alice
+        .post(format!("{}/hub/api/tokens", d.base))
+        .header("x-csrf-token", &csrf2)
+        .json(&json!({"name": "x", "class": "execute", "expires_in_secs": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = alice
+        .delete(format!(
+            "{}/hub/api/tokens/{}",
+            d.base,
+            t["id"].as_str().unwrap()
+        ))
+        .header("x-csrf-token", &csrf2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = bare
+        .get(format!("{}/hub/api/overview", d.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "revoked token still works");
+
+    // Admin: carl may list and stop servers; alice may not; admins gain no workflow rights.
+    let r = alice
+        .get(format!("{}/hub/api/admin/servers", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let servers: Value = carl
+        .get(format!("{}/hub/api/admin/servers", d.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        servers["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["owner"] == "alice"),
+        "{servers}"
+    );
+    let r = carl
+        .post(format!("{}/hub/api/admin/servers/alice/stop", d.base))
+        .header("x-csrf-token", &carl_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        std::fs::read_to_string("/sys/fs/cgroup/pids/steward-demo/alice/default/cgroup.procs")
+            .unwrap_or_default()
+            .trim()
+            .is_empty()
+    );
+    // The overview still lists alice's workflows, from the last known state.
+    let ov: Value = carl
+        .get(format!("{}/hub/api/overview", d.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let a = ov["owners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["owner"] == "alice")
+        .expect("alice in overview");
+    assert_eq!(a["stale"], true, "{a}");
+    // And the next visit starts it again transparently.
+    let (bob_cookie, _) = login_cookie(&d.base, &d.ca(), "bob", &d.password("bob")).await;
+    let mut w = ws(&d, "alice", &bob_cookie).await;
+    ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    drop(w);
+
+    // The CLI talks to the running hub with a token.
+    let out = std::process::Command::new(bin("steward"))
+        .args([
+            "token", "create", "--user", "carl", "--name", "cli", "--url", &d.base, "--ca",
+        ])
+        .arg(d.ca())
+        .env("STEWARD_PASSWORD", d.password("carl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let out = std::process::Command::new(bin("steward"))
+        .args(["servers", "list", "--url", &d.base, "--ca"])
+        .arg(d.ca())
+        .env("STEWARD_TOKEN", &cli_token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice"));
+    let out = std::process::Command::new(bin("steward"))
+        .args(["scan", "--url", &d.base, "--ca"])
+        .arg(d.ca())
+        .env("STEWARD_TOKEN", &cli_token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("alice_forecast"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = std::process::Command::new(bin("steward"))
+        .args(["sessions", "list", "--url", &d.base, "--ca"])
+        .arg(d.ca())
+        .env("STEWARD_TOKEN", &cli_token)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bob"));
+
+    // Logout revokes on the server: the old cookie is dead.
+    let r = alice
+        .post(format!("{}/hub/api/logout", d.base))
+        .header("x-csrf-token", &csrf2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        alice
+            .get(format!("{}/hub/api/me", d.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let metrics = d
+        .client()
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for m in [
+        "steward_logins_total",
+        "steward_spawns_total",
+        "steward_audit_write_seconds",
+        "steward_running_servers",
+        "steward_policy_reload_errors_total",
+    ] {
+        assert!(metrics.contains(m), "{m} missing from /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_sessions_and_readopts_servers() {
+    if !require_root("restart_adopt") {
+        return;
+    }
+    let _l = demo_lock();
+    let mut d = Demo::start();
+    let (cookie, _) = login_cookie(&d.base, &d.ca(), "alice", &d.password("alice")).await;
+    let mut w = ws(&d, "alice", &cookie).await;
+    ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    drop(w);
+    let procs = || {
+        std::fs::read_to_string("/sys/fs/cgroup/pids/steward-demo/alice/default/cgroup.procs")
+            .unwrap_or_default()
+    };
+    let before = procs();
+    assert!(!before.trim().is_empty());
+
+    for kill in [true, false] {
+        // A SIGKILLed (or interrupted-then-restarted) hub finds alice's server again.
+        if !kill {
+            // SIGINT stops the demo's servers by design; start them again first.
+        }
+        d.restart(kill);
+        let c = d.client();
+        let r = c
+            .get(format!("{}/hub/api/me", d.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "session lost across restart (kill={kill})");
+        let mut w = ws(&d, "alice", &cookie).await;
+        ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+        drop(w);
+        if kill {
+            assert_eq!(procs(), before, "server not adopted after SIGKILL");
+            assert!(
+                d.audit_records()
+                    .iter()
+                    .any(|r| r["event"] == "adopt" && r["owner"] == "alice"),
+                "adoption not audited"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_policy_never_takes_effect_and_good_one_reloads() {
+    if !require_root("policy_reload") {
+        return;
+    }
+    let _l = demo_lock();
+    let d = Demo::start();
+    let site = d.data.path().join("policy/site.toml");
+    let good = std::fs::read_to_string(&site).unwrap();
+    std::fs::write(&site, "[owners.\"*\".\"*\"]\ndefault = []\n").unwrap();
+    let pid = d.proc.as_ref().unwrap().child.id() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .audit_records()
+            .iter()
+            .any(|r| r["event"] == "policy_reload" && r["outcome"] == "error")),
+        "failed reload not audited"
+    );
+    // The last good policy stays: bob still reads alice's workflows.
+    let (bob, _) = d.login("bob").await;
+    let ov: Value = bob
+        .get(format!("{}/hub/api/overview", d.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ov["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["owner"] == "alice"),
+        "{ov}"
+    );
+    let metrics = d
+        .client()
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("steward_policy_reload_errors_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+
+    // A good file that lets bob read nothing of others takes effect on its own (file watch).
+    std::fs::write(
+        &site,
+        good.replace("default = \"READ\"", "default = \"!ALL\"")
+            .replace("default = [\"READ\"]", "default = [\"!ALL\"]"),
+    )
+    .unwrap();
+    let gone = wait_until(Duration::from_secs(15), || {
+        d.audit_records()
+            .iter()
+            .filter(|r| r["event"] == "policy_reload" && r["outcome"] == "ok")
+            .count()
+            >= 1
+    });
+    assert!(gone, "good policy not reloaded");
+    let ov: Value = bob
+        .get(format!("{}/hub/api/overview", d.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !ov["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["owner"] == "alice"),
+        "{ov}"
+    );
+}
