@@ -17,23 +17,41 @@ export function loginView(main, { reason, onDone }) {
     err.hidden = false;
   };
 
+  // The hub limits failed attempts per user name and per address. While it says wait,
+  // the button stays disabled and counts down; typing another user name unlocks it
+  // (the per-address limit, if that was it, is the hub's to enforce).
+  const unlock = () => {
+    clearInterval(waitTimer);
+    waitTimer = null;
+    submit.disabled = false;
+  };
   const rateLimited = (secs, message) => {
-    let left = Math.max(1, secs || 30);
+    if (!secs) {
+      showError(message);
+      submit.disabled = false;
+      return;
+    }
+    let left = secs;
     submit.disabled = true;
-    const show = () => showError(`${message}. Too many sign-in attempts: try again in ${left} s.`);
+    const show = () => showError(`Too many failed sign-in attempts. Try again in ${left} s.`);
     show();
     clearInterval(waitTimer);
     waitTimer = setInterval(() => {
       left -= 1;
       if (left <= 0) {
-        clearInterval(waitTimer);
-        submit.disabled = false;
-        showError(`${message}. You may try again now.`);
+        unlock();
+        showError('You may try again now.');
         return;
       }
       show();
     }, 1000);
   };
+  user.addEventListener('input', () => {
+    if (waitTimer) {
+      unlock();
+      err.hidden = true;
+    }
+  });
 
   const form = h('form', {
     id: 'login-form',

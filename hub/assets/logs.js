@@ -6,7 +6,7 @@
 // WebSocket ({"type":"tail"} → "log" chunks → "log_end"); where the relay does not pass
 // tails through, it falls back to reading new bytes every second while the job runs.
 
-import { h, replace, clear, uid, highlighter, appendHighlighted, announce } from './dom.js';
+import { h, clear, uid, highlighter, appendHighlighted, announce } from './dom.js';
 import { api, query } from './api.js';
 
 const FILES = [['out', 'job.out'], ['err', 'job.err'], ['status', 'job.status'], ['activity', 'job-activity.log']];
@@ -235,7 +235,7 @@ export function createLogPanel({ owner, workflow, send, task }) {
   }
 
   function fallback() {
-    if (follow.mode === 'ws' && follow.id) send({ type: 'untail', id: follow.id });
+    if (follow.mode === 'ws' && follow.id && !tailUnsupported) send({ type: 'untail', id: follow.id });
     clearTimeout(follow.timer);
     follow = { mode: 'poll', id: null, timer: null, quietPolls: 0 };
     viewer.dataset.following = 'poll';
@@ -269,7 +269,7 @@ export function createLogPanel({ owner, workflow, send, task }) {
   }
 
   function stopFollow(message) {
-    if (follow.mode === 'ws' && follow.id) send({ type: 'untail', id: follow.id });
+    if (follow.mode === 'ws' && follow.id && !tailUnsupported) send({ type: 'untail', id: follow.id });
     clearTimeout(follow.timer);
     follow = { mode: null, id: null, timer: null, quietPolls: 0 };
     followBox.checked = false;

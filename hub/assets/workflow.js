@@ -25,7 +25,6 @@ export function workflowView(main, owner, name) {
   const tasks = new Map(); // "cycle/task" -> {cycle, task, state, job}
   const rows = new Map(); // "cycle/task" -> {tr, stateCell, jobCell}
   const pending = new Map(); // op id -> {op, tgt, li}
-  let wfState = null;
   let permitted = null; // {ops: Set, denied: {op: reason}}
   let permError = null;
   let ws = null;
@@ -212,7 +211,6 @@ export function workflowView(main, owner, name) {
   }
 
   function setState(s) {
-    wfState = s;
     root.dataset.state = s || '';
     replace(stateEl, stateBadge(s));
   }

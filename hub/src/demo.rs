@@ -252,9 +252,20 @@ prestart = ["alice", "bob", "carl"]
     Ok((config_path, creds))
 }
 
-/// Stops every server the demo hub started: Ctrl-C leaves nothing running.
+/// Stops every server the demo hub started, and (demo only) the demo users' workflows:
+/// Ctrl-C leaves nothing running. A real hub never does the latter.
 pub async fn stop_all(state: &crate::state::AppState) {
     for s in state.servers.all() {
         let _ = state.servers.stop(&s.owner).await;
+    }
+    for user in DEMO_USERS {
+        let _ = state
+            .spawner
+            .call(&steward_protocol::helper::HelperRequest::Stop {
+                user: user.to_string(),
+                server: steward_spawner::cgroup::WORKFLOWS_CGROUP.to_string(),
+                grace_secs: Some(1),
+            })
+            .await;
     }
 }

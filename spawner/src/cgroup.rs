@@ -19,6 +19,9 @@ pub const V2_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "io"];
 
 const CPU_PERIOD_US: u64 = 100_000;
 
+/// Name of the per-user cgroup that holds workflow schedulers and their jobs.
+pub const WORKFLOWS_CGROUP: &str = "workflows";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     V1,
@@ -255,6 +258,48 @@ impl Cgroups {
         }
     }
 
+    /// Creates `<prefix>/<user>/workflows` (once per hierarchy) and lets the user move
+    /// their own processes into it, so the schedulers a server starts can leave the
+    /// server's cgroup: stopping or culling the server then kills the server and not the
+    /// workflows, which stay under the user's parent cgroup and its caps. Returns the
+    /// directories (their `cgroup.procs` is what the user writes).
+    pub fn delegate_workflows(
+        &self,
+        user: &str,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Vec<PathBuf>, SpawnError> {
+        let rel = self.relative(user, Some(WORKFLOWS_CGROUP));
+        let mut dirs = vec![];
+        for (_, dir) in self.dirs(&rel) {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| SpawnError::cgroup(&dir, format!("creating: {e}")))?;
+            let mut files = vec![dir.join("cgroup.procs")];
+            match self.version {
+                // v1 also lists threads in `tasks`; a process moves with all of them.
+                Version::V1 => files.push(dir.join("tasks")),
+                // v2 checks write access on the common ancestor of source and target too.
+                Version::V2 => files.push(
+                    self.root
+                        .join(self.relative(user, None))
+                        .join("cgroup.procs"),
+                ),
+            }
+            for f in files {
+                if f.exists() {
+                    nix::unistd::chown(
+                        &f,
+                        Some(nix::unistd::Uid::from_raw(uid)),
+                        Some(nix::unistd::Gid::from_raw(gid)),
+                    )
+                    .map_err(|e| SpawnError::cgroup(&f, format!("delegating to {user}: {e}")))?;
+                }
+            }
+            dirs.push(dir);
+        }
+        Ok(dirs)
+    }
+
     /// Moves `pid` into the server's cgroup in every hierarchy.
     pub fn join(&self, user: &str, server: &str, pid: u32) -> Result<(), SpawnError> {
         let rel = self.relative(user, Some(server));
@@ -408,7 +453,7 @@ impl Cgroups {
                 continue;
             };
             for s in servers.flatten() {
-                if s.file_type().is_ok_and(|t| t.is_dir()) {
+                if s.file_type().is_ok_and(|t| t.is_dir()) && s.file_name() != WORKFLOWS_CGROUP {
                     out.push((
                         u.file_name().to_string_lossy().into_owned(),
                         s.file_name().to_string_lossy().into_owned(),

@@ -187,6 +187,12 @@ impl Helper {
             return Err(SpawnError::TooLarge("stdin payload".into()));
         }
         let running = self.cgroups.procs(&user.name, &req.server)?;
+        if req.server == crate::cgroup::WORKFLOWS_CGROUP {
+            return Err(SpawnError::BadRequest(format!(
+                "server name {:?} is reserved",
+                req.server
+            )));
+        }
         if !running.is_empty() {
             return Err(SpawnError::Refused(format!(
                 "server {}/{} is already running (pids {running:?}); stop or adopt it first",
@@ -200,13 +206,25 @@ impl Helper {
             &profile.limits,
         )?;
         let log = self.open_log(&user, &req.server)?;
+        let workflow_cgroups =
+            self.cgroups
+                .delegate_workflows(&user.name, user.uid.as_raw(), user.gid.as_raw())?;
+        let mut env = self.environment(&req, &user);
+        env.push(format!(
+            "STEWARD_WORKFLOW_CGROUPS={}",
+            workflow_cgroups
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":")
+        ));
         let spec = ChildSpec {
             user: &user,
             cgroups: &self.cgroups,
             server: &req.server,
             executable: exe,
             args: req.args.clone(),
-            env: self.environment(&req, &user),
+            env,
             stdin: req.stdin.as_ref().map(|s| s.as_bytes().to_vec()),
             log,
         };
@@ -373,9 +391,11 @@ fn run(args: &[String], stdin: &mut dyn std::io::Read) -> HelperReply {
                 Some(p) => config_path = p.clone(),
                 None => return error_reply(SpawnError::BadRequest("--config needs a path".into())),
             },
-            other => return error_reply(SpawnError::BadRequest(format!(
+            other => {
+                return error_reply(SpawnError::BadRequest(format!(
                 "unknown argument {other:?}; usage: steward-spawn [--config PATH] < request.json"
-            ))),
+            )))
+            }
         }
     }
     if !nix::unistd::geteuid().is_root() {

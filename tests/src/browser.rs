@@ -245,6 +245,19 @@ impl Browser {
         self.find(css).await.text().await.unwrap()
     }
 
+    /// Scrolls so that the element matching `css` is at the top of the viewport
+    /// (`None`: the top of the page), for a screenshot that shows what matters.
+    pub async fn scroll_to(&self, css: Option<&str>) {
+        let script = match css {
+            Some(c) => format!(
+                "const e = document.querySelector({}); if (e) e.scrollIntoView({{block: 'start'}}); return true;",
+                json!(c)
+            ),
+            None => "window.scrollTo(0, 0); return true;".to_string(),
+        };
+        self.js(&script).await;
+    }
+
     /// Saves a PNG of the viewport as `<screenshots_dir>/<name>.png`.
     pub async fn screenshot(&self, name: &str) {
         let png = match self.client.screenshot().await {
@@ -341,8 +354,9 @@ impl DemoHub {
         std::fs::rename(&tmp, &self.clock_file).unwrap();
     }
 
-    /// Signs `user` in over HTTP (which also starts their own server in the background).
-    pub async fn login_http(&self, user: &str) -> reqwest::Client {
+    /// Signs `user` in over HTTP (which also starts their own server in the background);
+    /// returns the cookie-keeping client and the session's CSRF token.
+    pub async fn login_http(&self, user: &str) -> (reqwest::Client, String) {
         let client = http_client(&self.ca);
         let r = client
             .post(format!("{}/hub/api/login", self.base))
@@ -350,8 +364,12 @@ impl DemoHub {
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200, "login {user}: {:?}", r.text().await);
-        client
+        assert_eq!(r.status(), 200, "login {user}");
+        let body: Value = r.json().await.unwrap();
+        (
+            client,
+            body["csrf"].as_str().unwrap_or_default().to_string(),
+        )
     }
 
     /// Audit records (JSON lines) matching `pred`.

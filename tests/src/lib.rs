@@ -341,6 +341,7 @@ pub struct Demo {
 
 impl Demo {
     pub fn start() -> Demo {
+        reset_demo_workflows();
         let data = traversable_tempdir();
         let port = free_port();
         let clock_file = data.path().join("clock-offset");
@@ -494,4 +495,17 @@ pub async fn login_cookie(base: &str, ca: &Path, user: &str, password: &str) -> 
         .to_string();
     let v: serde_json::Value = r.json().await.unwrap();
     (cookie, v["csrf"].as_str().unwrap().to_string())
+}
+
+/// Stops workflows a previous demo left running and forgets their runs, so each test
+/// starts from never-played workflows.
+pub fn reset_demo_workflows() {
+    for user in ["alice", "bob", "carl"] {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", user, "-f", "steward-uiserver"])
+            .status();
+        if let Ok(Some(u)) = nix::unistd::User::from_name(user) {
+            let _ = std::fs::remove_dir_all(u.dir.join(".steward/run"));
+        }
+    }
 }

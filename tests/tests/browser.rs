@@ -1,7 +1,9 @@
 //! The web UI in real Chromium, against a real `steward demo` hub with real PAM users:
 //!
-//! 1. sign-in by keyboard alone, a wrong password shown plainly, visible focus;
-//! 2. the overview lists every owner's workflows, live, and the filter narrows them;
+//! 1. sign-in by keyboard alone, a wrong password shown plainly, visible focus; the
+//!    rate limit's wait shown with the button disabled;
+//! 2. the overview lists every owner's workflows, live, the filter narrows them, and an
+//!    owner whose server stopped is marked stale;
 //! 3. carl (read-only on alice's workflows) sees dimmed buttons whose title says why,
 //!    gets the full "Why can't I?" explanation, and a request forced from the console
 //!    over the WebSocket is refused by the hub and audited (and shown on the audit page);
@@ -113,6 +115,7 @@ async fn web_ui_in_chromium() {
     // their workflows live.
     let _alice_http = hub.login_http("alice").await;
     let _bob_http = hub.login_http("bob").await;
+    let (carl_http, carl_csrf) = hub.login_http("carl").await;
 
     let carl = Browser::start("carl", &hub.base, 1280, 900).await;
 
@@ -153,6 +156,47 @@ async fn web_ui_in_chromium() {
     );
     assert_eq!(focus[2], "", "password field not cleared");
     carl.screenshot("01-login-error").await;
+    // Someone guessing: after five failures for one name the hub says wait, and the
+    // form says for how long and keeps the button disabled.
+    carl.find("#login-user").await.clear().await.unwrap();
+    carl.find("#login-user")
+        .await
+        .send_keys("nobody")
+        .await
+        .unwrap();
+    let mut limited = Value::Null;
+    for attempt in 1..=6 {
+        carl.js("document.getElementById('login-error').hidden = true; return true;")
+            .await;
+        carl.find("#login-password")
+            .await
+            .send_keys(&(format!("guess-{attempt}") + &Key::Enter))
+            .await
+            .unwrap();
+        limited = carl
+            .wait_js(
+                "(() => { const e = document.getElementById('login-error'); return !e.hidden && [e.textContent, document.getElementById('login-submit').disabled]; })()",
+                T,
+                "an answer to the guess",
+            )
+            .await;
+    }
+    assert!(
+        limited[0]
+            .as_str()
+            .unwrap()
+            .starts_with("Too many failed sign-in attempts. Try again in "),
+        "{limited}"
+    );
+    assert_eq!(limited[1], true, "button stays disabled while rate-limited");
+    carl.screenshot("02-login-rate-limited").await;
+    // Another name unlocks the form (the limit was for "nobody").
+    carl.find("#login-user").await.clear().await.unwrap();
+    carl.find("#login-user")
+        .await
+        .send_keys(&("carl".to_string() + &Key::Tab))
+        .await
+        .unwrap();
     carl.type_focused(&(hub.password("carl") + &Key::Enter))
         .await;
     carl.wait_js(
@@ -204,7 +248,21 @@ async fn web_ui_in_chromium() {
         )
         .await;
     assert!(shown.as_str().unwrap().starts_with("3 of "), "{shown}");
-    carl.screenshot("02-overview-filtered").await;
+    // bob's server stops (a hub admin's action): his entries stay, marked stale.
+    let r = carl_http
+        .post(format!("{}/hub/api/admin/servers/bob/stop", hub.base))
+        .header("x-csrf-token", &carl_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "stop bob's server: {:?}", r.text().await);
+    carl.wait_js(
+        "(() => { const s = document.querySelector('section.owner[data-owner=\"bob\"]'); return s && s.classList.contains('stale') && s.querySelector('.stale-badge') && !document.querySelector('section.owner[data-owner=\"alice\"]').classList.contains('stale'); })()",
+        T,
+        "bob's workflows marked stale",
+    )
+    .await;
+    carl.screenshot("03-overview").await;
     carl.find("#main input[type=search]")
         .await
         .clear()
@@ -252,7 +310,7 @@ async fn web_ui_in_chromium() {
             == 0,
         "a dimmed button sent something"
     );
-    carl.screenshot("03-why-cant-i").await;
+    carl.screenshot("04-why-cant-i").await;
 
     // From the console: carl opens his own WebSocket and asks to pause alice's workflow.
     let forced = carl
@@ -293,7 +351,7 @@ async fn web_ui_in_chromium() {
         "carl",
         "filters are kept in the form"
     );
-    carl.screenshot("04-audit-refused").await;
+    carl.screenshot("05-audit-refused").await;
 
     // --- 4. log search ----------------------------------------------------------------
     open_workflow(&carl, "alice", "housekeeping").await;
@@ -322,7 +380,7 @@ async fn web_ui_in_chromium() {
         .await;
     assert!(shown[0].as_str().unwrap().contains(&needle), "{shown}");
     assert!(shown[1].as_str().unwrap().contains("1/archive"), "{shown}");
-    carl.screenshot("05-log-search").await;
+    carl.screenshot("06-log-search").await;
 
     // --- 5. elevation, an action, live updates ------------------------------------------
     let bob = Browser::start("bob", &hub.base, 1280, 900).await;
@@ -384,7 +442,8 @@ async fn web_ui_in_chromium() {
         "play enabled after raising",
     )
     .await;
-    bob.screenshot("06-elevated").await;
+    bob.scroll_to(None).await;
+    bob.screenshot("07-elevated").await;
 
     bob.click(&play).await;
     bob.wait_js(
@@ -426,6 +485,10 @@ async fn web_ui_in_chromium() {
         "new log lines while following",
     )
     .await;
+    let mode = bob
+        .js("return document.getElementById('log-viewer').dataset.following || 'none'")
+        .await;
+    eprintln!("log follow mode: {mode} (ws = relayed tail, poll = HTTP fallback)");
     bob.click(&task_button(&task, "kill")).await;
     let sel = format!("#tasks tr[data-task=\"{task}\"]");
     bob.wait_js(
@@ -454,8 +517,15 @@ async fn web_ui_in_chromium() {
         0,
         "alice did nothing; her page updated by itself"
     );
-    bob.screenshot("07-killed-live").await;
-    alice.screenshot("08-owner-sees-it-live").await;
+    let errors = bob
+        .js("return [...document.querySelectorAll('#activity li')].filter(li => !['ok'].includes(li.dataset.kind)).map(li => li.textContent)")
+        .await;
+    assert_eq!(errors, json!([]), "bob's activity shows problems");
+    for b in [&bob, &alice] {
+        b.scroll_to(Some("#tasks")).await;
+    }
+    bob.screenshot("08-killed-live").await;
+    alice.screenshot("09-owner-sees-it-live").await;
     let kills =
         hub.audit_records(|r| r["actor"] == "bob" && r["op"] == "kill" && r["kind"] == "outcome");
     assert_eq!(kills.len(), 1, "{kills:?}");
@@ -472,7 +542,7 @@ async fn web_ui_in_chromium() {
             T,
         )
         .await;
-    alice.screenshot("09-audit-owner").await;
+    alice.screenshot("10-audit-owner").await;
 
     // --- 6. 200 % zoom, labels ---------------------------------------------------------
     // Zooming to 200 % halves the CSS viewport; a 640x450 window lays out the same way.
@@ -502,6 +572,7 @@ async fn web_ui_in_chromium() {
     }
     carl.route("#/w/alice/alice_forecast").await;
     open_workflow(&carl, "alice", "alice_forecast").await;
+    carl.scroll_to(None).await;
     carl.screenshot("11-zoom-200").await;
 
     // --- 7. expiry without a reload, CSP, sign-out -----------------------------------
@@ -527,7 +598,8 @@ async fn web_ui_in_chromium() {
         bob.attr("#class-read", "aria-pressed").await.as_deref(),
         Some("true")
     );
-    bob.screenshot("10-expired-read-only").await;
+    bob.scroll_to(None).await;
+    bob.screenshot("12-expired-read-only").await;
     assert!(
         !hub.audit_records(|r| r["actor"] == "bob" && r["event"] == "expire")
             .is_empty(),
@@ -549,6 +621,27 @@ async fn web_ui_in_chromium() {
         .js_async("const done = arguments[arguments.length - 1]; fetch('/hub/api/me').then(r => done(r.status));")
         .await;
     assert_eq!(me, 401);
+
+    // Leave nothing running (schedulers outlive the demo by design): the owner stops
+    // her workflow. The hub's clock goes back first, or the tokens it signs would be
+    // "issued in the future" for alice's server.
+    hub.set_clock_offset(0);
+    alice.route("#/w/alice/alice_forecast").await;
+    open_workflow(&alice, "alice", "alice_forecast").await;
+    let stop = op_button("#workflow-actions", "stop");
+    assert_eq!(
+        alice.attr(&stop, "aria-disabled").await.as_deref(),
+        Some("false"),
+        "the owner may stop her workflow"
+    );
+    alice.click(&stop).await;
+    alice
+        .wait_js(
+            "document.querySelector('.workflow-view').dataset.state === 'stopped'",
+            LONG,
+            "alice's workflow stopped",
+        )
+        .await;
 
     carl.close().await;
     bob.close().await;

@@ -423,6 +423,23 @@ async fn sessions_csrf_rate_limits_tokens_and_admin() {
             .any(|s| s["owner"] == "alice"),
         "{servers}"
     );
+    // alice's forecast runs; stopping her server must not stop it.
+    let (csrf3, alice_cookie) = d.elevate(&alice, &csrf2, "alice", "execute").await;
+    let mut w = ws(&d, "alice", &alice_cookie).await;
+    ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    let r = op(&mut w, "play", "play", "alice_forecast").await;
+    assert_eq!(r["ok"], true, "{r}");
+    drop(w);
+    let workflow_procs = || {
+        std::fs::read_to_string("/sys/fs/cgroup/pids/steward-demo/alice/workflows/cgroup.procs")
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || !workflow_procs()
+            .trim()
+            .is_empty()),
+        "scheduler not in the workflows cgroup"
+    );
     let r = carl
         .post(format!("{}/hub/api/admin/servers/alice/stop", d.base))
         .header("x-csrf-token", &carl_csrf)
@@ -435,6 +452,14 @@ async fn sessions_csrf_rate_limits_tokens_and_admin() {
             .unwrap_or_default()
             .trim()
             .is_empty()
+    );
+    let sched: Vec<u32> = workflow_procs()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    assert!(
+        !sched.is_empty() && sched.iter().all(|p| alive(*p)),
+        "the workflow died with its server"
     );
     // The overview still lists alice's workflows, from the last known state.
     let ov: Value = carl
@@ -512,7 +537,7 @@ async fn sessions_csrf_rate_limits_tokens_and_admin() {
     // Logout revokes on the server: the old cookie is dead.
     let r = alice
         .post(format!("{}/hub/api/logout", d.base))
-        .header("x-csrf-token", &csrf2)
+        .header("x-csrf-token", &csrf3)
         .send()
         .await
         .unwrap();

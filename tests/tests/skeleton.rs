@@ -45,6 +45,8 @@ async fn demo_login_spawn_ws_pause_audit() {
     if !require_root("demo_login_spawn_ws_pause_audit") {
         return;
     }
+    let _l = demo_lock();
+    reset_demo_workflows();
     let data = traversable_tempdir();
     let port = free_port();
     let creds_file = data.path().join("creds.json");

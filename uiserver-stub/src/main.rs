@@ -1,1 +1,64 @@
-fn main() {}
+//! `steward-uiserver`: the per-owner UI server (default) or a workflow scheduler
+//! (`steward-uiserver scheduler --workflow NAME`). See the library docs.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "steward-uiserver",
+    version,
+    about = "Steward per-owner UI server"
+)]
+struct Cli {
+    /// Listen address (default 127.0.0.1:0; env STEWARD_UISERVER_BIND).
+    #[arg(long, env = "STEWARD_UISERVER_BIND")]
+    bind: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default): reads the bootstrap from stdin.
+    Serve,
+    /// Run one workflow's scheduler (started by the UI server's `play`).
+    Scheduler {
+        #[arg(long)]
+        workflow: String,
+        /// Double-fork into the background first.
+        #[arg(long)]
+        detach: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Scheduler { workflow, detach }) => run_scheduler(workflow, detach),
+        None | Some(Command::Serve) => steward_uiserver::server_main::run(cli.bind),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("steward-uiserver: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_scheduler(workflow: String, detach: bool) -> anyhow::Result<()> {
+    steward_protocol::ids::validate_workflow_name(&workflow)
+        .map_err(|e| anyhow::anyhow!("--workflow: {e}"))?;
+    let layout = steward_uiserver::paths::Layout::from_env()?;
+    if !layout.flow_file(&workflow).is_file() {
+        anyhow::bail!(
+            "no workflow {workflow:?}: {} is missing",
+            layout.flow_file(&workflow).display()
+        );
+    }
+    if detach {
+        steward_uiserver::daemon::detach(&layout, &workflow)?;
+    }
+    steward_uiserver::scheduler::run(layout, workflow)
+}

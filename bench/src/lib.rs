@@ -1,0 +1,36 @@
+//! Shared helpers for Steward's benchmarks: percentiles and a demo-like hub in-process.
+
+use std::time::Duration;
+
+/// (median, p99, max) of a sample.
+pub fn stats(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+    v.sort();
+    let pick = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (pick(0.5), pick(0.99), *v.last().unwrap_or(&Duration::ZERO))
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub fn us(d: Duration) -> String {
+    format!("{:.2} µs", d.as_secs_f64() * 1e6)
+}
+
+/// Creates (if missing) a Unix user for benchmarks.
+pub fn ensure_user(name: &str) {
+    if nix::unistd::User::from_name(name).ok().flatten().is_none() {
+        let st = std::process::Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", name])
+            .status()
+            .expect("useradd");
+        assert!(st.success(), "useradd {name}");
+    }
+}
+
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("this benchmark must run as root (it starts processes as other users)");
+        std::process::exit(2);
+    }
+}
