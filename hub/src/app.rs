@@ -43,7 +43,7 @@ pub fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
         cfg.spawner.mode,
     );
     spawner.timeout = Duration::from_secs(cfg.spawner.start_timeout_secs.max(5));
-    let servers = Arc::new(ServerManager::new(
+    let mut servers = ServerManager::new(
         spawner.clone(),
         cfg.spawner.executable.clone(),
         Duration::from_secs(cfg.spawner.start_timeout_secs),
@@ -53,7 +53,9 @@ pub fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
         ca.clone(),
         signer.clone(),
         db.clone(),
-    )?);
+    )?;
+    servers.args = cfg.spawner.args.clone();
+    let servers = Arc::new(servers);
     let mut audit_cfg = AuditConfig::new(cfg.audit.dir.clone());
     audit_cfg.signing_key = Some(signer.signing_key.clone());
     let audit = AuditLog::open(audit_cfg)?;

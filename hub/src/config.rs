@@ -126,6 +126,9 @@ pub struct SpawnerConfig {
     /// Key in the helper's executable allow-list.
     #[serde(default = "default_executable")]
     pub executable: String,
+    /// Arguments for that executable.
+    #[serde(default)]
+    pub args: Vec<String>,
     #[serde(default = "default_start_timeout")]
     pub start_timeout_secs: u64,
     #[serde(default = "default_concurrency")]

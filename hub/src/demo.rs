@@ -107,15 +107,23 @@ fn chown_tree(path: &Path, user: &nix::unistd::User) -> anyhow::Result<()> {
 
 /// Creates users, files and config; returns the config path and the credentials.
 pub fn prepare(opts: &DemoOptions) -> anyhow::Result<(PathBuf, Vec<(String, String)>)> {
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("no executable directory"))?;
+    prepare_from(opts, &exe_dir)
+}
+
+/// [`prepare`] with the helper and uiserver binaries taken from `exe_dir`.
+pub fn prepare_from(
+    opts: &DemoOptions,
+    exe_dir: &Path,
+) -> anyhow::Result<(PathBuf, Vec<(String, String)>)> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!(
             "steward demo must run as root: it creates demo Unix users and starts servers as them"
         );
     }
-    let exe_dir = std::env::current_exe()?
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| anyhow::anyhow!("no executable directory"))?;
     let d = &opts.data_dir;
     std::fs::create_dir_all(d)?;
     // 0711: users must reach bin/ to exec their server, but may not list or read the rest.

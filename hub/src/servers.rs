@@ -45,6 +45,7 @@ pub type UpstreamWs =
 pub struct ServerManager {
     spawner: SpawnerClient,
     executable: String,
+    pub args: Vec<String>,
     start_timeout: Duration,
     idle_timeout_secs: u64,
     ca: Arc<Ca>,
@@ -100,6 +101,7 @@ impl ServerManager {
         Ok(ServerManager {
             spawner,
             executable,
+            args: vec![],
             start_timeout,
             idle_timeout_secs,
             ca,
@@ -218,7 +220,7 @@ impl ServerManager {
             user: owner.to_string(),
             server: DEFAULT_SERVER.to_string(),
             executable: self.executable.clone(),
-            args: vec![],
+            args: self.args.clone(),
             env: Default::default(),
             stdin: Some(serde_json::to_string(&bootstrap).map_err(|e| fail(e.to_string()))?),
             profile: None,

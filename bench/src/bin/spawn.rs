@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
         credentials_file: None,
         clock_offset_file: None,
     };
-    let (config_path, _) = steward_hub::demo::prepare(&opts)?;
+    let (config_path, _) = steward_hub::demo::prepare_from(&opts, &exe_dir)?;
     let mut hub_cfg = steward_hub::config::HubConfig::load(&config_path)?;
     hub_cfg.uiserver.prestart.clear();
     hub_cfg.spawner.concurrency = 64;

@@ -1,0 +1,291 @@
+//! `steward audit verify|search`: the subcommands, ready to be mounted in the
+//! `steward` binary (`#[command(subcommand)] audit: AuditCommand`).
+
+use crate::human::quote;
+use crate::human_line;
+use crate::record::{AuditRecord, Decision, RecordKind};
+use crate::search::{search, search_each, SearchFilter};
+use crate::verify::{verify, verify_dir};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain, the signed checkpoints and audit.head; print the first bad
+    /// record with its file and line. Exit 0 when intact, 1 when not.
+    Verify {
+        /// Chain files, oldest first (default: every file in the audit directory).
+        files: Vec<PathBuf>,
+        /// Audit directory (default: the hub's).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Ed25519 public key the checkpoints must be signed with: a PEM file (public
+        /// or private key), or the 32 key bytes as hex or base64. Default: the hub's.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Also fail when records follow the last checkpoint (unanchored tail).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the records that match every given filter.
+    Search {
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long)]
+        op: Option<String>,
+        /// allow or deny
+        #[arg(long)]
+        decision: Option<Decision>,
+        /// Event name: op, login, login_failed, elevate, spawn, ...
+        #[arg(long)]
+        event: Option<String>,
+        /// intent, outcome, event or checkpoint
+        #[arg(long)]
+        kind: Option<RecordKind>,
+        /// From this time on (inclusive): RFC 3339, `YYYY-MM-DD[THH:MM:SS]` (UTC), or
+        /// an age such as `30m`, `2h`, `7d`.
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this time (exclusive); same forms as --since.
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many records.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Newest first.
+        #[arg(long)]
+        newest: bool,
+        /// One human line per record (the default; intents and checkpoints have none).
+        #[arg(long, conflicts_with = "json")]
+        human: bool,
+        /// The JSON record lines.
+        #[arg(long)]
+        json: bool,
+        /// Audit directory (default: the hub's).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+impl std::str::FromStr for RecordKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RecordKind::from_bytes(s.as_bytes()).ok_or_else(|| {
+            format!("unknown kind {s:?}: expected intent, outcome, event or checkpoint")
+        })
+    }
+}
+
+/// Reads an Ed25519 verifying key: PEM (SPKI public key, or a PKCS#8 private key whose
+/// public half is taken), or the 32 bytes as 64 hex digits or base64.
+pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let t = text.trim();
+    let err = |e: String| format!("{}: {e}", path.display());
+    if t.starts_with("-----BEGIN PUBLIC KEY-----") {
+        return VerifyingKey::from_public_key_pem(t).map_err(|e| err(e.to_string()));
+    }
+    if t.starts_with("-----BEGIN PRIVATE KEY-----") {
+        return SigningKey::from_pkcs8_pem(t)
+            .map(|k| k.verifying_key())
+            .map_err(|e| err(e.to_string()));
+    }
+    let bytes = if t.len() == 64 {
+        hex::decode(t).map_err(|e| err(e.to_string()))?
+    } else {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .map_err(|e| err(format!("not PEM, hex or base64: {e}")))?
+    };
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| err("an Ed25519 public key is 32 bytes".into()))?;
+    VerifyingKey::from_bytes(&arr).map_err(|e| err(e.to_string()))
+}
+
+/// Parses `--since`/`--until`.
+pub fn parse_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S") {
+        return Ok(t.and_utc());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(0, 0, 0) {
+            return Ok(t.and_utc());
+        }
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    if let Ok(n) = num.parse::<i64>() {
+        let d = match unit {
+            "s" => TimeDelta::try_seconds(n),
+            "m" => TimeDelta::try_minutes(n),
+            "h" => TimeDelta::try_hours(n),
+            "d" => TimeDelta::try_days(n),
+            _ => None,
+        };
+        if let Some(t) = d.and_then(|d| now.checked_sub_signed(d)) {
+            return Ok(t);
+        }
+    }
+    Err(format!(
+        "cannot read time {s:?}: use RFC 3339, YYYY-MM-DD[THH:MM:SS] (UTC) or an age like 30m, 2h, 7d"
+    ))
+}
+
+/// The `n`th line (1-based) of `file`, escaped and shortened for a terminal.
+fn show_line(file: &Path, n: u64) -> Option<String> {
+    let f = std::fs::File::open(file).ok()?;
+    let line = BufReader::new(f)
+        .split(b'\n')
+        .nth(n.checked_sub(1)? as usize)?
+        .ok()?;
+    let text = String::from_utf8_lossy(&line[..line.len().min(400)]).into_owned();
+    let more = if line.len() > 400 { " ..." } else { "" };
+    Some(format!("{}{more}", quote(&text)))
+}
+
+/// Runs an audit subcommand, printing to stdout/stderr; returns the exit code.
+pub fn run(cmd: AuditCommand, default_dir: &Path, verify_key: Option<VerifyingKey>) -> i32 {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    run_with(
+        cmd,
+        default_dir,
+        verify_key,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )
+}
+
+/// [`run`] with the output streams given (for tests and embedding).
+pub fn run_with(
+    cmd: AuditCommand,
+    default_dir: &Path,
+    verify_key: Option<VerifyingKey>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    match cmd {
+        AuditCommand::Verify {
+            files,
+            dir,
+            key,
+            strict,
+        } => {
+            let key = match key.as_deref().map(load_verifying_key) {
+                Some(Ok(k)) => Some(k),
+                Some(Err(e)) => {
+                    let _ = writeln!(err, "steward audit verify: {e}");
+                    return 2;
+                }
+                None => verify_key,
+            };
+            let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
+            let res = if files.is_empty() {
+                verify_dir(&dir, key.as_ref())
+            } else {
+                verify(&files, key.as_ref())
+            };
+            match res {
+                Ok(report) => {
+                    let _ = writeln!(out, "{report}");
+                    if strict && report.unanchored_tail > 0 {
+                        let _ = writeln!(
+                            err,
+                            "steward audit verify: --strict: {} record(s) after the last checkpoint are not anchored",
+                            report.unanchored_tail
+                        );
+                        return 1;
+                    }
+                    0
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "audit log verification FAILED: {e}");
+                    if let Some(text) = e.line.and_then(|n| show_line(&e.file, n)) {
+                        let _ = writeln!(err, "  line {}: {text}", e.line.unwrap_or(0));
+                    }
+                    1
+                }
+            }
+        }
+        AuditCommand::Search {
+            actor,
+            owner,
+            workflow,
+            op,
+            decision,
+            event,
+            kind,
+            since,
+            until,
+            limit,
+            newest,
+            human: _,
+            json,
+            dir,
+        } => {
+            let now = Utc::now();
+            let parse = |s: Option<String>| s.map(|s| parse_time(&s, now)).transpose();
+            let (since, until) = match (parse(since), parse(until)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => {
+                    let _ = writeln!(err, "steward audit search: {e}");
+                    return 2;
+                }
+            };
+            let filter = SearchFilter {
+                actor,
+                owner,
+                workflow,
+                op,
+                decision,
+                event,
+                kind,
+                since,
+                until,
+                limit,
+                newest_first: newest,
+            };
+            let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
+            let mut print = |rec: &AuditRecord| -> bool {
+                let line = if json {
+                    Some(String::from_utf8_lossy(&rec.to_line()).into_owned())
+                } else {
+                    human_line(rec)
+                };
+                match line {
+                    Some(l) => writeln!(out, "{l}").is_ok(),
+                    None => true,
+                }
+            };
+            let res = if newest {
+                search(&dir, &filter).map(|recs| {
+                    for r in &recs {
+                        if !print(r) {
+                            break;
+                        }
+                    }
+                })
+            } else {
+                search_each(&dir, &filter, |r| print(&r))
+            };
+            match res {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(err, "steward audit search: {e}");
+                    1
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The audit log handle: configuration, `append`, `health`, `stats`. The files are
+//! owned by the writer (see `writer.rs`); this side only queues records and waits.
+
+use crate::error::AuditError;
+use crate::record::{normalize_time, AuditRecord, RecordKind};
+use crate::syslog::SyslogTarget;
+use crate::writer::{Shared, Writer};
+use ed25519_dalek::SigningKey;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Largest record line accepted (a guard against a runaway `extra`).
+const MAX_LINE: usize = 1 << 20;
+
+/// How the log is kept. `AuditConfig::new(dir)` gives the defaults.
+#[derive(Clone)]
+pub struct AuditConfig {
+    /// Directory of `audit.jsonl`, `audit.log`, `audit.head` and rotated files.
+    pub dir: PathBuf,
+    /// Rotate once the current chain file reaches this size (default 64 MiB).
+    pub rotate_bytes: u64,
+    /// Rotate once the current chain file is this old (default: never by time).
+    pub rotate_secs: Option<u64>,
+    /// Write a checkpoint at the end of the group commit that reaches this many
+    /// records since the last one (default 1000; 0: only at rotation and close).
+    pub checkpoint_every: u64,
+    /// The hub's key; checkpoints and `audit.head` are signed with it when set.
+    pub signing_key: Option<SigningKey>,
+    /// Forward durable records to syslog.
+    pub syslog: Option<SyslogTarget>,
+    /// Most records per group commit (default 4096). 1 means one write and fsync per
+    /// record, the baseline the benchmark compares group commit with.
+    pub max_batch: usize,
+}
+
+impl AuditConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> AuditConfig {
+        AuditConfig {
+            dir: dir.into(),
+            rotate_bytes: 64 << 20,
+            rotate_secs: None,
+            checkpoint_every: 1000,
+            signing_key: None,
+            syslog: None,
+            max_batch: 4096,
+        }
+    }
+}
+
+impl fmt::Debug for AuditConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditConfig")
+            .field("dir", &self.dir)
+            .field("rotate_bytes", &self.rotate_bytes)
+            .field("rotate_secs", &self.rotate_secs)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|k| {
+                    format!(
+                        "<ed25519 key {}>",
+                        hex::encode(k.verifying_key().as_bytes())
+                    )
+                }),
+            )
+            .field("syslog", &self.syslog)
+            .field("max_batch", &self.max_batch)
+            .finish()
+    }
+}
+
+pub(crate) type AppendResult = Result<u64, AuditError>;
+
+/// Where the answer to one append goes.
+pub(crate) enum Reply {
+    Async(tokio::sync::oneshot::Sender<AppendResult>),
+    Sync(mpsc::SyncSender<AppendResult>),
+}
+
+impl Reply {
+    pub(crate) fn send(self, r: AppendResult) {
+        // A caller that went away no longer needs the answer; the record is written anyway.
+        match self {
+            Reply::Async(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Sync(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+/// Counters of the writer, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Records made durable (including checkpoints and the log's own records).
+    pub records: u64,
+    /// Group commits that succeeded (one flush of both files each).
+    pub commits: u64,
+    /// Writes or flushes that failed (their appends were refused).
+    pub failed_commits: u64,
+    /// Syslog messages that could not be sent.
+    pub syslog_dropped: u64,
+    /// Time spent serializing, hashing and rendering records (µs).
+    pub stage_micros: u64,
+    /// Time spent in `write` (µs).
+    pub write_micros: u64,
+    /// Time spent waiting for fsync (µs).
+    pub fsync_micros: u64,
+    /// The longest single flush (µs): the disk's worst stall seen.
+    pub fsync_max_micros: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) records: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) failed_commits: AtomicU64,
+    pub(crate) syslog_dropped: AtomicU64,
+    pub(crate) stage_micros: AtomicU64,
+    pub(crate) write_micros: AtomicU64,
+    pub(crate) fsync_micros: AtomicU64,
+    pub(crate) fsync_max_micros: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+struct Inner {
+    tx: Option<mpsc::Sender<(AuditRecord, Reply)>>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    dir: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue tells the writer to write a final checkpoint and stop;
+        // waiting for it means the directory lock is free once the last clone is gone.
+        self.tx.take();
+        let handle = self.thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The audit log. Cheap to clone; all clones share one writer thread.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens (or creates, mode 0700) the log directory, continues the chain from the
+    /// newest file, cuts off an unfinished line a crash left, writes an outcome
+    /// `unknown` for every intent that has none, and starts the writer thread.
+    /// Fails if the existing tail is not a valid record, if another process holds
+    /// the directory, or if those recovery records cannot be written.
+    pub fn open(cfg: AuditConfig) -> Result<AuditLog, AuditError> {
+        let dir = cfg.dir.clone();
+        let (mut writer, mut startup) = Writer::open(cfg)?;
+        for r in &mut startup {
+            validate(r)?;
+        }
+        if !startup.is_empty() {
+            writer.commit_and_wait(startup)?;
+        }
+        let shared = writer.shared();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("steward-audit".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| AuditError::open(&dir, format!("cannot start writer thread: {e}")))?;
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                tx: Some(tx),
+                shared,
+                thread: Mutex::new(Some(thread)),
+                dir,
+            }),
+        })
+    }
+
+    fn submit(&self, rec: AuditRecord, reply: Reply) -> Result<(), AuditError> {
+        let tx = self.inner.tx.as_ref().ok_or(AuditError::Closed)?;
+        tx.send((rec, reply)).map_err(|_| AuditError::Closed)
+    }
+
+    /// Appends a record and resolves once it (and its human line) is on disk.
+    /// Returns its sequence number. If the future is dropped after the call the
+    /// record is still written.
+    pub async fn append(&self, rec: AuditRecord) -> Result<u64, AuditError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(rec, Reply::Async(tx))?;
+        rx.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// [`AuditLog::append`] for threads that are not async.
+    pub fn append_blocking(&self, rec: AuditRecord) -> Result<u64, AuditError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(rec, Reply::Sync(tx))?;
+        rx.recv().map_err(|_| AuditError::Closed)?
+    }
+
+    /// `Err` (with the cause) while the log cannot be written. The writer retries by
+    /// itself every 250 ms and with every append, so this clears on its own.
+    pub fn health(&self) -> Result<(), AuditError> {
+        let dead = self
+            .inner
+            .thread
+            .lock()
+            .map_or(true, |h| h.as_ref().is_none_or(|h| h.is_finished()));
+        if dead {
+            return Err(AuditError::Closed);
+        }
+        self.inner.shared.health()
+    }
+
+    /// Writer counters since open.
+    pub fn stats(&self) -> AuditStats {
+        let c = &self.inner.shared.counters;
+        AuditStats {
+            records: c.records.load(Ordering::Relaxed),
+            commits: c.commits.load(Ordering::Relaxed),
+            failed_commits: c.failed_commits.load(Ordering::Relaxed),
+            syslog_dropped: c.syslog_dropped.load(Ordering::Relaxed),
+            stage_micros: c.stage_micros.load(Ordering::Relaxed),
+            write_micros: c.write_micros.load(Ordering::Relaxed),
+            fsync_micros: c.fsync_micros.load(Ordering::Relaxed),
+            fsync_max_micros: c.fsync_max_micros.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Fault injection for tests: the next `n` flushes fail with EIO.
+    #[doc(hidden)]
+    pub fn testing_fail_next_flushes(&self, n: u64) {
+        self.inner.shared.fail_flushes.store(n, Ordering::Release);
+    }
+
+    /// The audit directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+pub(crate) fn validate(rec: &mut AuditRecord) -> Result<(), AuditError> {
+    if rec.kind == RecordKind::Checkpoint {
+        return Err(AuditError::InvalidRecord(
+            "checkpoint records are written by the log itself".into(),
+        ));
+    }
+    if rec.event.is_empty() {
+        return Err(AuditError::InvalidRecord("event is empty".into()));
+    }
+    rec.time = normalize_time(&rec.time)?;
+    // Cheap bound first (escaping grows text at most 6x); serialize only if close.
+    let text: usize = [&rec.event, &rec.actor]
+        .into_iter()
+        .chain(
+            [
+                &rec.actor_addr,
+                &rec.session,
+                &rec.owner,
+                &rec.workflow,
+                &rec.task,
+                &rec.op,
+                &rec.reason,
+                &rec.elevation,
+                &rec.elevation_deadline,
+                &rec.request_id,
+                &rec.message,
+            ]
+            .into_iter()
+            .flatten(),
+        )
+        .map(|s| s.len())
+        .sum();
+    let extra = if rec.extra.is_empty() {
+        0
+    } else {
+        serde_json::to_vec(&rec.extra).map_or(0, |v| v.len())
+    };
+    if text * 6 + extra + 1024 <= MAX_LINE {
+        return Ok(());
+    }
+    let approx = rec.to_line().len();
+    if approx > MAX_LINE {
+        return Err(AuditError::InvalidRecord(format!(
+            "record is {approx} bytes, more than {MAX_LINE}"
+        )));
+    }
+    Ok(())
+}
