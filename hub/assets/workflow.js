@@ -411,6 +411,7 @@ export function workflowView(main, owner, name) {
     if (prev && prev.csrf !== me.csrf) {
       // New session id (raised or dropped privileges): the relay is bound to the old one.
       dropSocket('privileges changed while waiting');
+      root.dataset.live = 'false';
       connect();
     }
     refreshPermitted();

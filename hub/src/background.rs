@@ -31,6 +31,9 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
                 reload_policy(&st, "file change").await;
             }
             since_cull += 1;
+            if since_cull % 3 == 0 {
+                check_servers(&st).await;
+            }
             if since_cull >= 15 {
                 since_cull = 0;
                 cull_idle(&st).await;
@@ -175,6 +178,54 @@ pub async fn cull_idle(state: &AppState) {
                 }
                 .with_extra("server", s.name.clone());
                 let _ = audit(state, rec).await;
+            }
+        }
+    }
+}
+
+/// Asks the helper about every server: one that died is forgotten (the next visit starts
+/// it again), and an OOM kill in a server's cgroup is reported once, in the log, the
+/// audit trail and the metrics.
+pub async fn check_servers(state: &AppState) {
+    for s in state.servers.all() {
+        let reply = state
+            .spawner
+            .call(&HelperRequest::Status {
+                user: s.owner.clone(),
+                server: s.name.clone(),
+            })
+            .await;
+        let (running, oom) = match reply {
+            Ok(HelperReply::Status(st)) => (st.running && st.pids.contains(&s.pid), st.oom_killed),
+            Ok(HelperReply::Error {
+                code: steward_protocol::helper::HelperErrorCode::NotFound,
+                ..
+            }) => (false, false),
+            _ => continue,
+        };
+        let newly_oom = oom && state.servers.mark_oom_reported(&s.owner);
+        if newly_oom {
+            tracing::error!(owner = %s.owner, cgroup = %s.cgroup, "the kernel OOM-killed a process in this server's cgroup (memory limit of its profile)");
+            state.metrics.spawn_failures.inc();
+        }
+        if !running || newly_oom {
+            let message = match (running, oom) {
+                (false, true) => "server died: killed by the kernel, out of memory (memory limit of its profile)".to_string(),
+                (true, true) => "a process in the server's cgroup was killed by the kernel: out of memory (memory limit of its profile)".to_string(),
+                _ => "server exited".to_string(),
+            };
+            let rec = AuditRecord {
+                owner: Some(s.owner.clone()),
+                outcome: Some(if oom { Outcome::Error } else { Outcome::Ok }),
+                message: Some(message),
+                ..AuditRecord::new(RecordKind::Event, events::STOP, SYSTEM_ACTOR)
+            }
+            .with_extra("server", s.name.clone())
+            .with_extra("oom_killed", oom);
+            let _ = audit(state, rec).await;
+            if !running {
+                // Clean up whatever is left of the cgroup, then forget it.
+                let _ = state.servers.stop(&s.owner).await;
             }
         }
     }

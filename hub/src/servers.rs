@@ -59,6 +59,7 @@ pub struct ServerManager {
     waiting: std::sync::atomic::AtomicUsize,
     max_pending: usize,
     internal_addr: Mutex<Option<SocketAddr>>,
+    oom_reported: Mutex<std::collections::HashSet<String>>,
 }
 
 /// What happened, for the caller to audit.
@@ -115,6 +116,7 @@ impl ServerManager {
             waiting: Default::default(),
             max_pending,
             internal_addr: Mutex::new(None),
+            oom_reported: Mutex::new(Default::default()),
         })
     }
 
@@ -135,7 +137,18 @@ impl ServerManager {
             .unwrap_or_default()
     }
 
+    /// True the first time an OOM kill is seen for this owner's current server.
+    pub fn mark_oom_reported(&self, owner: &str) -> bool {
+        self.oom_reported
+            .lock()
+            .map(|mut s| s.insert(owner.to_string()))
+            .unwrap_or(false)
+    }
+
     pub fn forget(&self, owner: &str) {
+        if let Ok(mut s) = self.oom_reported.lock() {
+            s.remove(owner);
+        }
         if let Ok(mut m) = self.running.lock() {
             m.remove(owner);
         }

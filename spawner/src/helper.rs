@@ -20,6 +20,7 @@ pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 pub struct Helper {
     pub config: HelperConfig,
     pub cgroups: Cgroups,
+    user_pattern: regex::Regex,
 }
 
 fn server_name_ok(s: &str) -> bool {
@@ -33,7 +34,13 @@ fn server_name_ok(s: &str) -> bool {
 impl Helper {
     pub fn new(config: HelperConfig) -> Result<Helper, SpawnError> {
         let cgroups = Cgroups::detect(&config.cgroup)?;
-        Ok(Helper { config, cgroups })
+        let user_pattern = regex::Regex::new(&config.user_pattern)
+            .map_err(|e| SpawnError::Helper(format!("user_pattern: {e}")))?;
+        Ok(Helper {
+            config,
+            cgroups,
+            user_pattern,
+        })
     }
 
     /// Runs one request; every failure becomes an error reply, never a panic.
@@ -68,9 +75,7 @@ impl Helper {
 
     /// Looks the user up and applies the uid floor and name pattern.
     fn user(&self, name: &str) -> Result<User, SpawnError> {
-        let pattern = regex::Regex::new(&self.config.user_pattern)
-            .map_err(|e| SpawnError::Helper(format!("user_pattern: {e}")))?;
-        if !pattern.is_match(name) {
+        if !self.user_pattern.is_match(name) {
             return Err(SpawnError::Refused(format!(
                 "user name {name:?} does not match the configured pattern"
             )));

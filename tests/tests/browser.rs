@@ -628,12 +628,34 @@ async fn web_ui_in_chromium() {
     hub.set_clock_offset(0);
     alice.route("#/w/alice/alice_forecast").await;
     open_workflow(&alice, "alice", "alice_forecast").await;
+    // Owners raise their privileges too (sudo-like), with their own password.
     let stop = op_button("#workflow-actions", "stop");
     assert_eq!(
         alice.attr(&stop, "aria-disabled").await.as_deref(),
-        Some("false"),
-        "the owner may stop her workflow"
+        Some("true"),
+        "owners act only with raised privileges"
     );
+    alice.click("#class-execute").await;
+    alice
+        .wait_js(
+            "document.getElementById('elevate-dialog').open && document.activeElement.id === 'elevate-password'",
+            T,
+            "alice's password dialog",
+        )
+        .await;
+    alice
+        .type_focused(&(hub.password("alice") + &Key::Enter))
+        .await;
+    alice
+        .wait_js(
+            &format!(
+                "document.body.dataset.sessionClass === 'execute' && document.querySelector('.workflow-view').dataset.live === 'true' && document.querySelector({}).getAttribute('aria-disabled') === 'false'",
+                q(&stop)
+            ),
+            T,
+            "alice raised, stop enabled",
+        )
+        .await;
     alice.click(&stop).await;
     alice
         .wait_js(

@@ -708,3 +708,37 @@ async fn bad_policy_never_takes_effect_and_good_one_reloads() {
         "{ov}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oom_kill_in_a_server_cgroup_is_reported() {
+    if !require_root("oom_report") {
+        return;
+    }
+    let _l = demo_lock();
+    let d = Demo::start();
+    let (cookie, _) = login_cookie(&d.base, &d.ca(), "bob", &d.password("bob")).await;
+    let mut w = ws(&d, "bob", &cookie).await;
+    ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    drop(w);
+    // Something in bob's server cgroup grows past the profile's 1 GiB limit.
+    let cg = "/sys/fs/cgroup/memory/steward-demo/bob/default/cgroup.procs";
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {cg} && head -c 1400000000 /dev/zero | tail -n1 > /dev/null"
+        ))
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the hog was not killed");
+    let reported = wait_until(Duration::from_secs(30), || {
+        d.audit_records()
+            .iter()
+            .any(|r| r["owner"] == "bob" && r["extra"]["oom_killed"] == true)
+    });
+    assert!(reported, "the hub did not report the OOM kill");
+    assert!(
+        d.human_audit().contains("out of memory"),
+        "{}",
+        d.human_audit()
+    );
+}
