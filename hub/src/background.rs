@@ -31,7 +31,7 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
                 reload_policy(&st, "file change").await;
             }
             since_cull += 1;
-            if since_cull % 3 == 0 {
+            if since_cull.is_multiple_of(3) {
                 check_servers(&st).await;
             }
             if since_cull >= 15 {
@@ -166,8 +166,8 @@ pub async fn cull_idle(state: &AppState) {
             .ok()
             .and_then(|a| a.get(&s.owner).copied())
             .unwrap_or((now, 0));
-        if watchers == 0 && now - last >= limit {
-            if state.servers.stop(&s.owner).await.is_ok() {
+        if watchers == 0 && now - last >= limit && state.servers.stop(&s.owner).await.is_ok() {
+            {
                 if let Ok(mut a) = state.activity.lock() {
                     a.remove(&s.owner);
                 }

@@ -123,7 +123,7 @@ pub async fn servers(cmd: ServersCmd) -> anyhow::Result<()> {
     match cmd {
         ServersCmd::List(conn) => {
             let v = call(&conn, reqwest::Method::GET, "/hub/api/admin/servers", None).await?;
-            println!("{:<16} {:<10} {:>8} {}", "OWNER", "SERVER", "PID", "CGROUP");
+            println!("{:<16} {:<10} {:>8} CGROUP", "OWNER", "SERVER", "PID");
             for s in v["servers"].as_array().into_iter().flatten() {
                 println!(
                     "{:<16} {:<10} {:>8} {}",
@@ -152,7 +152,7 @@ pub async fn sessions(cmd: SessionsCmd) -> anyhow::Result<()> {
     match cmd {
         SessionsCmd::List(conn) => {
             let v = call(&conn, reqwest::Method::GET, "/hub/api/admin/sessions", None).await?;
-            println!("{:<18} {:<16} {:<8} {}", "ID", "USER", "CLASS", "ADDRESS");
+            println!("{:<18} {:<16} {:<8} ADDRESS", "ID", "USER", "CLASS");
             for s in v["sessions"].as_array().into_iter().flatten() {
                 println!(
                     "{:<18} {:<16} {:<8} {}",

@@ -6,6 +6,10 @@
 //! the privileged `steward-spawn` helper to start and stop servers; it must never switch
 //! uid itself.
 
+// Handlers return a ready `HttpResponse` as their error value: it is the error the
+// client gets, built once where the reason is known.
+#![allow(clippy::result_large_err)]
+
 pub mod admin;
 pub mod api;
 pub mod apitokens;

@@ -220,7 +220,7 @@ async fn relay(
                 let Some(msg) = msg else { break };
                 match msg {
                     Ok(actix_ws::AggregatedMessage::Text(text)) => {
-                        match r.from_browser(&text).await {
+                        match r.handle_browser(&text).await {
                             Forward::Upstream(t) => {
                                 if up_tx.send(UpMessage::text(t)).await.is_err() { break; }
                             }
@@ -249,7 +249,7 @@ async fn relay(
                 let Some(Ok(msg)) = msg else { break };
                 match msg {
                     UpMessage::Text(t) => {
-                        if let Some(out) = r.from_server(t.as_str()).await {
+                        if let Some(out) = r.handle_server(t.as_str()).await {
                             if ws.text(out).await.is_err() { break; }
                         }
                     }
@@ -280,12 +280,15 @@ enum Forward {
 }
 
 impl Relay {
-    async fn from_browser(&mut self, text: &str) -> Forward {
+    async fn handle_browser(&mut self, text: &str) -> Forward {
         if text.len() > steward_protocol::wire::MAX_OP_MESSAGE_BYTES {
             return Forward::Browser(ServerMessage::Error {
                 id: None,
                 message: "message too large".into(),
             });
+        }
+        if let Some(fwd) = self.log_tail(text).await {
+            return fwd;
         }
         let msg: ClientMessage = match serde_json::from_str(text) {
             Ok(m) => m,
@@ -300,6 +303,47 @@ impl Relay {
             ClientMessage::Ping => Forward::Browser(ServerMessage::Pong),
             ClientMessage::Op(op) => self.operation(op).await,
         }
+    }
+
+    /// `tail`/`untail` (follow a job log live): read-only, so they need read permission
+    /// on the workflow and no audit record; they ride on the connection's read token.
+    async fn log_tail(&mut self, text: &str) -> Option<Forward> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        let kind = v.get("type")?.as_str()?;
+        if kind != "tail" && kind != "untail" {
+            return None;
+        }
+        let id = v.get("id").and_then(|i| i.as_str()).map(str::to_string);
+        if kind == "tail" {
+            let err = |message: String| {
+                Some(Forward::Browser(ServerMessage::Error {
+                    id: id.clone(),
+                    message,
+                }))
+            };
+            if v.get("token").is_some() {
+                return err("tail: the hub sets tokens; do not send one".into());
+            }
+            let Some(wf) = v.get("workflow").and_then(|w| w.as_str()) else {
+                return err("tail: workflow is required".into());
+            };
+            let workflow = match WorkflowId::parse(wf, &self.owner) {
+                Ok(w) if w.owner == self.owner => w,
+                Ok(_) => return err("tail: workflow belongs to another owner".into()),
+                Err(e) => return err(format!("tail: workflow: {e}")),
+            };
+            if self.session.user != self.owner
+                && !self
+                    .state
+                    .policy_ops(&self.owner, &self.session, &workflow.name)
+                    .await
+                    .contains(Operation::Read)
+            {
+                return err(format!("tail: you may not read {}", workflow.name));
+            }
+        }
+        self.state.touch(&self.owner, 0);
+        Some(Forward::Upstream(text.to_string()))
     }
 
     async fn operation(&mut self, mut req: OpRequest) -> Forward {
@@ -445,7 +489,7 @@ impl Relay {
     }
 
     /// Returns the text to send to the browser (None: drop it).
-    async fn from_server(&mut self, text: &str) -> Option<String> {
+    async fn handle_server(&mut self, text: &str) -> Option<String> {
         // Cheap pre-check: only results and (for non-owners) state need parsing.
         let is_result = text.contains("\"result\"");
         let filter = self.session.user != self.owner;
@@ -454,6 +498,8 @@ impl Relay {
         }
         let msg: ServerMessage = match serde_json::from_str(text) {
             Ok(m) => m,
+            // Log chunks of a tail this watcher was allowed to start pass through.
+            Err(_) if text.starts_with("{\"type\":\"log") => return Some(text.to_string()),
             Err(_) => return if filter { None } else { Some(text.to_string()) },
         };
         match msg {

@@ -34,9 +34,12 @@ pub struct AppState {
     pub user_pattern: regex::Regex,
     pub upstream: crate::proxy::UpstreamClients,
     pub limiter: crate::ratelimit::FailureLimiter,
-    user_policies: Mutex<HashMap<String, (Instant, Option<Arc<UserPolicy>>)>>,
+    user_policies: Mutex<HashMap<String, CachedUserPolicy>>,
     groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
+
+/// An owner's policy file as last read (None: missing or broken), and when.
+type CachedUserPolicy = (Instant, Option<Arc<UserPolicy>>);
 
 /// The permission of one request, with the reasons for the audit record and the UI.
 pub struct Effective {

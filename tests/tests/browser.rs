@@ -22,6 +22,10 @@
 //! One demo hub serves every step (demo users' passwords change per demo), so the steps
 //! run in order in one test; each saves a screenshot under docs/screenshots/.
 
+// Demo hubs reset the shared demo users, so each test holds the process-wide demo lock
+// for its whole run, across awaits, on purpose.
+#![allow(clippy::await_holding_lock)]
+
 use fantoccini::key::Key;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

@@ -2,6 +2,10 @@
 //! operation, expiry through the injected clock, sessions, CSRF, rate limits, tokens,
 //! admin commands, restarts with adoption, policy reloads.
 
+// Demo hubs reset the shared demo users, so each test holds the process-wide demo lock
+// for its whole run, across awaits, on purpose.
+#![allow(clippy::await_holding_lock)]
+
 use serde_json::{json, Value};
 use std::time::Duration;
 use steward_e2e::*;

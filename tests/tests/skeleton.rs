@@ -4,6 +4,10 @@
 //! hub → she pauses her workflow → the uiserver applies it → one JSON outcome line and
 //! one human line in the audit log. Every fact is checked from outside the processes.
 
+// Demo hubs reset the shared demo users, so each test holds the process-wide demo lock
+// for its whole run, across awaits, on purpose.
+#![allow(clippy::await_holding_lock)]
+
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::process::Command;

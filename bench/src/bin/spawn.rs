@@ -6,7 +6,6 @@
 //!
 //! Run: `cargo run --release -p steward-bench --bin spawn` as root.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 use steward_bench::*;
 use steward_protocol::helper::{HelperReply, HelperRequest, StartRequest};
@@ -113,8 +112,6 @@ fn main() -> anyhow::Result<()> {
     let mut hub_cfg = steward_hub::config::HubConfig::load(&config_path)?;
     hub_cfg.uiserver.prestart.clear();
     hub_cfg.spawner.concurrency = 64;
-    let single: Vec<Duration>;
-    let concurrent: Duration;
     let sys = actix_web::rt::System::new();
     let result = sys.block_on(async move {
         let hub = steward_hub::app::build(hub_cfg)?;
@@ -151,9 +148,7 @@ fn main() -> anyhow::Result<()> {
         actix_web::rt::System::current().stop();
         Ok::<_, anyhow::Error>((one, conc))
     });
-    let (s, c) = result?;
-    single = s;
-    concurrent = c;
+    let (single, concurrent) = result?;
     let (sm, sp, _) = stats(single);
     println!(
         "uiserver spawn-to-ready (registration received), one at a time, n=20: median {} p99 {}",
@@ -164,6 +159,5 @@ fn main() -> anyhow::Result<()> {
         "50 concurrent uiserver spawns, all ready: {}",
         ms(concurrent)
     );
-    let _ = Path::new("/");
     Ok(())
 }
