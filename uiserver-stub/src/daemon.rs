@@ -62,7 +62,10 @@ fn join_workflow_cgroups() {
     for dir in dirs.split(':').filter(|d| !d.is_empty()) {
         let procs = Path::new(dir).join("cgroup.procs");
         if let Err(e) = std::fs::write(&procs, &me) {
-            eprintln!("scheduler: cannot join {}: {e}; it stays in the server's cgroup", procs.display());
+            eprintln!(
+                "scheduler: cannot join {}: {e}; it stays in the server's cgroup",
+                procs.display()
+            );
         }
     }
 }

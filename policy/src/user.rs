@@ -1,0 +1,369 @@
+//! The owner's user policy file (`~/.steward/policy.toml`): whom the owner grants
+//! what, and per-workflow overrides.
+//!
+//! ```toml
+//! [grants]                          # Cylc's user_authorization
+//! "group:ops" = ["READ", "CONTROL"]
+//!
+//! [[workflows]]                     # Steward's extension
+//! match  = "atmosphere_stage/*"     # glob on the workflow name (without owner)
+//! grants = { alice = ["READ", "CONTROL", "broadcast"] }
+//! ```
+//! Globs use `globset` with `literal_separator(true)`: `*` and `?` stay inside one
+//! `/`-separated part of the name, `**` crosses parts, `{a,b}` and `[ab]` work. This is
+//! also what casbin's `globMatch` does, which keeps the casbin export exact.
+
+use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::index::KeyMap;
+use crate::perms::{describe_item, describe_value, parse_key, Ctx, Key, PermList};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use std::collections::HashMap;
+use toml_edit::{ImDocument, Item, TableLike, Value};
+
+/// One `key = [...]` line of a grants table.
+#[derive(Debug, Clone)]
+pub struct GrantEntry {
+    pub key: Key,
+    pub list: PermList,
+    /// Position of the key.
+    pub pos: Pos,
+}
+
+/// One `[[workflows]]` entry.
+#[derive(Debug, Clone)]
+pub struct WorkflowEntry {
+    pub pattern: String,
+    pub pos: Pos,
+    pub grants: Vec<GrantEntry>,
+    pub(crate) index: KeyMap<u32>,
+}
+
+/// A parsed, checked and indexed user policy.
+#[derive(Debug, Clone)]
+pub struct UserPolicy {
+    pub(crate) origin: String,
+    pub(crate) grants: Vec<GrantEntry>,
+    pub(crate) index: KeyMap<u32>,
+    pub(crate) workflows: Vec<WorkflowEntry>,
+    pub(crate) globs: WorkflowIndex,
+    pub(crate) warnings: Vec<Diagnostic>,
+}
+
+const ROOT_KEYS: &[&str] = &["grants", "workflows"];
+const WORKFLOW_KEYS: &[&str] = &["match", "grants"];
+
+/// Compile a workflow glob the one way the engine and the casbin export share.
+pub(crate) fn workflow_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    GlobBuilder::new(pattern).literal_separator(true).build()
+}
+
+impl UserPolicy {
+    /// Parse and compile a user policy; see [`crate::SitePolicy::parse`] for the
+    /// error/warning contract.
+    pub fn parse(src: &str, origin: &str) -> Result<UserPolicy, Diagnostics> {
+        let mut cx = Ctx::new(origin, src);
+        let doc = match ImDocument::parse(src) {
+            Ok(doc) => doc,
+            Err(e) => return Err(crate::syntax_error(&cx, &e)),
+        };
+        let root = doc.as_table();
+        let top = Pos { line: 1, col: 1 };
+        let mut grants = Vec::new();
+        let mut workflows = Vec::new();
+        for (k, item) in root.iter() {
+            let kpos = cx.pos_of(root.key(k).and_then(|k| k.span()), top);
+            match k {
+                "grants" => match item.as_table_like() {
+                    Some(t) => grants = grant_table(&mut cx, t, kpos, "[grants]"),
+                    None => cx.error(
+                        cx.item_pos(item, kpos),
+                        format!("\"grants\" must be a table of user keys, e.g. [grants] alice = \"READ\"; found {}", describe_item(item)),
+                    ),
+                },
+                "workflows" => workflows = workflow_entries(&mut cx, item, kpos),
+                "owners" => cx.error(
+                    kpos,
+                    "\"owners\" belongs in the site policy file; a user policy has [grants] and [[workflows]]",
+                ),
+                other => cx.unknown_key(other, kpos, ROOT_KEYS, "the user policy"),
+            }
+        }
+        let mut diags = cx.diags;
+        diags.sort();
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        let mut policy = UserPolicy::compile(origin, grants, workflows);
+        policy.warnings = diags.0;
+        Ok(policy)
+    }
+
+    pub(crate) fn compile(
+        origin: &str,
+        grants: Vec<GrantEntry>,
+        mut workflows: Vec<WorkflowEntry>,
+    ) -> UserPolicy {
+        let index = KeyMap::from_entries(
+            grants
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (g.key.clone(), i as u32)),
+        );
+        for w in workflows.iter_mut() {
+            w.index = KeyMap::from_entries(
+                w.grants
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| (g.key.clone(), i as u32)),
+            );
+        }
+        let globs = WorkflowIndex::new(&workflows);
+        UserPolicy {
+            origin: origin.to_string(),
+            grants,
+            index,
+            workflows,
+            globs,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Indices of the `[[workflows]]` entries whose glob matches `workflow`, in file
+    /// order.
+    #[inline]
+    pub(crate) fn matching_workflows(&self, workflow: &str, out: &mut Vec<usize>) {
+        self.globs.matches(workflow, out)
+    }
+
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The `[grants]` entries in file order.
+    pub fn grants(&self) -> &[GrantEntry] {
+        &self.grants
+    }
+
+    /// The `[[workflows]]` entries in file order.
+    pub fn workflows(&self) -> &[WorkflowEntry] {
+        &self.workflows
+    }
+
+    /// Number of keys in `[grants]` plus keys in all `[[workflows]]` entries.
+    pub fn len(&self) -> usize {
+        self.grants.len() + self.workflows.iter().map(|w| w.grants.len()).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn grant_table(cx: &mut Ctx, t: &dyn TableLike, table_pos: Pos, context: &str) -> Vec<GrantEntry> {
+    let mut out = Vec::new();
+    for (k, item) in t.iter() {
+        let kpos = cx.pos_of(t.get_key_value(k).and_then(|(k, _)| k.span()), table_pos);
+        let key = parse_key(k, cx.file, kpos, &mut cx.diags);
+        let list = cx.perm_list(item, kpos, &|| format!("{context} {k:?}"));
+        if let (Some(key), Some(list)) = (key, list) {
+            out.push(GrantEntry {
+                key,
+                list,
+                pos: kpos,
+            });
+        }
+    }
+    out
+}
+
+fn workflow_entries(cx: &mut Ctx, item: &Item, kpos: Pos) -> Vec<WorkflowEntry> {
+    let mut tables: Vec<(&dyn TableLike, Pos)> = Vec::new();
+    match item {
+        Item::ArrayOfTables(a) => {
+            for t in a.iter() {
+                tables.push((t, cx.pos_of(t.span(), kpos)));
+            }
+        }
+        Item::Value(Value::Array(a)) => {
+            for v in a.iter() {
+                let p = cx.pos_of(v.span(), kpos);
+                match v {
+                    Value::InlineTable(t) => tables.push((t, p)),
+                    other => cx.error(
+                        p,
+                        format!("each workflows entry must be a table with `match` and `grants`; found {}", describe_value(other)),
+                    ),
+                }
+            }
+        }
+        other => cx.error(
+            cx.item_pos(other, kpos),
+            format!("\"workflows\" must be an array of tables: write [[workflows]] with `match` and `grants`; found {}", describe_item(other)),
+        ),
+    }
+    let mut out = Vec::new();
+    for (n, (t, pos)) in tables.into_iter().enumerate() {
+        let context = format!("[[workflows]] #{}", n + 1);
+        let mut pattern: Option<String> = None;
+        let mut grants: Option<Vec<GrantEntry>> = None;
+        let mut ok = true;
+        for (k, v) in t.iter() {
+            let kp = cx.pos_of(t.get_key_value(k).and_then(|(k, _)| k.span()), pos);
+            match k {
+                "match" => match v.as_str() {
+                    Some("") => {
+                        cx.error(cx.item_pos(v, kp), format!("{context}: `match` is empty; give a glob on the workflow name, e.g. \"atmosphere_stage/*\""));
+                        ok = false;
+                    }
+                    Some(p) => match workflow_glob(p) {
+                        Ok(_) => pattern = Some(p.to_string()),
+                        Err(e) => {
+                            cx.error(
+                                cx.item_pos(v, kp),
+                                format!("{context}: bad glob {p:?}: {}", e.kind()),
+                            );
+                            ok = false;
+                        }
+                    },
+                    None => {
+                        cx.error(
+                            cx.item_pos(v, kp),
+                            format!("{context}: `match` must be a string (a glob on the workflow name); found {}", describe_item(v)),
+                        );
+                        ok = false;
+                    }
+                },
+                "grants" => match v.as_table_like() {
+                    Some(g) => {
+                        let before = cx.diags.errors().count();
+                        let gp = cx.item_pos(v, kp);
+                        grants = Some(grant_table(cx, g, gp, &format!("{context} grants")));
+                        ok &= cx.diags.errors().count() == before;
+                    }
+                    None => {
+                        cx.error(
+                            cx.item_pos(v, kp),
+                            format!("{context}: `grants` must be a table of user keys, e.g. {{ alice = [\"READ\"] }}; found {}", describe_item(v)),
+                        );
+                        ok = false;
+                    }
+                },
+                other => {
+                    cx.unknown_key(other, kp, WORKFLOW_KEYS, &context);
+                    ok = false;
+                }
+            }
+        }
+        if !t.contains_key("match") {
+            cx.error(pos, format!("{context} has no `match`: give a glob on the workflow name, e.g. match = \"atmosphere_stage/*\""));
+            ok = false;
+        }
+        if grants.is_none() && !t.contains_key("grants") {
+            cx.error(pos, format!("{context} has no `grants` table"));
+            ok = false;
+        }
+        if let (true, Some(pattern), Some(grants)) = (ok, pattern, grants) {
+            out.push(WorkflowEntry {
+                pattern,
+                pos,
+                grants,
+                index: KeyMap::default(),
+            });
+        }
+    }
+    out
+}
+
+/// The `[[workflows]]` globs, bucketed by their first `/`-separated part when that
+/// part is literal. With `literal_separator`, a glob whose first part has no
+/// wildcard can only match names whose first part is exactly that text, so a
+/// decision tries only that bucket (plus the few globs that start with a wildcard)
+/// instead of every glob. A bucket of a few globs keeps one matcher per glob (no
+/// allocation when nothing matches); a larger one is a `GlobSet`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WorkflowIndex {
+    buckets: HashMap<Box<str>, Bucket, foldhash::fast::RandomState>,
+    wild: Option<Bucket>,
+}
+
+#[derive(Debug, Clone)]
+enum Bucket {
+    Few(Vec<(globset::GlobMatcher, usize)>),
+    Many(GlobSet, Vec<usize>),
+}
+
+const FEW: usize = 4;
+
+fn first_part(s: &str) -> &str {
+    s.split_once('/').map_or(s, |(a, _)| a)
+}
+
+impl Bucket {
+    fn new(entries: &[WorkflowEntry], ids: Vec<usize>) -> Bucket {
+        // Patterns were validated while parsing.
+        let glob = |i: usize| workflow_glob(&entries[i].pattern).expect("validated glob");
+        if ids.len() <= FEW {
+            Bucket::Few(
+                ids.into_iter()
+                    .map(|i| (glob(i).compile_matcher(), i))
+                    .collect(),
+            )
+        } else {
+            let mut b = GlobSetBuilder::new();
+            for &i in &ids {
+                b.add(glob(i));
+            }
+            Bucket::Many(b.build().expect("validated globs"), ids)
+        }
+    }
+
+    #[inline]
+    fn matches(&self, workflow: &str, out: &mut Vec<usize>) {
+        match self {
+            Bucket::Few(ms) => out.extend(
+                ms.iter()
+                    .filter(|(m, _)| m.is_match(workflow))
+                    .map(|(_, i)| *i),
+            ),
+            Bucket::Many(set, ids) => out.extend(set.matches(workflow).into_iter().map(|h| ids[h])),
+        }
+    }
+}
+
+impl WorkflowIndex {
+    fn new(entries: &[WorkflowEntry]) -> Self {
+        let mut literal: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut wild = Vec::new();
+        for (i, w) in entries.iter().enumerate() {
+            let head = first_part(&w.pattern);
+            if head.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+                wild.push(i);
+            } else {
+                literal.entry(head).or_default().push(i);
+            }
+        }
+        WorkflowIndex {
+            buckets: literal
+                .into_iter()
+                .map(|(k, ids)| (k.into(), Bucket::new(entries, ids)))
+                .collect(),
+            wild: (!wild.is_empty()).then(|| Bucket::new(entries, wild)),
+        }
+    }
+
+    #[inline]
+    fn matches(&self, workflow: &str, out: &mut Vec<usize>) {
+        out.clear();
+        if let Some(b) = self.buckets.get(first_part(workflow)) {
+            b.matches(workflow, out);
+        }
+        if let Some(b) = &self.wild {
+            b.matches(workflow, out);
+        }
+        out.sort_unstable();
+    }
+}
