@@ -12,7 +12,7 @@ bash scripts/install-deps.sh
 # A target directory outside the clone lets repeated runs on one machine reuse the build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/steward-target}"
 export CARGO_TERM_COLOR=never
-cargo build --workspace --bins --tests --benches --locked
+cargo build --workspace --bins --tests --locked
 # Unit tests of every crate, then the end-to-end suite (real users, cgroups, PAM, slapd,
 # Chromium) from the same build.
 cargo test --workspace --locked --exclude steward-e2e

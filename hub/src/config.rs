@@ -81,6 +81,9 @@ pub struct AuthConfig {
     pub max_failures_per_address: usize,
     #[serde(default = "default_window")]
     pub failure_window_secs: u64,
+    /// Settings of the LDAP backend (required when `backend = "ldap"`).
+    #[serde(default)]
+    pub ldap: Option<crate::ldap::LdapConfig>,
 }
 
 fn default_per_user() -> usize {
@@ -102,6 +105,7 @@ impl Default for AuthConfig {
             max_failures_per_user: default_per_user(),
             max_failures_per_address: default_per_addr(),
             failure_window_secs: default_window(),
+            ldap: None,
         }
     }
 }
@@ -325,11 +329,21 @@ impl HubConfig {
                 format!("{:?} must start with https://", cfg.public_url),
             ));
         }
-        if !matches!(cfg.auth.backend.as_str(), "pam") {
-            return Err(invalid(
-                "auth.backend",
-                format!("{:?}: supported backends are \"pam\"", cfg.auth.backend),
-            ));
+        match (cfg.auth.backend.as_str(), &cfg.auth.ldap) {
+            ("pam", _) => {}
+            ("ldap", Some(ldap)) => ldap.validate().map_err(|e| invalid("auth.ldap", e))?,
+            ("ldap", None) => {
+                return Err(invalid(
+                    "auth.ldap",
+                    "backend = \"ldap\" needs an [auth.ldap] section".into(),
+                ))
+            }
+            (other, _) => {
+                return Err(invalid(
+                    "auth.backend",
+                    format!("{other:?}: supported backends are \"pam\" and \"ldap\""),
+                ))
+            }
         }
         regex::Regex::new(&cfg.auth.user_pattern)
             .map_err(|e| invalid("auth.user_pattern", e.to_string()))?;

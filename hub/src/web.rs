@@ -93,13 +93,20 @@ fn new_session(
     addr: &str,
     class: OpClass,
     deadline: Option<i64>,
+    directory_groups: &[String],
 ) -> Result<(Session, String), HttpResponse> {
     let id = random_token();
     let now = state.clock.now_secs();
     let s = Session {
         id_hash: hash_secret(&id),
         user: user.to_string(),
-        groups: state.groups_of(user),
+        groups: {
+            let mut g = state.groups_of(user);
+            g.extend(directory_groups.iter().cloned());
+            g.sort();
+            g.dedup();
+            g
+        },
         class,
         deadline,
         csrf: random_token(),
@@ -162,7 +169,7 @@ async fn authenticate_limited(
     user: &str,
     password: &str,
     addr: &str,
-) -> Result<Result<(), AuthError>, HttpResponse> {
+) -> Result<Result<Vec<String>, AuthError>, HttpResponse> {
     let now = state.clock.now_secs();
     // Limit on the name as typed (truncated), so over-long names share one bucket.
     let key: String = user.chars().take(64).collect();
@@ -171,22 +178,32 @@ async fn authenticate_limited(
     }
     let result = authenticate(state, user, password).await;
     match &result {
-        Ok(()) => state.limiter.succeeded(&key),
+        Ok(_) => state.limiter.succeeded(&key),
         Err(AuthError::Rejected { .. }) => state.limiter.failed(&key, addr, now),
         Err(AuthError::Unavailable { .. }) => {}
     }
     Ok(result)
 }
 
-async fn authenticate(state: &AppState, user: &str, password: &str) -> Result<(), AuthError> {
+/// Checks the password with the configured backend; returns the directory's groups
+/// (LDAP) to add to the NSS groups, none for PAM.
+async fn authenticate(
+    state: &AppState,
+    user: &str,
+    password: &str,
+) -> Result<Vec<String>, AuthError> {
     auth::precheck(&state.user_pattern, user, password)?;
+    if let (true, Some(ldap)) = (state.cfg.auth.backend == "ldap", &state.cfg.auth.ldap) {
+        return crate::ldap::authenticate(ldap, user, password).await;
+    }
     let service = state.cfg.auth.pam_service.clone();
     let (u, p) = (user.to_string(), password.to_string());
     tokio::task::spawn_blocking(move || auth::pam_authenticate(&service, &u, &p))
         .await
         .map_err(|e| AuthError::Unavailable {
             detail: e.to_string(),
-        })?
+        })??;
+    Ok(vec![])
 }
 
 pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -202,9 +219,16 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         Err(resp) => return resp,
     };
     match result {
-        Ok(()) => {
+        Ok(dir_groups) => {
             state.metrics.logins.with_label_values(&["ok"]).inc();
-            let (s, id) = match new_session(&state, &body.username, &addr, OpClass::Read, None) {
+            let (s, id) = match new_session(
+                &state,
+                &body.username,
+                &addr,
+                OpClass::Read,
+                None,
+                &dir_groups,
+            ) {
                 Ok(x) => x,
                 Err(resp) => return resp,
             };
@@ -347,22 +371,25 @@ pub async fn elevate(
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    if let Err(e) = result {
-        let rec = AuditRecord {
-            actor_addr: Some(addr),
-            session: Some(session_ref(&s)),
-            elevation: Some(class.name().into()),
-            reason: Some(e.detail().to_string()),
-            ..AuditRecord::new(RecordKind::Event, events::ELEVATE_REFUSED, &s.user)
-        };
-        let _ = audit(&state, rec).await;
-        let status = if matches!(e, AuthError::Unavailable { .. }) {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::UNAUTHORIZED
-        };
-        return error_json(status, e.to_string());
-    }
+    let dir_groups = match result {
+        Ok(groups) => groups,
+        Err(e) => {
+            let rec = AuditRecord {
+                actor_addr: Some(addr),
+                session: Some(session_ref(&s)),
+                elevation: Some(class.name().into()),
+                reason: Some(e.detail().to_string()),
+                ..AuditRecord::new(RecordKind::Event, events::ELEVATE_REFUSED, &s.user)
+            };
+            let _ = audit(&state, rec).await;
+            let status = if matches!(e, AuthError::Unavailable { .. }) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            return error_json(status, e.to_string());
+        }
+    };
     let cfg = &state.cfg.elevation;
     let group_default = s
         .groups
@@ -376,7 +403,7 @@ pub async fn elevate(
         .clamp(1, cfg.max_secs);
     let deadline = state.clock.now_secs() + secs as i64;
     let _ = state.db.delete_session(&s.id_hash);
-    let (ns, id) = match new_session(&state, &s.user, &addr, class, Some(deadline)) {
+    let (ns, id) = match new_session(&state, &s.user, &addr, class, Some(deadline), &dir_groups) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -409,7 +436,7 @@ pub async fn drop_privileges(state: web::Data<AppState>, req: HttpRequest) -> Ht
     }
     let addr = client_addr(&req);
     let _ = state.db.delete_session(&s.id_hash);
-    let (ns, id) = match new_session(&state, &s.user, &addr, OpClass::Read, None) {
+    let (ns, id) = match new_session(&state, &s.user, &addr, OpClass::Read, None, &s.groups) {
         Ok(x) => x,
         Err(r) => return r,
     };

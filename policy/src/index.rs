@@ -43,16 +43,48 @@ fn key_hash(k: &Key) -> Option<(u8, u64)> {
     }
 }
 
-#[inline]
-fn key_is(k: &Key, kind: u8, name: &str) -> bool {
-    match k {
-        Key::User(u) => kind == USER && u == name,
-        Key::Group(g) => kind == GROUP && g == name,
-        Key::Any => false,
+/// A key's name stored in the table slot itself when short, so confirming a hash
+/// match compares bytes already in cache instead of chasing a pointer to the heap.
+#[derive(Debug, Clone)]
+enum Name {
+    Inline { kind: u8, len: u8, bytes: [u8; 22] },
+    Heap { kind: u8, name: Box<str> },
+}
+
+impl Name {
+    fn new(kind: u8, name: &str) -> Name {
+        if name.len() <= 22 {
+            let mut bytes = [0u8; 22];
+            bytes[..name.len()].copy_from_slice(name.as_bytes());
+            Name::Inline {
+                kind,
+                len: name.len() as u8,
+                bytes,
+            }
+        } else {
+            Name::Heap {
+                kind,
+                name: name.into(),
+            }
+        }
+    }
+
+    #[inline]
+    fn is(&self, kind: u8, name: &str) -> bool {
+        match self {
+            Name::Inline {
+                kind: k,
+                len,
+                bytes,
+            } => {
+                *k == kind && *len as usize == name.len() && bytes[..name.len()] == *name.as_bytes()
+            }
+            Name::Heap { kind: k, name: n } => *k == kind && **n == *name,
+        }
     }
 }
 
-const INLINE_GROUPS: usize = 32;
+const INLINE_GROUPS: usize = 24;
 
 /// A subject's key hashes, computed once per decision.
 pub(crate) struct Probe<'s> {
@@ -97,8 +129,8 @@ impl<'s> Probe<'s> {
 pub(crate) struct KeyMap<T> {
     any: Option<T>,
     /// Named keys when there are at most SMALL of them.
-    small: Vec<(u64, Key, T)>,
-    table: HashTable<(u64, Key, T)>,
+    small: Vec<(u64, Name, T)>,
+    table: HashTable<(u64, Name, T)>,
     has_users: bool,
     has_groups: bool,
 }
@@ -121,13 +153,13 @@ impl<T> KeyMap<T> {
         let mut m = KeyMap::default();
         let mut named = Vec::new();
         for (k, v) in entries {
-            match key_hash(&k) {
-                None => m.any = Some(v),
-                Some((kind, h)) => {
+            match (&k, key_hash(&k)) {
+                (Key::User(n) | Key::Group(n), Some((kind, h))) => {
                     m.has_users |= kind == USER;
                     m.has_groups |= kind == GROUP;
-                    named.push((h, k, v));
+                    named.push((h, Name::new(kind, n), v));
                 }
+                _ => m.any = Some(v),
             }
         }
         if named.len() <= SMALL {
@@ -150,11 +182,11 @@ impl<T> KeyMap<T> {
         if self.table.is_empty() {
             self.small
                 .iter()
-                .find(|(h, k, _)| *h == hash && key_is(k, kind, name))
+                .find(|(h, k, _)| *h == hash && k.is(kind, name))
                 .map(|(_, _, v)| v)
         } else {
             self.table
-                .find(hash, |(h, k, _)| *h == hash && key_is(k, kind, name))
+                .find(hash, |(h, k, _)| *h == hash && k.is(kind, name))
                 .map(|(_, _, v)| v)
         }
     }

@@ -292,7 +292,7 @@ pub(crate) struct WorkflowIndex {
 
 #[derive(Debug, Clone)]
 enum Bucket {
-    Few(Vec<(globset::GlobMatcher, usize)>),
+    Few(Vec<(WfMatcher, usize)>),
     Many(GlobSet, Vec<usize>),
 }
 
@@ -309,7 +309,7 @@ impl Bucket {
         if ids.len() <= FEW {
             Bucket::Few(
                 ids.into_iter()
-                    .map(|i| (glob(i).compile_matcher(), i))
+                    .map(|i| (WfMatcher::new(&entries[i].pattern, glob(i)), i))
                     .collect(),
             )
         } else {
@@ -334,13 +334,59 @@ impl Bucket {
     }
 }
 
+const META: [char; 7] = ['*', '?', '[', ']', '{', '}', '\\'];
+
+/// One glob, with string tests for the common Cylc shapes (`name`, `name/*`,
+/// `name/**`) so they skip the regex. Exactly globset's answer: the property test
+/// `fast_paths_agree_with_globset` holds them to it.
+#[derive(Debug, Clone)]
+pub(crate) enum WfMatcher {
+    Literal(String),
+    /// `head/*`: the prefix `head/`, then one part (possibly empty).
+    OnePart(String),
+    /// `head/**`: the prefix `head/`, then anything.
+    AnyParts(String),
+    Glob(globset::GlobMatcher),
+}
+
+impl WfMatcher {
+    pub(crate) fn new(pattern: &str, glob: globset::Glob) -> WfMatcher {
+        if !pattern.contains(META) {
+            return WfMatcher::Literal(pattern.to_string());
+        }
+        if let Some(head) = pattern.strip_suffix("/**") {
+            if !head.is_empty() && !head.contains(META) {
+                return WfMatcher::AnyParts(format!("{head}/"));
+            }
+        }
+        if let Some(head) = pattern.strip_suffix("/*") {
+            if !head.is_empty() && !head.contains(META) {
+                return WfMatcher::OnePart(format!("{head}/"));
+            }
+        }
+        WfMatcher::Glob(glob.compile_matcher())
+    }
+
+    #[inline]
+    pub(crate) fn is_match(&self, name: &str) -> bool {
+        match self {
+            WfMatcher::Literal(l) => name == l,
+            WfMatcher::OnePart(p) => name
+                .strip_prefix(p.as_str())
+                .is_some_and(|r| !r.contains('/')),
+            WfMatcher::AnyParts(p) => name.starts_with(p.as_str()),
+            WfMatcher::Glob(g) => g.is_match(name),
+        }
+    }
+}
+
 impl WorkflowIndex {
     fn new(entries: &[WorkflowEntry]) -> Self {
         let mut literal: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut wild = Vec::new();
         for (i, w) in entries.iter().enumerate() {
             let head = first_part(&w.pattern);
-            if head.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+            if head.contains(META) {
                 wild.push(i);
             } else {
                 literal.entry(head).or_default().push(i);
@@ -365,5 +411,28 @@ impl WorkflowIndex {
             b.matches(workflow, out);
         }
         out.sort_unstable();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+        #[test]
+        fn fast_paths_agree_with_globset(
+            head in "[ab]{1,2}(/[ab]{1,2})?",
+            tail in prop::sample::select(vec!["", "/*", "/**"]),
+            name in "[ab/]{0,7}",
+        ) {
+            let pattern = format!("{head}{tail}");
+            let glob = workflow_glob(&pattern).unwrap();
+            let want = glob.compile_matcher().is_match(&name);
+            let m = WfMatcher::new(&pattern, glob);
+            prop_assert!(!matches!(m, WfMatcher::Glob(_)));
+            prop_assert_eq!(m.is_match(&name), want, "{} vs {:?}", pattern, name);
+        }
     }
 }

@@ -282,12 +282,12 @@ pub fn helper_call(config: &Path, request: &serde_json::Value) -> (i32, serde_js
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    child
+    // The helper may refuse (and exit) before reading its request: EPIPE is fine here.
+    let _ = child
         .stdin
         .take()
         .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
+        .write_all(request.to_string().as_bytes());
     let out = child.wait_with_output().unwrap();
     let reply = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -507,5 +507,26 @@ pub fn reset_demo_workflows() {
         if let Ok(Some(u)) = nix::unistd::User::from_name(user) {
             let _ = std::fs::remove_dir_all(u.dir.join(".steward/run"));
         }
+    }
+}
+
+impl Demo {
+    /// Restarts the hub as `steward serve` on the demo's config with `extra` TOML appended
+    /// (e.g. an `[auth]` section), keeping users, passwords and state.
+    pub fn serve_with(&mut self, extra: &str) {
+        if let Some(mut p) = self.proc.take() {
+            p.interrupt();
+        }
+        let cfg = self.data.path().join("steward.toml");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(extra);
+        write_root_file(&cfg, &text);
+        let mut cmd = Command::new(bin("steward"));
+        cmd.args(["serve", "-c"])
+            .arg(&cfg)
+            .env("STEWARD_LOG", "warn");
+        let mut p = Proc::spawn(cmd);
+        p.wait_for_line("ready on", Duration::from_secs(60));
+        self.proc = Some(p);
     }
 }
