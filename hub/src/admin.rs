@@ -17,6 +17,13 @@ fn admin(state: &AppState, req: &HttpRequest) -> Result<crate::db::Session, Http
     Ok(s)
 }
 
+/// An admin's state-changing request: admin and CSRF checked.
+fn admin_changing(state: &AppState, req: &HttpRequest) -> Result<crate::db::Session, HttpResponse> {
+    let s = admin(state, req)?;
+    require_csrf_pub(req, &s)?;
+    Ok(s)
+}
+
 pub async fn servers(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     if let Err(r) = admin(&state, &req) {
         return r;
@@ -35,13 +42,10 @@ pub async fn stop_server(
     req: HttpRequest,
     owner: web::Path<String>,
 ) -> HttpResponse {
-    let s = match admin(&state, &req) {
+    let s = match admin_changing(&state, &req) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = require_csrf_pub(&req, &s) {
-        return r;
-    }
     let owner = owner.into_inner();
     if state.servers.get(&owner).is_none() {
         return error_json(
@@ -90,13 +94,10 @@ pub async fn revoke_session(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let s = match admin(&state, &req) {
+    let s = match admin_changing(&state, &req) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = require_csrf_pub(&req, &s) {
-        return r;
-    }
     let id = id.into_inner();
     let victims: Vec<_> = state
         .db

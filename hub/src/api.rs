@@ -30,6 +30,17 @@ fn valid_owner(owner: &str) -> Result<(), HttpResponse> {
     }
 }
 
+/// The caller's session, for a request about `owner`'s workflows.
+fn session_for_owner(
+    state: &AppState,
+    req: &HttpRequest,
+    owner: &str,
+) -> Result<Session, HttpResponse> {
+    let s = session_or_401(state, req)?;
+    valid_owner(owner)?;
+    Ok(s)
+}
+
 /// Fetches a server's gscan summary with a read token for `actor`.
 pub async fn fetch_summary(
     state: &AppState,
@@ -126,13 +137,10 @@ pub async fn permitted(
     req: HttpRequest,
     q: web::Query<PermQuery>,
 ) -> HttpResponse {
-    let s = match session_or_401(&state, &req) {
+    let s = match session_for_owner(&state, &req, &q.owner) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = valid_owner(&q.owner) {
-        return r;
-    }
     let mut ops = OpSet::EMPTY;
     let mut denied = BTreeMap::new();
     for op in Operation::ALL {
@@ -160,13 +168,10 @@ pub async fn explain(
     req: HttpRequest,
     q: web::Query<ExplainQuery>,
 ) -> HttpResponse {
-    let s = match session_or_401(&state, &req) {
+    let s = match session_for_owner(&state, &req, &q.owner) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = valid_owner(&q.owner) {
-        return r;
-    }
     let Ok(op) = q.op.parse::<Operation>() else {
         return error_json(
             StatusCode::BAD_REQUEST,
@@ -379,5 +384,122 @@ pub async fn proxy_get(
             )
         }
         Err(e) => error_json(StatusCode::BAD_GATEWAY, format!("{owner}'s server: {e}")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    #[serde(default)]
+    profile: Option<String>,
+}
+
+/// `POST /hub/api/server {profile}`: start your own server on a chosen profile.
+pub async fn start_own_server(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let s = match session_or_401(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = crate::web::require_csrf_pub(&req, &s) {
+        return r;
+    }
+    let body: StartBody = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body })
+    {
+        Ok(b) => b,
+        Err(e) => {
+            return error_json(
+                StatusCode::BAD_REQUEST,
+                format!("request body: {e}; expected {{\"profile\": NAME}}"),
+            )
+        }
+    };
+    if let Some(srv) = state.servers.get(&s.user) {
+        return error_json(
+            StatusCode::CONFLICT,
+            format!("your server is already running (pid {}); stop it first (DELETE /hub/api/server) to pick another profile", srv.pid),
+        );
+    }
+    match state
+        .servers
+        .ensure_profile(&s.user, body.profile.clone())
+        .await
+    {
+        Ok(_) => {
+            let srv = state.servers.get(&s.user);
+            let rec = steward_audit::AuditRecord {
+                owner: Some(s.user.clone()),
+                message: srv
+                    .as_ref()
+                    .map(|x| format!("pid {} in {}", x.pid, x.cgroup)),
+                ..steward_audit::AuditRecord::new(
+                    steward_audit::RecordKind::Event,
+                    steward_audit::events::SPAWN,
+                    &s.user,
+                )
+            }
+            .with_extra("server", "default")
+            .with_extra(
+                "profile",
+                body.profile.clone().unwrap_or_else(|| "default".into()),
+            );
+            let _ = crate::web::audit(&state, rec).await;
+            state.metrics.spawns.inc();
+            HttpResponse::Ok().json(json!({ "started": true, "profile": body.profile.unwrap_or_else(|| "default".into()) }))
+        }
+        Err(crate::servers::ServerError::Busy) => HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", "5"))
+            .json(json!({ "error": crate::servers::ServerError::Busy.to_string() })),
+        Err(e) => {
+            state.metrics.spawn_failures.inc();
+            let rec = steward_audit::AuditRecord {
+                owner: Some(s.user.clone()),
+                message: Some(e.to_string()),
+                outcome: Some(steward_audit::Outcome::Error),
+                ..steward_audit::AuditRecord::new(
+                    steward_audit::RecordKind::Event,
+                    steward_audit::events::SPAWN_FAILED,
+                    &s.user,
+                )
+            };
+            let _ = crate::web::audit(&state, rec).await;
+            error_json(StatusCode::FORBIDDEN, e.to_string())
+        }
+    }
+}
+
+/// `DELETE /hub/api/server`: stop your own server (your workflows keep running).
+pub async fn stop_own_server(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let s = match session_or_401(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = crate::web::require_csrf_pub(&req, &s) {
+        return r;
+    }
+    if state.servers.get(&s.user).is_none() {
+        return error_json(StatusCode::NOT_FOUND, "your server is not running");
+    }
+    let result = state.servers.stop(&s.user).await;
+    let rec = steward_audit::AuditRecord {
+        owner: Some(s.user.clone()),
+        message: Some(match &result {
+            Ok(()) => "stopped by its owner".to_string(),
+            Err(e) => e.to_string(),
+        }),
+        ..steward_audit::AuditRecord::new(
+            steward_audit::RecordKind::Event,
+            steward_audit::events::STOP,
+            &s.user,
+        )
+    }
+    .with_extra("server", "default");
+    let _ = crate::web::audit(&state, rec).await;
+    match result {
+        Ok(()) => HttpResponse::Ok().json(json!({ "stopped": true })),
+        Err(e) => error_json(StatusCode::BAD_GATEWAY, e.to_string()),
     }
 }

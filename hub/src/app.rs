@@ -125,6 +125,14 @@ pub async fn serve(hub: Hub) -> anyhow::Result<()> {
                 "/hub/api/admin/sessions/{id}/revoke",
                 aw::post().to(crate::admin::revoke_session),
             )
+            .route(
+                "/hub/api/server",
+                aw::post().to(crate::api::start_own_server),
+            )
+            .route(
+                "/hub/api/server",
+                aw::delete().to(crate::api::stop_own_server),
+            )
             .route("/hub/api/overview", aw::get().to(crate::api::overview))
             .route("/hub/api/permitted", aw::get().to(crate::api::permitted))
             .route("/hub/api/explain", aw::get().to(crate::api::explain))

@@ -58,26 +58,7 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
 }
 
 fn write_private(path: &Path, data: &str) -> Result<(), CaError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|source| CaError::Io {
-            path: tmp.display().to_string(),
-            source,
-        })?;
-    f.write_all(data.as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(|source| CaError::Io {
-            path: tmp.display().to_string(),
-            source,
-        })?;
-    std::fs::rename(&tmp, path).map_err(|source| CaError::Io {
+    crate::fsutil::write_private(path, data.as_bytes()).map_err(|source| CaError::Io {
         path: path.display().to_string(),
         source,
     })

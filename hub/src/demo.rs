@@ -244,6 +244,10 @@ config = "{data}/spawn.toml"
 [audit]
 dir = "{data}/audit"
 
+[elevation]
+# The operations group may hold raised privileges longer than the default 15 minutes.
+group_secs = {{ "{DEMO_GROUP}" = 1800 }}
+
 [uiserver]
 prestart = ["alice", "bob", "carl"]
 {testing}"#,

@@ -176,6 +176,16 @@ impl ServerManager {
     /// Returns the owner's running server, starting it if needed. Concurrent callers for
     /// one owner share a single spawn.
     pub async fn ensure(&self, owner: &str) -> Result<SpawnOutcome, ServerError> {
+        self.ensure_profile(owner, None).await
+    }
+
+    /// [`ensure`](Self::ensure) with a profile ("machine type") from the helper's config;
+    /// the helper decides whether this owner may use it.
+    pub async fn ensure_profile(
+        &self,
+        owner: &str,
+        profile: Option<String>,
+    ) -> Result<SpawnOutcome, ServerError> {
         let lock = self.owner_lock(owner);
         let _guard = lock.lock().await;
         if let Some(s) = self.get(owner) {
@@ -190,11 +200,15 @@ impl ServerManager {
         self.waiting
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let _permit = permit.map_err(|_| ServerError::Busy)?;
-        let s = self.spawn(owner).await?;
+        let s = self.spawn(owner, profile).await?;
         Ok(SpawnOutcome::Started(s))
     }
 
-    async fn spawn(&self, owner: &str) -> Result<RunningServer, ServerError> {
+    async fn spawn(
+        &self,
+        owner: &str,
+        profile: Option<String>,
+    ) -> Result<RunningServer, ServerError> {
         let fail = |message: String| ServerError::Start {
             owner: owner.to_string(),
             message,
@@ -236,7 +250,7 @@ impl ServerManager {
             args: self.args.clone(),
             env: Default::default(),
             stdin: Some(serde_json::to_string(&bootstrap).map_err(|e| fail(e.to_string()))?),
-            profile: None,
+            profile,
         });
         let reply = self.spawner.call(&req).await;
         let cleanup_token = || {

@@ -21,11 +21,12 @@
 //! follow its documentation: every matching entry counts (a union).
 
 use crate::index::Probe;
-use crate::perms::{Bits, PermList};
+use crate::perms::{Bits, Key, PermList};
 use crate::site::{SiteEntry, SitePolicy};
 use crate::user::{GrantEntry, UserPolicy, WorkflowEntry};
 use crate::Subject;
 use serde::Serialize;
+use std::fmt;
 use steward_protocol::{OpClass, OpSet, Operation};
 
 /// Where the grants side of a decision came from.
@@ -49,7 +50,8 @@ pub(crate) struct Outcome {
 #[derive(Debug, Default)]
 pub(crate) struct Trace<'a> {
     pub site: Vec<&'a SiteEntry>,
-    pub user: Vec<&'a GrantEntry>,
+    /// Indices into the user policy's `[grants]`.
+    pub user: Vec<u32>,
     pub workflow: Vec<(&'a WorkflowEntry, &'a GrantEntry)>,
 }
 
@@ -88,13 +90,13 @@ pub(crate) fn evaluate<'a>(
     let actor_probe = Probe::new(actor);
     let mut limit = Bits::default();
     let mut defaults = Bits::default();
-    site.for_each_match(&owner_probe, &actor_probe, |e| {
-        limit.pos = limit.pos.union(e.limit_bits.pos);
-        limit.neg = limit.neg.union(e.limit_bits.neg);
-        defaults.pos = defaults.pos.union(e.default_bits.pos);
-        defaults.neg = defaults.neg.union(e.default_bits.neg);
+    site.for_each_match(&owner_probe, &actor_probe, |h| {
+        limit.pos = limit.pos.union(h.limit.pos);
+        limit.neg = limit.neg.union(h.limit.neg);
+        defaults.pos = defaults.pos.union(h.default.pos);
+        defaults.neg = defaults.neg.union(h.default.neg);
         if let Some(t) = trace.as_deref_mut() {
-            push_unique(&mut t.site, e);
+            push_unique(&mut t.site, &site.entries[h.idx as usize]);
         }
     });
 
@@ -106,11 +108,12 @@ pub(crate) fn evaluate<'a>(
             u.matching_workflows(workflow, &mut hits);
             for i in hits {
                 let w = &u.workflows[i];
-                w.index.for_each_match(&actor_probe, |&gi| {
-                    let g = &w.grants[gi as usize];
-                    grants.add(&g.list);
+                w.index.for_each_match(&actor_probe, |h| {
+                    grants.pos = grants.pos.union(h.bits.pos);
+                    grants.neg = grants.neg.union(h.bits.neg);
                     source = GrantSource::Workflow;
                     if let Some(t) = trace.as_deref_mut() {
+                        let g = &w.grants[h.idx as usize];
                         if !t.workflow.iter().any(|(_, x)| std::ptr::eq(*x, g)) {
                             t.workflow.push((w, g));
                         }
@@ -119,12 +122,14 @@ pub(crate) fn evaluate<'a>(
             }
         }
         if source != GrantSource::Workflow {
-            u.index.for_each_match(&actor_probe, |&gi| {
-                let g = &u.grants[gi as usize];
-                grants.add(&g.list);
+            u.index.for_each_match(&actor_probe, |h| {
+                grants.pos = grants.pos.union(h.bits.pos);
+                grants.neg = grants.neg.union(h.bits.neg);
                 source = GrantSource::User;
                 if let Some(t) = trace.as_deref_mut() {
-                    push_unique(&mut t.user, g);
+                    if !t.user.contains(&h.idx) {
+                        t.user.push(h.idx);
+                    }
                 }
             });
         }
@@ -186,31 +191,174 @@ pub fn decide(
     }
 }
 
-fn at(origin: &str, line: u32) -> String {
-    format!("{origin}:{line}")
+/// `file:line`, written straight into the line being built.
+struct At<'a>(&'a str, u32);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.0, self.1)
+    }
 }
 
-fn quote_items(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|i| format!("{i:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `format!("{:?}", prefix + name)`, but written directly when no character needs
+/// escaping (printable ASCII other than `"` and `\\`), which is every real name.
+struct Quoted<'a>(&'a str, &'a str);
+
+fn plain(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
 }
 
-/// What one list does to `op`, in words, or None when it does not mention `op`.
-fn effect_on(list: &PermList, op: Operation) -> String {
-    let plus = list.items_for(op, false);
-    let minus = list.items_for(op, true);
-    match (plus.is_empty(), minus.is_empty()) {
-        (true, true) => format!("does not include {op}"),
-        (false, true) => format!("includes {op} (via {})", quote_items(&plus)),
-        (true, false) => format!("negates {op} (via {})", quote_items(&minus)),
-        (false, false) => format!(
-            "includes {op} (via {}) but also negates it (via {})",
-            quote_items(&plus),
-            quote_items(&minus)
-        ),
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if plain(self.0) && plain(self.1) {
+            f.write_str("\"")?;
+            f.write_str(self.0)?;
+            f.write_str(self.1)?;
+            f.write_str("\"")
+        } else {
+            write!(f, "{:?}", format!("{}{}", self.0, self.1))
+        }
+    }
+}
+
+/// A key as `Key`'s `Display` shows it (quoted, as written).
+struct KeyText<'a>(&'a Key);
+
+impl fmt::Display for KeyText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Key::Any => f.write_str("\"*\""),
+            Key::User(u) => Quoted("", u).fmt(f),
+            Key::Group(g) => Quoted("group:", g).fmt(f),
+        }
+    }
+}
+
+/// A site entry's table header, as `SiteEntry::header` writes it.
+struct Header<'a>(&'a SiteEntry);
+
+impl fmt::Display for Header<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[owners.{}.{}]",
+            KeyText(&self.0.owner_key),
+            KeyText(&self.0.user_key)
+        )
+    }
+}
+
+/// A list as TOML would show it (same text as `PermList::display`), without the
+/// intermediate strings.
+struct ListText<'a>(&'a PermList);
+
+impl fmt::Display for ListText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, item) in self.0.items.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            Quoted("", &item.text).fmt(f)?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// Why a subject matches a key, in words (same text as `Key::why` / `Key::why_owner`).
+struct Why<'a> {
+    key: &'a Key,
+    name: &'a str,
+    owner: bool,
+}
+
+impl fmt::Display for Why<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.name;
+        match (self.key, self.owner) {
+            (Key::Any, false) => f.write_str("\"*\" covers every user"),
+            (Key::User(_), false) => write!(f, "names {name}"),
+            (Key::Group(g), false) => write!(f, "{name} is in group {g}"),
+            (Key::Any, true) => f.write_str("owner key \"*\" covers every owner"),
+            (Key::User(_), true) => write!(f, "owner key names {name}"),
+            (Key::Group(g), true) => write!(f, "owner {name} is in group {g}"),
+        }
+    }
+}
+
+fn why<'a>(key: &'a Key, name: &'a str) -> Why<'a> {
+    Why {
+        key,
+        name,
+        owner: false,
+    }
+}
+
+fn why_owner<'a>(key: &'a Key, name: &'a str) -> Why<'a> {
+    Why {
+        key,
+        name,
+        owner: true,
+    }
+}
+
+/// The items of a list that add (or take away) `op`, quoted and comma-separated.
+struct Items<'a> {
+    list: &'a PermList,
+    op: Operation,
+    negated: bool,
+}
+
+impl<'a> Items<'a> {
+    fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let (op, negated) = (self.op, self.negated);
+        self.list
+            .items
+            .iter()
+            .filter(move |i| i.negated == negated && i.ops.is_some_and(|s| s.contains(op)))
+            .map(|i| i.text.as_str())
+    }
+}
+
+impl fmt::Display for Items<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, text) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            Quoted("", text).fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// What one list does to `op`, in words.
+struct Effect<'a>(&'a PermList, Operation);
+
+impl fmt::Display for Effect<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (list, op) = (self.0, self.1);
+        let plus = Items {
+            list,
+            op,
+            negated: false,
+        };
+        let minus = Items {
+            list,
+            op,
+            negated: true,
+        };
+        let (no_plus, no_minus) = (plus.iter().next().is_none(), minus.iter().next().is_none());
+        match (no_plus, no_minus) {
+            (true, true) => write!(f, "does not include {op}"),
+            (false, true) => write!(f, "includes {op} (via {plus})"),
+            (true, false) => write!(f, "negates {op} (via {minus})"),
+            (false, false) => write!(
+                f,
+                "includes {op} (via {plus}) but also negates it (via {minus})"
+            ),
+        }
     }
 }
 
@@ -281,30 +429,32 @@ fn render(
                 }
                 lines.push(format!(
                     "{}: [[workflows]] match = {:?}, grant {} = {} ({}) {}",
-                    at(&u.origin, g.pos.line),
+                    At(&u.origin, g.pos.line),
                     w.pattern,
-                    g.key,
-                    g.list.display(),
-                    g.key.why(a),
-                    effect_on(&g.list, op)
+                    KeyText(&g.key),
+                    ListText(&g.list),
+                    why(&g.key, a),
+                    Effect(&g.list, op)
                 ));
             }
             flush(&mut lines, &mut quiet, &u.origin, "grants");
         }
         GrantSource::User => {
             let u = user.expect("user grants come from a user file");
-            for g in &trace.user {
+            for &gi in &trace.user {
+                let g = &u.grants[gi as usize];
                 if !mentions(&g.list) {
                     quiet.push(g.pos.line);
                     continue;
                 }
+                let text = u.grant_texts[gi as usize].get_or_init(|| {
+                    format!("[grants] {} = {}", KeyText(&g.key), ListText(&g.list)).into()
+                });
                 lines.push(format!(
-                    "{}: [grants] {} = {} ({}) {}",
-                    at(&u.origin, g.pos.line),
-                    g.key,
-                    g.list.display(),
-                    g.key.why(a),
-                    effect_on(&g.list, op)
+                    "{}: {text} ({}) {}",
+                    At(&u.origin, g.pos.line),
+                    why(&g.key, a),
+                    Effect(&g.list, op)
                 ));
             }
             flush(&mut lines, &mut quiet, &u.origin, "grants");
@@ -327,14 +477,14 @@ fn render(
                         quiet.push(d.at.line);
                         continue;
                     }
+                    let text = e.texts[0]
+                        .get_or_init(|| format!("{} default = {}", Header(e), ListText(d)).into());
                     lines.push(format!(
-                        "{}: {} default = {} ({}; {}) {}",
-                        at(&site.origin, d.at.line),
-                        e.header(),
-                        d.display(),
-                        e.owner_key.why_owner(o),
-                        e.user_key.why(a),
-                        effect_on(d, op)
+                        "{}: {text} ({}; {}) {}",
+                        At(&site.origin, d.at.line),
+                        why_owner(&e.owner_key, o),
+                        why(&e.user_key, a),
+                        Effect(d, op)
                     ));
                 }
             }
@@ -367,14 +517,14 @@ fn render(
             quiet.push(line);
             continue;
         };
+        let text =
+            e.texts[1].get_or_init(|| format!("{} {what} = {}", Header(e), ListText(list)).into());
         lines.push(format!(
-            "{}: {} {what} = {} ({}; {}) {}",
-            at(&site.origin, line),
-            e.header(),
-            list.display(),
-            e.owner_key.why_owner(o),
-            e.user_key.why(a),
-            effect_on(list, op)
+            "{}: {text} ({}; {}) {}",
+            At(&site.origin, line),
+            why_owner(&e.owner_key, o),
+            why(&e.user_key, a),
+            Effect(list, op)
         ));
     }
     flush(&mut lines, &mut quiet, &site.origin, "limit");
@@ -405,4 +555,33 @@ fn render(
     debug_assert_eq!(grant_ok && limit_ok, out.result.contains(op));
     lines.insert(0, verdict);
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_text_is_debug_text() {
+        for name in [
+            "alice",
+            "a b",
+            "q\"x",
+            "back\\slash",
+            "tab\t",
+            "é",
+            "\u{301}x",
+            "x\u{301}",
+            "",
+        ] {
+            assert_eq!(Quoted("", name).to_string(), format!("{name:?}"));
+            assert_eq!(
+                Quoted("group:", name).to_string(),
+                format!("{:?}", format!("group:{name}"))
+            );
+            for k in [Key::Any, Key::User(name.into()), Key::Group(name.into())] {
+                assert_eq!(KeyText(&k).to_string(), k.to_string());
+            }
+        }
+    }
 }

@@ -90,23 +90,6 @@ pub struct PermList {
     pub at: Pos,
 }
 
-impl PermList {
-    /// The items that add `op` (positives) or take it away (negatives).
-    pub(crate) fn items_for(&self, op: Operation, negated: bool) -> Vec<&str> {
-        self.items
-            .iter()
-            .filter(|i| i.negated == negated && i.ops.is_some_and(|s| s.contains(op)))
-            .map(|i| i.text.as_str())
-            .collect()
-    }
-
-    /// The list as TOML would show it, for explanations.
-    pub(crate) fn display(&self) -> String {
-        let names: Vec<String> = self.items.iter().map(|i| format!("{:?}", i.text)).collect();
-        format!("[{}]", names.join(", "))
-    }
-}
-
 /// Positives and negatives, unioned across keys before normalizing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Bits {
@@ -151,24 +134,6 @@ impl Key {
             Key::Any => true,
             Key::User(u) => u == name,
             Key::Group(g) => groups.iter().any(|x| x == g),
-        }
-    }
-
-    /// Why user `name` matches this key, in words.
-    pub(crate) fn why(&self, name: &str) -> String {
-        match self {
-            Key::Any => "\"*\" covers every user".to_string(),
-            Key::User(_) => format!("names {name}"),
-            Key::Group(g) => format!("{name} is in group {g}"),
-        }
-    }
-
-    /// Why owner `name` matches this (owner) key, in words.
-    pub(crate) fn why_owner(&self, name: &str) -> String {
-        match self {
-            Key::Any => "owner key \"*\" covers every owner".to_string(),
-            Key::User(_) => format!("owner key names {name}"),
-            Key::Group(g) => format!("owner {name} is in group {g}"),
         }
     }
 }

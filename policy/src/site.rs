@@ -26,6 +26,10 @@ pub struct SiteEntry {
     pub(crate) default_bits: Bits,
     /// `limit`, or `default` when there is no `limit` (Cylc's rule).
     pub(crate) limit_bits: Bits,
+    /// The operation-independent part of this entry's explanation lines (header and
+    /// list; `[0]` its default line, `[1]` its limit line), rendered the first time a
+    /// decision explains with this entry.
+    pub(crate) texts: [std::sync::OnceLock<Box<str>>; 2],
 }
 
 impl SiteEntry {
@@ -33,14 +37,14 @@ impl SiteEntry {
     pub fn effective_limit(&self) -> Option<&PermList> {
         self.limit.as_ref().or(self.default.as_ref())
     }
+}
 
-    pub(crate) fn header(&self) -> String {
-        format!(
-            "[owners.{:?}.{:?}]",
-            self.owner_key.as_written(),
-            self.user_key.as_written()
-        )
-    }
+/// What a decision needs of a matching site entry, stored in the index slot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SiteHit {
+    pub idx: u32,
+    pub limit: Bits,
+    pub default: Bits,
 }
 
 /// A parsed, checked and indexed site policy. Immutable once built; share it behind
@@ -49,8 +53,9 @@ impl SiteEntry {
 pub struct SitePolicy {
     pub(crate) origin: String,
     pub(crate) entries: Vec<SiteEntry>,
-    /// owner key → user key → index into `entries`.
-    pub(crate) index: KeyMap<KeyMap<u32>>,
+    /// owner key → user key → the entry's index and bits (kept in the map slot so a
+    /// decision does not fetch the entry itself).
+    pub(crate) index: KeyMap<KeyMap<SiteHit>>,
     pub(crate) warnings: Vec<Diagnostic>,
 }
 
@@ -114,12 +119,17 @@ impl SitePolicy {
     /// Build the index over already-checked entries.
     pub(crate) fn compile(origin: &str, entries: Vec<SiteEntry>) -> SitePolicy {
         // TOML forbids duplicate tables, so (owner key, user key) is unique.
-        let mut by_owner: std::collections::BTreeMap<&Key, Vec<(Key, u32)>> = Default::default();
+        let mut by_owner: std::collections::BTreeMap<&Key, Vec<(Key, SiteHit)>> =
+            Default::default();
         for (i, e) in entries.iter().enumerate() {
-            by_owner
-                .entry(&e.owner_key)
-                .or_default()
-                .push((e.user_key.clone(), i as u32));
+            by_owner.entry(&e.owner_key).or_default().push((
+                e.user_key.clone(),
+                SiteHit {
+                    idx: i as u32,
+                    limit: e.limit_bits,
+                    default: e.default_bits,
+                },
+            ));
         }
         let index = KeyMap::from_entries(
             by_owner
@@ -164,14 +174,13 @@ impl SitePolicy {
         &'s self,
         owner: &Probe,
         actor: &Probe,
-        mut f: impl FnMut(&'s SiteEntry),
+        mut f: impl FnMut(&'s SiteHit),
     ) {
         if self.index.is_empty() {
             return;
         }
-        self.index.for_each_match(owner, |users| {
-            users.for_each_match(actor, |&i| f(&self.entries[i as usize]))
-        });
+        self.index
+            .for_each_match(owner, |users| users.for_each_match(actor, &mut f));
     }
 }
 
@@ -258,6 +267,7 @@ fn parse_owners(cx: &mut Ctx, owners: &dyn TableLike, owners_pos: Pos, out: &mut
                 pos: entry_pos,
                 default_bits,
                 limit_bits,
+                texts: Default::default(),
             });
         }
     }

@@ -15,7 +15,7 @@
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::index::KeyMap;
-use crate::perms::{describe_item, describe_value, parse_key, Ctx, Key, PermList};
+use crate::perms::{describe_item, describe_value, parse_key, Bits, Ctx, Key, PermList};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
 use toml_edit::{ImDocument, Item, TableLike, Value};
@@ -29,13 +29,32 @@ pub struct GrantEntry {
     pub pos: Pos,
 }
 
+/// A grant's index and bits, stored in the index slot so a decision does not fetch
+/// the entry itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GrantHit {
+    pub idx: u32,
+    pub bits: Bits,
+}
+
+impl GrantHit {
+    fn new(i: usize, g: &GrantEntry) -> GrantHit {
+        let mut bits = Bits::default();
+        bits.add(&g.list);
+        GrantHit {
+            idx: i as u32,
+            bits,
+        }
+    }
+}
+
 /// One `[[workflows]]` entry.
 #[derive(Debug, Clone)]
 pub struct WorkflowEntry {
     pub pattern: String,
     pub pos: Pos,
     pub grants: Vec<GrantEntry>,
-    pub(crate) index: KeyMap<u32>,
+    pub(crate) index: KeyMap<GrantHit>,
 }
 
 /// A parsed, checked and indexed user policy.
@@ -43,10 +62,13 @@ pub struct WorkflowEntry {
 pub struct UserPolicy {
     pub(crate) origin: String,
     pub(crate) grants: Vec<GrantEntry>,
-    pub(crate) index: KeyMap<u32>,
+    pub(crate) index: KeyMap<GrantHit>,
     pub(crate) workflows: Vec<WorkflowEntry>,
     pub(crate) globs: WorkflowIndex,
     pub(crate) warnings: Vec<Diagnostic>,
+    /// Per `[grants]` entry, the operation-independent part of its explanation line
+    /// (`[grants] key = [list]`), rendered the first time a decision explains with it.
+    pub(crate) grant_texts: Vec<std::sync::OnceLock<Box<str>>>,
 }
 
 const ROOT_KEYS: &[&str] = &["grants", "workflows"];
@@ -107,19 +129,20 @@ impl UserPolicy {
             grants
                 .iter()
                 .enumerate()
-                .map(|(i, g)| (g.key.clone(), i as u32)),
+                .map(|(i, g)| (g.key.clone(), GrantHit::new(i, g))),
         );
         for w in workflows.iter_mut() {
             w.index = KeyMap::from_entries(
                 w.grants
                     .iter()
                     .enumerate()
-                    .map(|(i, g)| (g.key.clone(), i as u32)),
+                    .map(|(i, g)| (g.key.clone(), GrantHit::new(i, g))),
             );
         }
         let globs = WorkflowIndex::new(&workflows);
         UserPolicy {
             origin: origin.to_string(),
+            grant_texts: grants.iter().map(|_| Default::default()).collect(),
             grants,
             index,
             workflows,

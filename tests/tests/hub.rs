@@ -78,6 +78,17 @@ async fn policy_and_elevation_decide_every_operation() {
         .unwrap()
         .to_string();
     let (_, bob_exec) = d.elevate(&bob, &csrf, "bob", "execute").await;
+    // steward-ops has a per-group elevation of 30 minutes instead of the default 15.
+    let me: Value = bob
+        .get(format!("{}/hub/api/me", d.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let left = me["seconds_left"].as_i64().unwrap();
+    assert!((1700..=1800).contains(&left), "bob's elevation: {me}");
     let mut w = ws(&d, "alice", &bob_exec).await;
     ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
     let r = op(&mut w, "b2", "play", "housekeeping").await;
@@ -537,6 +548,28 @@ async fn sessions_csrf_rate_limits_tokens_and_admin() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("bob"));
+
+    // Idle sessions end: eight idle hours later the cookie is dead (time moved, not slept).
+    let (idle, _) = d.login("bob").await;
+    assert_eq!(
+        idle.get(format!("{}/hub/api/me", d.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    d.set_clock_offset(400 + 9 * 3600);
+    assert_eq!(
+        idle.get(format!("{}/hub/api/me", d.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "idle session survived"
+    );
+    d.set_clock_offset(400);
 
     // Logout revokes on the server: the old cookie is dead.
     let r = alice

@@ -90,3 +90,59 @@ fn start_timeout_kills_the_cgroup_and_the_queue_refuses_past_its_limit() {
         actix_web::rt::System::current().stop();
     });
 }
+
+/// Profiles ("machine types"): a user picks one at start; the helper enforces who may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::await_holding_lock)]
+async fn users_pick_profiles_the_helper_enforces_who_may() {
+    if !require_root("profiles") {
+        return;
+    }
+    let _l = demo_lock();
+    let mut d = Demo::start();
+    let spawn = d.data.path().join("spawn.toml");
+    let text = std::fs::read_to_string(&spawn).unwrap()
+        + "\n[profiles.big]\nmemory = \"1536M\"\ncpu = 2.0\npids = 1024\ngpus = 0\ndescription = \"two cores\"\nallowed = [\"group:steward-ops\"]\n";
+    write_root_file(&spawn, &text);
+    d.serve_with("");
+    let start = |c: reqwest::Client, csrf: String, profile: &'static str| {
+        let base = d.base.clone();
+        async move {
+            c.post(format!("{base}/hub/api/server"))
+                .header("x-csrf-token", csrf)
+                .json(&serde_json::json!({"profile": profile}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for user in ["alice", "bob"] {
+        let (c, csrf) = d.login(user).await;
+        let _ = c
+            .delete(format!("{}/hub/api/server", d.base))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        let r = start(c.clone(), csrf.clone(), "big").await;
+        if user == "alice" {
+            assert_eq!(r.status(), 403, "alice is not in steward-ops");
+            let e: serde_json::Value = r.json().await.unwrap();
+            assert!(
+                e["error"].as_str().unwrap().contains("may not use profile"),
+                "{e}"
+            );
+            let r = start(c.clone(), csrf.clone(), "nosuch").await;
+            assert!(r.text().await.unwrap().contains("unknown profile"));
+        } else {
+            assert_eq!(r.status(), 200, "{:?}", r.text().await);
+            let limit = std::fs::read_to_string(
+                "/sys/fs/cgroup/memory/steward-demo/bob/default/memory.limit_in_bytes",
+            )
+            .unwrap();
+            assert_eq!(limit.trim(), (1536u64 << 20).to_string());
+            let r = start(c.clone(), csrf.clone(), "big").await;
+            assert_eq!(r.status(), 409, "already running");
+        }
+    }
+}

@@ -16,7 +16,10 @@ fn main() -> anyhow::Result<()> {
     writeln!(c.stdin.as_mut().unwrap(), "stwbench:{password}")?;
     c.wait()?;
     if !std::path::Path::new("/etc/pam.d/steward").exists() {
-        std::fs::write("/etc/pam.d/steward", include_str!("../../../etc/pam.d/steward"))?;
+        std::fs::write(
+            "/etc/pam.d/steward",
+            include_str!("../../../etc/pam.d/steward"),
+        )?;
     }
     let n = 400;
     let t = Instant::now();
@@ -24,7 +27,8 @@ fn main() -> anyhow::Result<()> {
         for _ in 0..2 {
             s.spawn(|| {
                 for _ in 0..n / 2 {
-                    steward_hub::auth::pam_authenticate("steward", "stwbench", password).expect("pam");
+                    steward_hub::auth::pam_authenticate("steward", "stwbench", password)
+                        .expect("pam");
                 }
             });
         }

@@ -29,11 +29,20 @@ fn main() -> anyhow::Result<()> {
     }
     let mut site_src = String::from("[owners.\"*\".\"*\"]\ndefault = \"READ\"\n[owners.\"*\".\"group:ops\"]\ndefault = [\"READ\"]\nlimit = [\"READ\", \"CONTROL\", \"!clean\"]\n");
     for i in 0..1000 {
-        site_src.push_str(&format!("[owners.\"owner{i}\".\"user{i}\"]\ndefault = [\"READ\", \"CONTROL\"]\n"));
+        site_src.push_str(&format!(
+            "[owners.\"owner{i}\".\"user{i}\"]\ndefault = [\"READ\", \"CONTROL\"]\n"
+        ));
     }
     let site = SitePolicy::parse(&site_src, "site.toml").map_err(|d| anyhow::anyhow!("{d}"))?;
-    let user = UserPolicy::parse("[grants]\n\"group:ops\" = [\"READ\", \"CONTROL\"]\n", "user.toml").map_err(|d| anyhow::anyhow!("{d}"))?;
-    let owner = Subject { name: "alice".into(), groups: vec!["staff".into()] };
+    let user = UserPolicy::parse(
+        "[grants]\n\"group:ops\" = [\"READ\", \"CONTROL\"]\n",
+        "user.toml",
+    )
+    .map_err(|d| anyhow::anyhow!("{d}"))?;
+    let owner = Subject {
+        name: "alice".into(),
+        groups: vec!["staff".into()],
+    };
 
     let n = 100_000;
     let mut lookup_only = Vec::with_capacity(n);
@@ -43,15 +52,33 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let s = db.session(&hash_secret(&cookie))?.expect("session");
         lookup_only.push(t.elapsed());
-        let actor = Subject { name: s.user.clone(), groups: s.groups.clone() };
-        let d = steward_policy::decide(&site, Some(&user), &owner, &actor, "forecast", Operation::Pause);
+        let actor = Subject {
+            name: s.user.clone(),
+            groups: s.groups.clone(),
+        };
+        let d = steward_policy::decide(
+            &site,
+            Some(&user),
+            &owner,
+            &actor,
+            "forecast",
+            Operation::Pause,
+        );
         let allowed = d.allowed && s.class_at(1).session_ops().contains(Operation::Pause);
         full.push(t.elapsed());
         std::hint::black_box(allowed);
     }
     let (lm, lp, _) = stats(lookup_only);
     let (fm, fp, _) = stats(full);
-    println!("session lookup (SQLite, 10k sessions, hashed id), n={n}: median {} p99 {}", us(lm), us(lp));
-    println!("session lookup + decision (1k-entry site policy + user file), n={n}: median {} p99 {}", us(fm), us(fp));
+    println!(
+        "session lookup (SQLite, 10k sessions, hashed id), n={n}: median {} p99 {}",
+        us(lm),
+        us(lp)
+    );
+    println!(
+        "session lookup + decision (1k-entry site policy + user file), n={n}: median {} p99 {}",
+        us(fm),
+        us(fp)
+    );
     Ok(())
 }
