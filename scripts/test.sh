@@ -15,5 +15,5 @@ export CARGO_TERM_COLOR=never
 cargo build --workspace --bins --tests --locked
 # Unit tests of every crate, then the end-to-end suite (real users, cgroups, PAM, slapd,
 # Chromium) from the same build.
-cargo test --workspace --locked --exclude steward-e2e
-cargo test -p steward-e2e --locked -- --test-threads 2
+cargo test --workspace --locked --no-fail-fast --exclude steward-e2e
+cargo test -p steward-e2e --locked --no-fail-fast -- --test-threads 2
