@@ -40,12 +40,17 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
             }
         }
     });
+    // Registered before the hub says it is ready: a SIGHUP that arrives before the task
+    // first runs must be queued, not take the default action (terminate).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let st = state;
     actix_web::rt::spawn(async move {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::error!("cannot install the SIGHUP handler; reload by restarting");
-            return;
+        let mut hup = match hup {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGHUP handler; reload by restarting");
+                return;
+            }
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading policy and TLS certificate");

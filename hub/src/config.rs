@@ -230,6 +230,19 @@ pub struct LimitsConfig {
     pub ws_message_bytes: usize,
     #[serde(default = "default_body")]
     pub body_bytes: usize,
+    /// Open WebSockets one person may hold at once.
+    #[serde(default = "default_ws_per_user")]
+    pub ws_per_user: usize,
+    /// Operations one connection may send per second (bursts of twice that).
+    #[serde(default = "default_ops_per_sec")]
+    pub ops_per_sec: u32,
+}
+
+fn default_ws_per_user() -> usize {
+    32
+}
+fn default_ops_per_sec() -> u32 {
+    20
 }
 
 impl Default for LimitsConfig {
@@ -237,6 +250,8 @@ impl Default for LimitsConfig {
         LimitsConfig {
             ws_message_bytes: default_ws_message(),
             body_bytes: default_body(),
+            ws_per_user: default_ws_per_user(),
+            ops_per_sec: default_ops_per_sec(),
         }
     }
 }

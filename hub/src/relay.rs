@@ -88,6 +88,20 @@ pub async fn user_ws(
             format!("no such owner {owner:?}"),
         ));
     }
+    if !state.take_ws_slot(&session.user) {
+        return Ok(HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", "10"))
+            .json(serde_json::json!({"error": format!(
+                "too many open connections: at most {} per person; close other tabs or windows",
+                state.cfg.limits.ws_per_user
+            )})));
+    }
+    // From here on the slot is released when this function returns early or the relay ends.
+    let slot = WsSlot {
+        state: state.clone().into_inner(),
+        user: session.user.clone(),
+        armed: true,
+    };
     // Visiting starts the owner's server only for someone who may read something there.
     if owner != session.user
         && !state
@@ -152,6 +166,8 @@ pub async fn user_ws(
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
+    let mut slot = slot;
+    slot.armed = false;
     actix_web::rt::spawn(relay(
         state.into_inner(),
         owner,
@@ -177,6 +193,21 @@ fn jwt_again(
         .map_err(actix_web::error::ErrorInternalServerError)
 }
 
+/// Gives a WebSocket slot back if the upgrade fails before the relay starts.
+struct WsSlot {
+    state: std::sync::Arc<AppState>,
+    user: String,
+    armed: bool,
+}
+
+impl Drop for WsSlot {
+    fn drop(&mut self) {
+        if self.armed {
+            self.state.release_ws_slot(&self.user);
+        }
+    }
+}
+
 struct PendingOp {
     intent: AuditRecord,
     intent_seq: u64,
@@ -188,6 +219,9 @@ struct Relay {
     session: Session,
     addr: String,
     pending: HashMap<String, PendingOp>,
+    /// Token bucket for `limits.ops_per_sec`.
+    op_tokens: f64,
+    op_refill: std::time::Instant,
 }
 
 async fn send_browser(ws: &mut actix_ws::Session, msg: &ServerMessage) -> bool {
@@ -213,7 +247,10 @@ async fn relay(
         session,
         addr,
         pending: HashMap::new(),
+        op_tokens: 0.0,
+        op_refill: std::time::Instant::now(),
     };
+    r.op_tokens = 2.0 * r.state.cfg.limits.ops_per_sec as f64;
     loop {
         tokio::select! {
             msg = stream.recv() => {
@@ -269,6 +306,7 @@ async fn relay(
         let _ = audit(&r.state, rec).await;
     }
     r.state.metrics.open_websockets.dec();
+    r.state.release_ws_slot(&r.session.user);
     r.state.touch(&r.owner, -1);
     let _ = ws.close(None).await;
     let _ = up_tx.close().await;
@@ -346,8 +384,33 @@ impl Relay {
         Some(Forward::Upstream(text.to_string()))
     }
 
+    /// True when this connection may send one more operation now.
+    fn take_op_token(&mut self) -> bool {
+        let rate = self.state.cfg.limits.ops_per_sec as f64;
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.op_refill).as_secs_f64() * rate;
+        self.op_refill = now;
+        self.op_tokens = (self.op_tokens + refill).min(2.0 * rate);
+        if self.op_tokens >= 1.0 {
+            self.op_tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     async fn operation(&mut self, mut req: OpRequest) -> Forward {
         let id = req.id.clone();
+        if !self.take_op_token() {
+            tracing::warn!(user = %self.session.user, owner = %self.owner, "operation rate limit hit");
+            return Forward::Browser(ServerMessage::Error {
+                id: Some(id),
+                message: format!(
+                    "too many operations: at most {} per second on one connection; slow down",
+                    self.state.cfg.limits.ops_per_sec
+                ),
+            });
+        }
         let err = |message: String| {
             Forward::Browser(ServerMessage::Error {
                 id: Some(id.clone()),

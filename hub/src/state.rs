@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Last activity (unix secs) and open WebSockets per owner, for idle culling.
     pub activity: Mutex<HashMap<String, (i64, usize)>>,
+    /// Open WebSockets per person, for `limits.ws_per_user`.
+    pub open_ws: Mutex<HashMap<String, usize>>,
     pub user_pattern: regex::Regex,
     pub upstream: crate::proxy::UpstreamClients,
     pub limiter: crate::ratelimit::FailureLimiter,
@@ -80,6 +82,7 @@ impl AppState {
             policy,
             metrics: crate::metrics::Metrics::new()?,
             activity: Mutex::new(HashMap::new()),
+            open_ws: Mutex::new(HashMap::new()),
             user_pattern,
             upstream: Default::default(),
             limiter,
@@ -90,6 +93,24 @@ impl AppState {
 
     pub fn site(&self) -> Arc<SitePolicy> {
         self.policy.current()
+    }
+
+    /// Takes one of `user`'s WebSocket slots; false when all are in use.
+    pub fn take_ws_slot(&self, user: &str) -> bool {
+        let mut m = self.open_ws.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(user.to_string()).or_insert(0);
+        if *n >= self.cfg.limits.ws_per_user {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn release_ws_slot(&self, user: &str) {
+        let mut m = self.open_ws.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(user) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Records activity on an owner's server (keeps it from being culled).

@@ -779,3 +779,57 @@ async fn oom_kill_in_a_server_cgroup_is_reported() {
         d.human_audit()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_and_operation_limits_give_clear_errors() {
+    if !require_root("limits") {
+        return;
+    }
+    let _l = demo_lock();
+    let mut d = Demo::start();
+    d.serve_with("\n[limits]\nws_per_user = 2\nops_per_sec = 5\n");
+    let (cookie, _) = login_cookie(&d.base, &d.ca(), "bob", &d.password("bob")).await;
+    let mut a = ws(&d, "alice", &cookie).await;
+    let _b = ws(&d, "carl", &cookie).await;
+    let third = ws_connect(
+        &d.ca(),
+        &format!("wss://127.0.0.1:{}/user/alice/ws", d.port),
+        Some(&d.base),
+        &cookie,
+    )
+    .await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 429),
+        other => panic!("third connection: {:?}", other.map(|_| ())),
+    }
+    ws_until(&mut a, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    // A burst beyond 2 × 5 operations: the excess gets a clear error, the connection stays.
+    for i in 0..20 {
+        ws_send(
+            &mut a,
+            json!({"type": "op", "id": format!("r{i}"), "op": "pause", "target": "alice_forecast"}),
+        )
+        .await;
+    }
+    let limited = ws_until(&mut a, Duration::from_secs(30), |v| {
+        v["type"] == "error"
+            && v["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("too many operations")
+    })
+    .await;
+    assert!(
+        limited["message"]
+            .as_str()
+            .unwrap()
+            .contains("5 per second"),
+        "{limited}"
+    );
+    ws_send(&mut a, json!({"type": "ping"})).await;
+    ws_until(&mut a, Duration::from_secs(10), |v| v["type"] == "pong").await;
+    // Closing one connection frees its slot.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _c = ws(&d, "alice", &cookie).await;
+}
