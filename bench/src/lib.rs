@@ -34,3 +34,32 @@ pub fn require_root() {
         std::process::exit(2);
     }
 }
+
+/// Unix users `stwb01`..`stwbNN`, created if missing.
+pub fn bench_users(n: usize) -> Vec<String> {
+    let users: Vec<String> = (1..=n).map(|i| format!("stwb{i:02}")).collect();
+    for u in &users {
+        ensure_user(u);
+    }
+    users
+}
+
+/// A demo data directory (users, policy, TLS, helper config) in a fresh traversable
+/// temporary directory, using the binaries in `exe_dir`; returns it and its config path.
+pub fn demo_data_dir(
+    exe_dir: &std::path::Path,
+) -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::Builder::new()
+        .prefix("steward-bench-hub-")
+        .tempdir_in("/tmp")?;
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o711))?;
+    let opts = steward_hub::demo::DemoOptions {
+        data_dir: data.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse()?,
+        credentials_file: None,
+        clock_offset_file: None,
+    };
+    let (config, _) = steward_hub::demo::prepare_from(&opts, exe_dir)?;
+    Ok((data, config))
+}

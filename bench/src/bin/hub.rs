@@ -47,24 +47,8 @@ fn main() -> anyhow::Result<()> {
     require_root();
     let exe_dir = std::env::current_exe()?.parent().unwrap().to_path_buf();
     let steward = exe_dir.join("steward");
-    let users: Vec<String> = (1..=20).map(|i| format!("stwb{i:02}")).collect();
-    for u in &users {
-        ensure_user(u);
-    }
-    let data = tempfile::Builder::new()
-        .prefix("steward-bench-hub-")
-        .tempdir_in("/tmp")?;
-    std::fs::set_permissions(
-        data.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )?;
-    let opts = steward_hub::demo::DemoOptions {
-        data_dir: data.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse()?,
-        credentials_file: None,
-        clock_offset_file: None,
-    };
-    let (cfg, _) = steward_hub::demo::prepare_from(&opts, &exe_dir)?;
+    let users = bench_users(20);
+    let (data, cfg) = demo_data_dir(&exe_dir)?;
     let text = std::fs::read_to_string(&cfg)?
         .replace("prestart = [\"alice\", \"bob\", \"carl\"]", "prestart = []");
     std::fs::write(&cfg, &text)?;

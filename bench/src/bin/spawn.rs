@@ -91,24 +91,8 @@ fn main() -> anyhow::Result<()> {
     );
 
     // 2. Spawn-to-ready through the hub's ServerManager.
-    let users: Vec<String> = (1..=50).map(|i| format!("stwb{i:02}")).collect();
-    for u in &users {
-        ensure_user(u);
-    }
-    let data = tempfile::Builder::new()
-        .prefix("steward-bench-hub-")
-        .tempdir_in("/tmp")?;
-    std::fs::set_permissions(
-        data.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )?;
-    let opts = steward_hub::demo::DemoOptions {
-        data_dir: data.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse()?,
-        credentials_file: None,
-        clock_offset_file: None,
-    };
-    let (config_path, _) = steward_hub::demo::prepare_from(&opts, &exe_dir)?;
+    let users = bench_users(50);
+    let (_data, config_path) = demo_data_dir(&exe_dir)?;
     let mut hub_cfg = steward_hub::config::HubConfig::load(&config_path)?;
     hub_cfg.uiserver.prestart.clear();
     hub_cfg.spawner.concurrency = 64;
