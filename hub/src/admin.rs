@@ -2,7 +2,7 @@
 //! grants no workflow permissions at all — only these.
 
 use crate::state::AppState;
-use crate::web::{audit, current_session, error_json, require_csrf_pub, session_ref};
+use crate::web::{audit, current_session, error_json, require_csrf, session_ref};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -20,7 +20,7 @@ fn admin(state: &AppState, req: &HttpRequest) -> Result<crate::db::Session, Http
 /// An admin's state-changing request: admin and CSRF checked.
 fn admin_changing(state: &AppState, req: &HttpRequest) -> Result<crate::db::Session, HttpResponse> {
     let s = admin(state, req)?;
-    require_csrf_pub(req, &s)?;
+    require_csrf(req, &s)?;
     Ok(s)
 }
 
@@ -53,18 +53,14 @@ pub async fn stop_server(
             format!("{owner} has no running server"),
         );
     }
-    let result = state.servers.stop(&owner).await;
-    let rec = AuditRecord {
-        session: Some(session_ref(&s)),
-        owner: Some(owner.clone()),
-        message: Some(match &result {
-            Ok(()) => "stopped by a hub admin".to_string(),
-            Err(e) => e.to_string(),
-        }),
-        ..AuditRecord::new(RecordKind::Event, events::STOP, &s.user)
-    }
-    .with_extra("server", "default");
-    let _ = audit(&state, rec).await;
+    let result = crate::relay::stop_server_audited(
+        &state,
+        &owner,
+        &s.user,
+        Some(session_ref(&s)),
+        "stopped by a hub admin",
+    )
+    .await;
     match result {
         Ok(()) => HttpResponse::Ok().json(json!({ "stopped": owner })),
         Err(e) => error_json(StatusCode::BAD_GATEWAY, e.to_string()),

@@ -13,7 +13,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use steward_protocol::wire::WorkflowSummary;
-use steward_protocol::{OpSet, Operation, WorkflowId};
+use steward_protocol::{Operation, WorkflowId};
 
 fn session_or_401(state: &AppState, req: &HttpRequest) -> Result<Session, HttpResponse> {
     current_session(state, req).ok_or_else(|| error_json(StatusCode::UNAUTHORIZED, "not logged in"))
@@ -141,15 +141,19 @@ pub async fn permitted(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let mut ops = OpSet::EMPTY;
+    // One set computation for what is allowed; the full decision (with its reasons) only
+    // for the operations that are not.
+    let now = state.clock.now_secs();
+    let ops = state
+        .policy_ops(&q.owner, &s, &q.workflow)
+        .await
+        .intersect(state.class_ops(&q.owner, &s, now));
     let mut denied = BTreeMap::new();
-    for op in Operation::ALL {
-        let eff = state.effective(&q.owner, &s, &q.workflow, op).await;
-        if eff.allowed {
-            ops.insert(op);
-        } else {
-            denied.insert(op.name(), eff.reason);
-        }
+    for op in Operation::ALL.into_iter().filter(|op| !ops.contains(*op)) {
+        denied.insert(
+            op.name(),
+            state.effective(&q.owner, &s, &q.workflow, op).await.reason,
+        );
     }
     HttpResponse::Ok().json(json!({ "ops": ops, "denied": denied }))
 }
@@ -404,7 +408,7 @@ pub async fn start_own_server(
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = crate::web::require_csrf_pub(&req, &s) {
+    if let Err(r) = crate::web::require_csrf(&req, &s) {
         return r;
     }
     let body: StartBody = match serde_json::from_slice(if body.is_empty() { b"{}" } else { &body })
@@ -423,51 +427,14 @@ pub async fn start_own_server(
             format!("your server is already running (pid {}); stop it first (DELETE /hub/api/server) to pick another profile", srv.pid),
         );
     }
-    match state
-        .servers
-        .ensure_profile(&s.user, body.profile.clone())
-        .await
+    let profile = body.profile.unwrap_or_else(|| "default".into());
+    match crate::relay::ensure_server_profile(&state, &s.user, &s.user, Some(profile.clone())).await
     {
-        Ok(_) => {
-            let srv = state.servers.get(&s.user);
-            let rec = steward_audit::AuditRecord {
-                owner: Some(s.user.clone()),
-                message: srv
-                    .as_ref()
-                    .map(|x| format!("pid {} in {}", x.pid, x.cgroup)),
-                ..steward_audit::AuditRecord::new(
-                    steward_audit::RecordKind::Event,
-                    steward_audit::events::SPAWN,
-                    &s.user,
-                )
-            }
-            .with_extra("server", "default")
-            .with_extra(
-                "profile",
-                body.profile.clone().unwrap_or_else(|| "default".into()),
-            );
-            let _ = crate::web::audit(&state, rec).await;
-            state.metrics.spawns.inc();
-            HttpResponse::Ok().json(json!({ "started": true, "profile": body.profile.unwrap_or_else(|| "default".into()) }))
-        }
+        Ok(_) => HttpResponse::Ok().json(json!({ "started": true, "profile": profile })),
         Err(crate::servers::ServerError::Busy) => HttpResponse::TooManyRequests()
             .insert_header(("Retry-After", "5"))
             .json(json!({ "error": crate::servers::ServerError::Busy.to_string() })),
-        Err(e) => {
-            state.metrics.spawn_failures.inc();
-            let rec = steward_audit::AuditRecord {
-                owner: Some(s.user.clone()),
-                message: Some(e.to_string()),
-                outcome: Some(steward_audit::Outcome::Error),
-                ..steward_audit::AuditRecord::new(
-                    steward_audit::RecordKind::Event,
-                    steward_audit::events::SPAWN_FAILED,
-                    &s.user,
-                )
-            };
-            let _ = crate::web::audit(&state, rec).await;
-            error_json(StatusCode::FORBIDDEN, e.to_string())
-        }
+        Err(e) => error_json(StatusCode::FORBIDDEN, e.to_string()),
     }
 }
 
@@ -477,27 +444,15 @@ pub async fn stop_own_server(state: web::Data<AppState>, req: HttpRequest) -> Ht
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Err(r) = crate::web::require_csrf_pub(&req, &s) {
+    if let Err(r) = crate::web::require_csrf(&req, &s) {
         return r;
     }
     if state.servers.get(&s.user).is_none() {
         return error_json(StatusCode::NOT_FOUND, "your server is not running");
     }
-    let result = state.servers.stop(&s.user).await;
-    let rec = steward_audit::AuditRecord {
-        owner: Some(s.user.clone()),
-        message: Some(match &result {
-            Ok(()) => "stopped by its owner".to_string(),
-            Err(e) => e.to_string(),
-        }),
-        ..steward_audit::AuditRecord::new(
-            steward_audit::RecordKind::Event,
-            steward_audit::events::STOP,
-            &s.user,
-        )
-    }
-    .with_extra("server", "default");
-    let _ = crate::web::audit(&state, rec).await;
+    let result =
+        crate::relay::stop_server_audited(&state, &s.user, &s.user, None, "stopped by its owner")
+            .await;
     match result {
         Ok(()) => HttpResponse::Ok().json(json!({ "stopped": true })),
         Err(e) => error_json(StatusCode::BAD_GATEWAY, e.to_string()),

@@ -4,7 +4,7 @@
 
 use crate::db::{hash_secret, Session, TokenRow};
 use crate::state::AppState;
-use crate::web::{audit, current_session, error_json, random_token, require_csrf_pub};
+use crate::web::{audit, current_session, error_json, random_token, require_csrf};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -92,7 +92,7 @@ pub async fn create(
     if s.id_hash.starts_with("token:") {
         return error_json(StatusCode::FORBIDDEN, "tokens cannot create tokens; log in");
     }
-    if let Err(r) = require_csrf_pub(&req, &s) {
+    if let Err(r) = require_csrf(&req, &s) {
         return r;
     }
     let body: CreateBody = match serde_json::from_slice(&body) {
@@ -202,7 +202,7 @@ pub async fn revoke(
     let Some(s) = current_session(&state, &req) else {
         return error_json(StatusCode::UNAUTHORIZED, "not logged in");
     };
-    if let Err(r) = require_csrf_pub(&req, &s) {
+    if let Err(r) = require_csrf(&req, &s) {
         return r;
     }
     let id = id.into_inner();

@@ -26,7 +26,17 @@ pub async fn ensure_server(
     owner: &str,
     actor: &str,
 ) -> Result<RunningServer, ServerError> {
-    match state.servers.ensure(owner).await {
+    ensure_server_profile(state, owner, actor, None).await
+}
+
+/// [`ensure_server`] on a chosen profile (recorded in the audit record when given).
+pub async fn ensure_server_profile(
+    state: &AppState,
+    owner: &str,
+    actor: &str,
+    profile: Option<String>,
+) -> Result<RunningServer, ServerError> {
+    match state.servers.ensure_profile(owner, profile.clone()).await {
         Ok(SpawnOutcome::AlreadyRunning(s)) => Ok(s),
         Ok(SpawnOutcome::Started(s)) => {
             state.metrics.spawns.inc();
@@ -36,6 +46,10 @@ pub async fn ensure_server(
                 ..AuditRecord::new(RecordKind::Event, events::SPAWN, actor)
             }
             .with_extra("server", s.name.clone());
+            let rec = match profile {
+                Some(p) => rec.with_extra("profile", p),
+                None => rec,
+            };
             let _ = audit(state, rec).await;
             Ok(s)
         }
@@ -51,6 +65,29 @@ pub async fn ensure_server(
             Err(e)
         }
     }
+}
+
+/// Stops an owner's server through the helper and audits who did it and why.
+pub async fn stop_server_audited(
+    state: &AppState,
+    owner: &str,
+    actor: &str,
+    session: Option<String>,
+    why: &str,
+) -> Result<(), ServerError> {
+    let result = state.servers.stop(owner).await;
+    let rec = AuditRecord {
+        session,
+        owner: Some(owner.to_string()),
+        message: Some(match &result {
+            Ok(()) => why.to_string(),
+            Err(e) => e.to_string(),
+        }),
+        ..AuditRecord::new(RecordKind::Event, events::STOP, actor)
+    }
+    .with_extra("server", crate::servers::DEFAULT_SERVER);
+    let _ = audit(state, rec).await;
+    result
 }
 
 fn origin_ok(state: &AppState, req: &HttpRequest) -> bool {

@@ -64,11 +64,7 @@ pub fn current_session(state: &AppState, req: &HttpRequest) -> Option<Session> {
     Some(s)
 }
 
-pub fn require_csrf_pub(req: &HttpRequest, s: &Session) -> Result<(), HttpResponse> {
-    require_csrf(req, s)
-}
-
-fn require_csrf(req: &HttpRequest, s: &Session) -> Result<(), HttpResponse> {
+pub fn require_csrf(req: &HttpRequest, s: &Session) -> Result<(), HttpResponse> {
     // Bearer tokens are not sent by browsers on their own, so they need no CSRF token.
     if s.id_hash.starts_with("token:") {
         return Ok(());
