@@ -48,6 +48,14 @@ prefix = "{prefix}"
         format!("{text}\n[profiles.default]\nmemory = \"256M\"\ncpu = 1.0\npids = 64\n")
     };
     write_root_file(&config, &text);
+    // A run that failed half-way may have left servers under this test's own prefix.
+    let (_, list) = helper_call(&config, &json!({"verb": "list"}));
+    for s in list["servers"].as_array().into_iter().flatten() {
+        helper_call(
+            &config,
+            &json!({"verb": "stop", "user": s["user"], "server": s["server"], "grace_secs": 0}),
+        );
+    }
     Fixture {
         _dir: dir,
         config,
@@ -56,9 +64,20 @@ prefix = "{prefix}"
 }
 
 fn start(f: &Fixture, server: &str, script: &str, profile: Option<&str>) -> (i32, Value) {
+    start_exe(f, server, "sh", &["-c", script], profile)
+}
+
+/// Starts an allow-listed executable with a hostile requested environment.
+fn start_exe(
+    f: &Fixture,
+    server: &str,
+    exe: &str,
+    args: &[&str],
+    profile: Option<&str>,
+) -> (i32, Value) {
     helper_call(
         &f.config,
-        &json!({"verb": "start", "user": USER, "server": server, "executable": "sh", "args": ["-c", script],
+        &json!({"verb": "start", "user": USER, "server": server, "executable": exe, "args": args,
                 "env": {"LD_PRELOAD": "/tmp/evil.so", "PYTHONPATH": "/tmp", "PATH": "/tmp/evil", "STEWARD_HUB": "x", "LANG": "C.UTF-8", "HOME": "/root"},
                 "profile": profile}),
     )
@@ -101,7 +120,9 @@ fn start_runs_as_user_in_cgroup_with_clean_env_and_stop_removes_all() {
     }
     let f = fixture("start", "");
     let user = nix::unistd::User::from_name(USER).unwrap().unwrap();
-    let (code, reply) = start(&f, "s1", "sleep 300", None);
+    // `sleep` itself, not a shell: a shell may open descriptors of its own, which would
+    // hide whether any were inherited from the helper.
+    let (code, reply) = start_exe(&f, "s1", "sleep", &["300"], None);
     assert_eq!(code, 0, "{reply}");
     assert_eq!(reply["reply"], "started");
     let pid = reply["pid"].as_u64().unwrap() as u32;
