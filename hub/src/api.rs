@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use steward_audit::Outcome;
 use steward_protocol::wire::WorkflowSummary;
 use steward_protocol::{Operation, WorkflowId};
 
@@ -389,6 +390,145 @@ pub async fn proxy_get(
         }
         Err(e) => error_json(StatusCode::BAD_GATEWAY, format!("{owner}'s server: {e}")),
     }
+}
+
+/// `POST /user/{owner}/api/op`: the HTTP twin of a WebSocket operation message, for
+/// scripts. The same path decides, audits, signs and forwards it; the UI server's status
+/// and `{"type":"result",..}` body come back unchanged.
+pub async fn proxy_op(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let mut s = match session_or_401(&state, &req) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = crate::web::require_csrf(&req, &s) {
+        return r;
+    }
+    let owner = path.into_inner();
+    if let Err(r) = valid_owner(&owner) {
+        return r;
+    }
+    let Some(_busy) = state.drain.enter() else {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .json(json!({"error": "the hub is restarting; the operation was not sent. Retry shortly"}));
+    };
+    let op: steward_protocol::wire::OpRequest = match serde_json::from_slice(&body) {
+        Ok(o) => o,
+        Err(e) => {
+            return error_json(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "request body: {e}; expected {{\"id\": ID, \"op\": OPERATION, \"target\": \"workflow[//cycle/task]\", \"args\": {{..}}}}"
+                ),
+            )
+        }
+    };
+    let rate = state.cfg.limits.ops_per_sec;
+    let allowed = state
+        .http_op_buckets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(s.id_hash.clone())
+        .or_insert_with(|| crate::ratelimit::TokenBucket::full(rate))
+        .take(rate);
+    if !allowed {
+        return HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", "1"))
+            .json(json!({"error": format!("too many operations: at most {rate} per second per session; slow down")}));
+    }
+    let addr = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let auth = match crate::ops::authorize(&state, &owner, &mut s, &addr, op).await {
+        Ok(a) => a,
+        Err(crate::ops::Refusal::Denied { op, reason }) => {
+            return HttpResponse::Forbidden()
+                .json(json!({"type": "denied", "op": op, "reason": reason}))
+        }
+        Err(crate::ops::Refusal::Error { status, message }) => return error_json(status, message),
+    };
+    state.touch(&owner, 0);
+    let server = match crate::relay::ensure_server(&state, &owner, &s.user).await {
+        Ok(srv) => srv,
+        Err(e) => {
+            let msg = format!("{owner}'s server could not start: {e}");
+            crate::ops::finish(&state, auth.pending, Outcome::Error, Some(msg.clone())).await;
+            return error_json(StatusCode::SERVICE_UNAVAILABLE, msg);
+        }
+    };
+    let client = match state.upstream.client(&state.servers.client_tls, &server) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::ops::finish(&state, auth.pending, Outcome::Error, Some(e.clone())).await;
+            return error_json(StatusCode::BAD_GATEWAY, e);
+        }
+    };
+    let mut request = auth.request;
+    let token = request.token.take().unwrap_or_default();
+    let sent = client
+        .post(UpstreamClients::url(&server, "/api/op"))
+        .bearer_auth(token)
+        .json(&request)
+        .send()
+        .await;
+    let answer = match sent {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            resp.bytes().await.map(|b| (status, b))
+        }
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok((status, bytes)) => {
+            let result: Option<steward_protocol::wire::ServerMessage> =
+                serde_json::from_slice(&bytes).ok();
+            let (outcome, message) = match result {
+                Some(steward_protocol::wire::ServerMessage::Result { ok, message, .. }) => {
+                    (if ok { Outcome::Ok } else { Outcome::Error }, message)
+                }
+                _ => (
+                    Outcome::Error,
+                    format!(
+                        "server answered {status}: {}",
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                    ),
+                ),
+            };
+            crate::ops::finish(&state, auth.pending, outcome, Some(message)).await;
+            HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY))
+                .content_type("application/json")
+                .body(bytes)
+        }
+        Err(e) => {
+            // Sent but unanswered: the server may or may not have applied it.
+            let msg = format!("{owner}'s server did not answer: {e}");
+            crate::ops::finish(&state, auth.pending, Outcome::Unknown, Some(msg.clone())).await;
+            error_json(StatusCode::BAD_GATEWAY, msg)
+        }
+    }
+}
+
+/// Any other method under `/user/{owner}/api/`: the hub forwards only what it can decide
+/// (reads, and operations through [`proxy_op`]); anything else would reach the owner's
+/// server without a decision, so it is refused here.
+pub async fn proxy_other(req: HttpRequest) -> HttpResponse {
+    let allow = if req.path().ends_with("/api/op") {
+        "POST"
+    } else {
+        "GET"
+    };
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("Allow", allow))
+        .json(json!({"error": format!(
+            "{} is not forwarded to UI servers: use GET to read, or POST /user/<owner>/api/op for an operation",
+            req.method()
+        )}))
 }
 
 #[derive(Deserialize)]

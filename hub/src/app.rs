@@ -138,26 +138,64 @@ pub async fn serve(hub: Hub) -> anyhow::Result<()> {
             .route("/hub/api/explain", aw::get().to(crate::api::explain))
             .route("/hub/api/audit", aw::get().to(crate::api::audit_search))
             .route("/user/{owner}/ws", aw::get().to(relay::user_ws))
+            .route("/user/{owner}/api/op", aw::post().to(crate::api::proxy_op))
             .route(
                 "/user/{owner}/api/{rest:.*}",
                 aw::get().to(crate::api::proxy_get),
+            )
+            .route(
+                "/user/{owner}/api/{rest:.*}",
+                aw::route().to(crate::api::proxy_other),
             )
             .configure(crate::ui::routes)
     })
     .workers(2)
     .shutdown_timeout(1)
+    .disable_signals()
     .listen_rustls_0_23(public_listener, public_tls)?
     .run();
 
+    // Installed before the ready line, so a SIGTERM right after it is a graceful stop.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     crate::background::start(state.clone(), cert);
     println!("steward: ready on https://{public_addr} (internal {internal_addr})");
     tracing::info!(%public_addr, %internal_addr, "hub ready");
     let internal_handle = internal.handle();
+    let public_handle = public.handle();
     // actix servers accept only while their future is polled.
     let internal_task = actix_web::rt::spawn(internal);
-    // The public server owns SIGINT/SIGTERM handling; when it stops, stop the internal one.
+    let st = state.clone();
+    actix_web::rt::spawn(async move {
+        let signal = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        shut_down(&st, signal, &public_handle).await;
+    });
     let res = public.await;
     internal_handle.stop(true).await;
     let _ = internal_task.await;
     res.map_err(Into::into)
+}
+
+/// Stops accepting, lets operations in flight finish (their outcomes audited), then stops
+/// the listeners. UI servers keep running; the next hub re-adopts them.
+async fn shut_down(state: &AppState, signal: &str, public: &actix_web::dev::ServerHandle) {
+    tracing::info!(
+        signal,
+        "stopping: no new connections; draining operations in flight"
+    );
+    public.pause().await;
+    state.drain.begin();
+    let grace = std::time::Duration::from_secs(state.cfg.limits.shutdown_drain_secs);
+    // A little over the relays' own deadline, so they audit their unanswered operations.
+    let left = state
+        .drain
+        .wait_idle(grace + std::time::Duration::from_millis(500))
+        .await;
+    if left > 0 {
+        tracing::warn!(left, "drain deadline passed; stopping anyway");
+    }
+    public.stop(true).await;
 }

@@ -236,6 +236,14 @@ pub struct LimitsConfig {
     /// Operations one connection may send per second (bursts of twice that).
     #[serde(default = "default_ops_per_sec")]
     pub ops_per_sec: u32,
+    /// On SIGTERM, how long operations already sent to a UI server may take to answer
+    /// before the hub exits anyway (their outcome is then audited as unknown).
+    #[serde(default = "default_drain_secs")]
+    pub shutdown_drain_secs: u64,
+}
+
+fn default_drain_secs() -> u64 {
+    10
 }
 
 fn default_ws_per_user() -> usize {
@@ -252,6 +260,7 @@ impl Default for LimitsConfig {
             body_bytes: default_body(),
             ws_per_user: default_ws_per_user(),
             ops_per_sec: default_ops_per_sec(),
+            shutdown_drain_secs: default_drain_secs(),
         }
     }
 }

@@ -5,6 +5,37 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::Instant;
+
+/// `rate` operations per second with bursts of twice that (`limits.ops_per_sec`).
+pub struct TokenBucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    pub fn full(rate: u32) -> Self {
+        TokenBucket {
+            tokens: 2.0 * rate as f64,
+            refilled: Instant::now(),
+        }
+    }
+
+    /// True when one more operation may go now.
+    pub fn take(&mut self, rate: u32) -> bool {
+        let rate = rate as f64;
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * rate;
+        self.refilled = now;
+        self.tokens = (self.tokens + refill).min(2.0 * rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 pub struct FailureLimiter {
     window_secs: i64,

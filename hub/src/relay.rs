@@ -8,16 +8,18 @@
 //! which case workflows they may not read are filtered out.
 
 use crate::db::Session;
+use crate::ops::{finish, PendingOp, Refusal};
+use crate::ratelimit::TokenBucket;
 use crate::servers::{RunningServer, ServerError, SpawnOutcome};
 use crate::state::AppState;
-use crate::web::{audit, current_session, error_json, session_ref};
+use crate::web::{audit, current_session, error_json};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
-use steward_audit::{events, AuditRecord, Decision as AuditDecision, Outcome, RecordKind};
+use steward_audit::{events, AuditRecord, Outcome, RecordKind};
 use steward_protocol::wire::{ClientMessage, OpRequest, ServerMessage};
-use steward_protocol::{Operation, TaskId, WorkflowId};
+use steward_protocol::{Operation, WorkflowId};
 use tokio_tungstenite::tungstenite::Message as UpMessage;
 
 /// Starts (or finds) the owner's server, auditing a start with the actor who caused it.
@@ -245,20 +247,15 @@ impl Drop for WsSlot {
     }
 }
 
-struct PendingOp {
-    intent: AuditRecord,
-    intent_seq: u64,
-}
-
 struct Relay {
     state: std::sync::Arc<AppState>,
     owner: String,
     session: Session,
     addr: String,
     pending: HashMap<String, PendingOp>,
-    /// Token bucket for `limits.ops_per_sec`.
-    op_tokens: f64,
-    op_refill: std::time::Instant,
+    op_bucket: TokenBucket,
+    /// Set on SIGTERM: no new operations; the relay ends once `pending` is empty.
+    draining: bool,
 }
 
 async fn send_browser(ws: &mut actix_ws::Session, msg: &ServerMessage) -> bool {
@@ -277,19 +274,40 @@ async fn relay(
     mut stream: actix_ws::AggregatedMessageStream,
     upstream: crate::servers::UpstreamWs,
 ) {
+    let state_for_guard = state.clone();
+    // Registered even when the hub is already draining: this relay then just ends at once.
+    let _busy = state_for_guard.drain.enter();
+    let mut shutdown = state.drain.subscribe();
     let (mut up_tx, mut up_rx) = upstream.split();
     let mut r = Relay {
+        op_bucket: TokenBucket::full(state.cfg.limits.ops_per_sec),
         state,
         owner,
         session,
         addr,
         pending: HashMap::new(),
-        op_tokens: 0.0,
-        op_refill: std::time::Instant::now(),
+        draining: false,
     };
-    r.op_tokens = 2.0 * r.state.cfg.limits.ops_per_sec as f64;
+    let far_future = tokio::time::Instant::now() + std::time::Duration::from_secs(86400 * 365);
+    let drain_deadline = tokio::time::sleep_until(far_future);
+    tokio::pin!(drain_deadline);
+    let mut ended_by_drain = false;
     loop {
+        if r.draining && r.pending.is_empty() {
+            ended_by_drain = true;
+            break;
+        }
         tokio::select! {
+            changed = shutdown.wait_for(|d| *d), if !r.draining => {
+                if changed.is_err() { continue; }
+                r.draining = true;
+                let grace = std::time::Duration::from_secs(r.state.cfg.limits.shutdown_drain_secs);
+                drain_deadline.as_mut().reset(tokio::time::Instant::now() + grace);
+            }
+            _ = &mut drain_deadline => {
+                ended_by_drain = true;
+                break;
+            }
             msg = stream.recv() => {
                 let Some(msg) = msg else { break };
                 match msg {
@@ -334,19 +352,32 @@ async fn relay(
         }
     }
     // Operations forwarded but never answered: their outcome is unknown.
+    let why = if ended_by_drain {
+        "the hub shut down before the server answered"
+    } else {
+        "connection closed before the server answered"
+    };
     for (_, p) in r.pending.drain() {
-        let rec = p.intent.outcome_of(
-            p.intent_seq,
-            Outcome::Unknown,
-            Some("connection closed before the server answered".into()),
-        );
-        let _ = audit(&r.state, rec).await;
+        finish(&r.state, p, Outcome::Unknown, Some(why.into())).await;
     }
     r.state.metrics.open_websockets.dec();
     r.state.release_ws_slot(&r.session.user);
     r.state.touch(&r.owner, -1);
-    let _ = ws.close(None).await;
+    // 1012 (service restart) tells the page to reconnect, which reaches the next hub.
+    let close = ended_by_drain.then(|| actix_ws::CloseReason {
+        code: actix_ws::CloseCode::Restart,
+        description: Some("hub restarting; reconnect".into()),
+    });
+    let _ = ws.close(close).await;
     let _ = up_tx.close().await;
+}
+
+/// `{"type":"ping"...}` with no second `"type"` key, so the UI server cannot read it as
+/// anything else. It carries no token: even a disguised operation would be refused there.
+fn is_plain_ping(text: &str) -> bool {
+    const PREFIX: &str = "{\"type\":\"ping\"";
+    text.strip_prefix(PREFIX)
+        .is_some_and(|rest| rest.starts_with([',', '}']) && !rest.contains("\"type\""))
 }
 
 enum Forward {
@@ -356,6 +387,11 @@ enum Forward {
 
 impl Relay {
     async fn handle_browser(&mut self, text: &str) -> Forward {
+        // Pings are the only browser traffic that is not an operation and may be large
+        // (round-trip checks): pass them on without building a parse tree.
+        if is_plain_ping(text) {
+            return Forward::Upstream(text.to_string());
+        }
         if text.len() > steward_protocol::wire::MAX_OP_MESSAGE_BYTES {
             return Forward::Browser(ServerMessage::Error {
                 id: None,
@@ -375,7 +411,10 @@ impl Relay {
             }
         };
         match msg {
-            ClientMessage::Ping => Forward::Browser(ServerMessage::Pong),
+            // Not plain (e.g. fields reordered): forward the canonical form.
+            ping @ ClientMessage::Ping { .. } => {
+                Forward::Upstream(serde_json::to_string(&ping).unwrap_or_default())
+            }
             ClientMessage::Op(op) => self.operation(op).await,
         }
     }
@@ -421,24 +460,9 @@ impl Relay {
         Some(Forward::Upstream(text.to_string()))
     }
 
-    /// True when this connection may send one more operation now.
-    fn take_op_token(&mut self) -> bool {
-        let rate = self.state.cfg.limits.ops_per_sec as f64;
-        let now = std::time::Instant::now();
-        let refill = now.duration_since(self.op_refill).as_secs_f64() * rate;
-        self.op_refill = now;
-        self.op_tokens = (self.op_tokens + refill).min(2.0 * rate);
-        if self.op_tokens >= 1.0 {
-            self.op_tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    async fn operation(&mut self, mut req: OpRequest) -> Forward {
+    async fn operation(&mut self, req: OpRequest) -> Forward {
         let id = req.id.clone();
-        if !self.take_op_token() {
+        if !self.op_bucket.take(self.state.cfg.limits.ops_per_sec) {
             tracing::warn!(user = %self.session.user, owner = %self.owner, "operation rate limit hit");
             return Forward::Browser(ServerMessage::Error {
                 id: Some(id),
@@ -448,144 +472,35 @@ impl Relay {
                 ),
             });
         }
-        let err = |message: String| {
-            Forward::Browser(ServerMessage::Error {
-                id: Some(id.clone()),
-                message,
-            })
-        };
-        if req.id.is_empty() || req.id.len() > 128 {
-            return err("op id must be 1 to 128 characters".into());
-        }
-        if self.pending.contains_key(&req.id) {
-            return err(format!(
-                "an operation with id {:?} is still in flight",
-                req.id
-            ));
-        }
-        let op: Operation = match req.op.parse() {
-            Ok(op) => op,
-            Err(_) => {
-                return err(format!(
-                    "unknown operation {:?}; known: {}",
-                    req.op,
-                    Operation::ALL.map(|o| o.name()).join(", ")
-                ))
-            }
-        };
-        let (workflow, task) = if req.target.contains("//") {
-            match TaskId::parse(&req.target, &self.owner) {
-                Ok(t) => {
-                    let mut task = t.cycle.clone();
-                    if let Some(name) = &t.task {
-                        task.push('/');
-                        task.push_str(name);
-                    }
-                    if let Some(j) = t.job {
-                        task.push_str(&format!("/{j:02}"));
-                    }
-                    (t.workflow, Some(task))
-                }
-                Err(e) => return err(format!("target: {e}")),
-            }
-        } else {
-            match WorkflowId::parse(&req.target, &self.owner) {
-                Ok(w) => (w, None),
-                Err(e) => return err(format!("target: {e}")),
-            }
-        };
-        if workflow.owner != self.owner {
-            return err(format!(
-                "target belongs to {}, but this connection is to {}'s server",
-                workflow.owner, self.owner
-            ));
-        }
-        // Re-read the session: it may have been revoked or its elevation may have expired.
-        let fresh = if self.session.id_hash.starts_with("token:") {
-            crate::apitokens::revalidate(&self.state, &self.session)
-        } else {
-            self.state.db.session(&self.session.id_hash).ok().flatten()
-        };
-        let Some(session) = fresh else {
-            return err("your session has ended; log in again".into());
-        };
-        self.session = session;
-        crate::web::audit_expiry_once(&self.state, &self.session).await;
-        let eff = self
-            .state
-            .effective(&self.owner, &self.session, &workflow.name, op)
-            .await;
-        let rid = uuid::Uuid::new_v4().simple().to_string();
-        let record = AuditRecord {
-            actor_addr: Some(self.addr.clone()),
-            session: Some(session_ref(&self.session)),
-            owner: Some(self.owner.clone()),
-            workflow: Some(workflow.name.clone()),
-            task: task.clone(),
-            op: Some(op.name().into()),
-            decision: Some(if eff.allowed {
-                AuditDecision::Allow
-            } else {
-                AuditDecision::Deny
-            }),
-            reason: Some(eff.reason.clone()),
-            elevation: Some(eff.class_now.name().into()),
-            elevation_deadline: self
-                .session
-                .deadline
-                .and_then(|d| chrono::DateTime::from_timestamp(d, 0))
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-            request_id: Some(rid.clone()),
-            ..AuditRecord::new(RecordKind::Intent, events::OP, &self.session.user)
-        };
-        if !eff.allowed {
-            let rec = AuditRecord {
-                kind: RecordKind::Event,
-                ..record
-            };
-            if let Err(e) = audit(&self.state, rec).await {
-                return err(format!("audit log unavailable ({e}); operation refused"));
-            }
-            return Forward::Browser(ServerMessage::Denied {
-                id,
-                op: op.name().into(),
-                reason: eff.reason,
+        if self.draining {
+            return Forward::Browser(ServerMessage::Error {
+                id: Some(id),
+                message: "the hub is restarting; the operation was not sent. Send it again once reconnected".into(),
             });
         }
-        // Write-ahead: the intent is durable before anything reaches the server.
-        let intent_seq = match audit(&self.state, record.clone()).await {
-            Ok(seq) => seq,
-            Err(e) => {
-                return err(format!(
-                    "audit log unavailable ({e}); operation refused until it can be written"
-                ))
+        if self.pending.contains_key(&req.id) {
+            return Forward::Browser(ServerMessage::Error {
+                id: Some(id.clone()),
+                message: format!("an operation with id {id:?} is still in flight"),
+            });
+        }
+        match crate::ops::authorize(&self.state, &self.owner, &mut self.session, &self.addr, req)
+            .await
+        {
+            Ok(auth) => {
+                self.pending.insert(id, auth.pending);
+                Forward::Upstream(
+                    serde_json::to_string(&ClientMessage::Op(auth.request)).unwrap_or_default(),
+                )
             }
-        };
-        let now = crate::tokens::jwt_now();
-        let token = match self.state.signer.sign(
-            now,
-            &self.owner,
-            &self.session.user,
-            vec![op],
-            Some(workflow.name.clone()),
-            &rid,
-        ) {
-            Ok(t) => t,
-            Err(e) => {
-                let rec = record.outcome_of(intent_seq, Outcome::Error, Some(e.to_string()));
-                let _ = audit(&self.state, rec).await;
-                return err(format!("signing failed: {e}"));
+            Err(Refusal::Denied { op, reason }) => {
+                Forward::Browser(ServerMessage::Denied { id, op, reason })
             }
-        };
-        req.token = Some(token);
-        self.pending.insert(
-            id,
-            PendingOp {
-                intent: record,
-                intent_seq,
-            },
-        );
-        Forward::Upstream(serde_json::to_string(&ClientMessage::Op(req)).unwrap_or_default())
+            Err(Refusal::Error { message, .. }) => Forward::Browser(ServerMessage::Error {
+                id: Some(id),
+                message,
+            }),
+        }
     }
 
     /// Returns the text to send to the browser (None: drop it).
@@ -610,10 +525,7 @@ impl Relay {
             } => {
                 if let Some(p) = self.pending.remove(id) {
                     let outcome = if ok { Outcome::Ok } else { Outcome::Error };
-                    let rec = p
-                        .intent
-                        .outcome_of(p.intent_seq, outcome, Some(message.clone()));
-                    let _ = audit(&self.state, rec).await;
+                    finish(&self.state, p, outcome, Some(message.clone())).await;
                 }
                 Some(text.to_string())
             }

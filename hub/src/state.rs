@@ -36,6 +36,9 @@ pub struct AppState {
     pub user_pattern: regex::Regex,
     pub upstream: crate::proxy::UpstreamClients,
     pub limiter: crate::ratelimit::FailureLimiter,
+    pub drain: crate::drain::Drain,
+    /// Token buckets for `limits.ops_per_sec` on `POST /user/<owner>/api/op`, per session.
+    pub http_op_buckets: Mutex<HashMap<String, crate::ratelimit::TokenBucket>>,
     user_policies: Mutex<HashMap<String, CachedUserPolicy>>,
     groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
@@ -86,6 +89,8 @@ impl AppState {
             user_pattern,
             upstream: Default::default(),
             limiter,
+            drain: Default::default(),
+            http_op_buckets: Mutex::new(HashMap::new()),
             user_policies: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
         })

@@ -125,7 +125,7 @@ pub fn session_ref(s: &Session) -> String {
     s.id_hash.chars().take(16).collect()
 }
 
-fn deadline_rfc3339(deadline: Option<i64>) -> Option<String> {
+pub fn deadline_rfc3339(deadline: Option<i64>) -> Option<String> {
     deadline
         .and_then(|d| chrono::DateTime::from_timestamp(d, 0))
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

@@ -15,8 +15,12 @@ pub const MAX_OP_MESSAGE_BYTES: usize = 64 * 1024;
 pub enum ClientMessage {
     /// Ask for an operation; the hub decides, audits, signs and forwards it.
     Op(OpRequest),
-    /// Keep the connection (and the owner's server) alive.
-    Ping,
+    /// Keep the connection (and the owner's server) alive. Relayed to the UI server,
+    /// which answers `pong` with the same `data`, so it also measures the whole path.
+    Ping {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,7 +68,10 @@ pub enum ServerMessage {
         id: Option<String>,
         message: String,
     },
-    Pong,
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

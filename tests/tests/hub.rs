@@ -833,3 +833,286 @@ async fn connection_and_operation_limits_give_clear_errors() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _c = ws(&d, "alice", &cookie).await;
 }
+
+/// POSTs an operation to `/user/{owner}/api/op`; returns (status, body).
+async fn http_op(
+    d: &Demo,
+    c: &reqwest::Client,
+    csrf: &str,
+    owner: &str,
+    body: Value,
+) -> (u16, Value) {
+    let r = c
+        .post(format!("{}/user/{owner}/api/op", d.base))
+        .header("x-csrf-token", csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The outcome record that closes the intent with this request id, if any.
+fn outcome_of(d: &Demo, op: &str, workflow: &str) -> Vec<Value> {
+    let recs = d.audit_records();
+    let intents: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["kind"] == "intent" && r["op"] == op && r["workflow"] == workflow)
+        .collect();
+    intents
+        .iter()
+        .filter_map(|i| {
+            recs.iter()
+                .find(|r| r["kind"] == "outcome" && r["request_id"] == i["request_id"])
+                .cloned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_operations_are_decided_and_sigterm_drains_operations_in_flight() {
+    if !require_root("http_ops_and_drain") {
+        return;
+    }
+    let _l = demo_lock();
+    let mut d = Demo::start();
+    // `steward serve`, not the demo: on SIGTERM it leaves the servers running.
+    d.serve_with("");
+    let (alice, csrf) = d.login("alice").await;
+    let (csrf, _) = d.elevate(&alice, &csrf, "alice", "execute").await;
+
+    // An operation over HTTP takes the same path as one over the WebSocket.
+    let (status, body) = http_op(
+        &d,
+        &alice,
+        &csrf,
+        "alice",
+        json!({"id": "h1", "op": "play", "target": "alice_forecast"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "result", "{body}");
+    assert_eq!(body["ok"], true, "{body}");
+    let played = outcome_of(&d, "play", "alice_forecast");
+    assert_eq!(played.len(), 1, "one intent, one outcome: {played:?}");
+    assert_eq!(played[0]["outcome"], "ok");
+
+    // Bad requests name what is wrong; nothing is forwarded or left half-recorded.
+    let (status, body) = http_op(&d, &alice, &csrf, "alice", json!({"id": "h2"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("request body"),
+        "{body}"
+    );
+    let (status, body) = http_op(
+        &d,
+        &alice,
+        &csrf,
+        "alice",
+        json!({"id": "h3", "op": "pauze", "target": "alice_forecast"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("op: unknown operation"),
+        "{body}"
+    );
+    let (status, body) = http_op(
+        &d,
+        &alice,
+        &csrf,
+        "alice",
+        json!({"id": "h4", "op": "pause", "target": "alice_forecast", "token": "x"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("token:"),
+        "{body}"
+    );
+    let (status, _) = http_op(
+        &d,
+        &alice,
+        "wrong",
+        "alice",
+        json!({"id": "h5", "op": "pause", "target": "alice_forecast"}),
+    )
+    .await;
+    assert_eq!(status, 403, "CSRF is required for HTTP operations");
+    // Methods the hub cannot decide never reach the server.
+    let r = alice
+        .put(format!("{}/user/alice/api/op", d.base))
+        .header("x-csrf-token", &csrf)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let r = alice
+        .delete(format!("{}/user/alice/api/summary", d.base))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    // A person without the permission is denied, and it is audited.
+    let (bob, bob_csrf) = d.login("bob").await;
+    let (status, body) = http_op(
+        &d,
+        &bob,
+        &bob_csrf,
+        "alice",
+        json!({"id": "h6", "op": "stop", "target": "alice_forecast"}),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["type"], "denied", "{body}");
+    assert!(d
+        .audit_records()
+        .iter()
+        .any(|r| r["actor"] == "bob" && r["op"] == "stop" && r["decision"] == "deny"));
+
+    // SIGTERM while an operation is in flight: the workflow's scheduler is stopped
+    // (SIGSTOP), so a `pause` sent to it waits until it is continued. The hub takes no
+    // new operation, waits for the answer, audits it, closes the WebSocket with 1012
+    // (restart) and exits, leaving alice's server and workflows running.
+    let (cookie, csrf2) = login_cookie(&d.base, &d.ca(), "alice", &d.password("alice")).await;
+    let c2 = d.client();
+    let r = c2
+        .post(format!("{}/hub/api/elevate", d.base))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf2)
+        .json(&json!({"class": "execute", "password": d.password("alice")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut w = ws(&d, "alice", &cookie).await;
+    ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    let server_pid: i32 =
+        std::fs::read_to_string("/sys/fs/cgroup/pids/steward-demo/alice/default/cgroup.procs")
+            .unwrap()
+            .lines()
+            .next()
+            .expect("alice's server runs")
+            .parse()
+            .unwrap();
+    let workflow_pids: Vec<i32> =
+        std::fs::read_to_string("/sys/fs/cgroup/pids/steward-demo/alice/workflows/cgroup.procs")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+    assert!(!workflow_pids.is_empty(), "alice_forecast's scheduler runs");
+    let signal_all = |sig| {
+        for p in &workflow_pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig);
+        }
+    };
+    signal_all(nix::sys::signal::Signal::SIGSTOP);
+    ws_send(
+        &mut w,
+        json!({"type": "op", "id": "slow", "op": "pause", "target": "alice_forecast"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let hub = d.proc.as_mut().unwrap();
+    let hub_pid = nix::unistd::Pid::from_raw(hub.child.id() as i32);
+    nix::sys::signal::kill(hub_pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ws_send(
+        &mut w,
+        json!({"type": "op", "id": "late", "op": "hold", "target": "alice_forecast"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal_all(nix::sys::signal::Signal::SIGCONT);
+    let mut late_refused = false;
+    let mut slow_result = None;
+    let close_code = loop {
+        use futures_util::StreamExt;
+        let msg = tokio::time::timeout(Duration::from_secs(15), w.next())
+            .await
+            .expect("relay neither answered nor closed");
+        match msg {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["id"] == "late" {
+                    assert_eq!(v["type"], "error", "{v}");
+                    assert!(v["message"].as_str().unwrap().contains("restarting"), "{v}");
+                    late_refused = true;
+                }
+                if v["id"] == "slow" && v["type"] == "result" {
+                    slow_result = Some(v);
+                }
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => {
+                break f.map(|f| u16::from(f.code))
+            }
+            Some(Ok(_)) => {}
+            other => panic!("connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert!(
+        late_refused,
+        "an operation sent while draining must be refused"
+    );
+    let slow = slow_result.expect("the operation in flight was answered before the close");
+    assert_eq!(slow["ok"], true, "{slow}");
+    assert_eq!(close_code, Some(1012));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(s)) = hub.child.try_wait() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hub did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "hub exit: {status}");
+    let paused = outcome_of(&d, "pause", "alice_forecast");
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(
+        paused[0]["outcome"], "ok",
+        "drained, not unknown: {paused:?}"
+    );
+    assert!(
+        !d.audit_records()
+            .iter()
+            .any(|r| r["op"] == "hold" && r["kind"] == "intent"),
+        "the refused late operation must not be recorded as sent"
+    );
+    assert!(
+        alive(server_pid as u32),
+        "SIGTERM must leave servers running"
+    );
+    // The next hub re-adopts it and serves the same session.
+    d.proc = None;
+    d.serve_with("");
+    let r = d
+        .client()
+        .get(format!("{}/hub/api/me", d.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}

@@ -117,6 +117,18 @@ async fn users_pick_profiles_the_helper_enforces_who_may() {
         }
     };
     for user in ["alice", "bob"] {
+        // The hub prestarts both in the background: wait for that to finish, or it could
+        // start a server after the DELETE below and make the profile start a conflict.
+        let procs = format!("/sys/fs/cgroup/pids/steward-demo/{user}/default/cgroup.procs");
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                !std::fs::read_to_string(&procs)
+                    .unwrap_or_default()
+                    .trim()
+                    .is_empty()
+            }),
+            "{user}'s server was not prestarted"
+        );
         let (c, csrf) = d.login(user).await;
         let _ = c
             .delete(format!("{}/hub/api/server", d.base))
@@ -126,7 +138,12 @@ async fn users_pick_profiles_the_helper_enforces_who_may() {
             .unwrap();
         let r = start(c.clone(), csrf.clone(), "big").await;
         if user == "alice" {
-            assert_eq!(r.status(), 403, "alice is not in steward-ops");
+            assert_eq!(
+                r.status(),
+                403,
+                "alice is not in steward-ops: {:?}",
+                r.text().await
+            );
             let e: serde_json::Value = r.json().await.unwrap();
             assert!(
                 e["error"].as_str().unwrap().contains("may not use profile"),

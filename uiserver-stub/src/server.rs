@@ -636,7 +636,10 @@ async fn handle_text(
         }
     };
     match msg {
-        UiClientMessage::Ping => session.text(frame(&ServerMessage::Pong)).await.is_ok(),
+        UiClientMessage::Ping { data } => session
+            .text(frame(&ServerMessage::Pong { data }))
+            .await
+            .is_ok(),
         UiClientMessage::Op(req) => {
             // Ops run concurrently so a slow one (play) does not hold up deltas.
             let st = Arc::clone(st);

@@ -23,9 +23,15 @@ use steward_protocol::wire::OpRequest;
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum UiClientMessage {
     Op(OpRequest),
-    Ping,
+    /// Answered with `pong` carrying the same `data` (liveness and round-trip checks).
+    Ping {
+        #[serde(default)]
+        data: Option<String>,
+    },
     Tail(TailRequest),
-    Untail { id: String },
+    Untail {
+        id: String,
+    },
 }
 
 /// Follow a job log: everything from `offset`, then new bytes as the job writes them,

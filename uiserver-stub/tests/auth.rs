@@ -297,6 +297,13 @@ async fn websocket_upgrade_and_ops_need_tokens() {
     ws.wait_for(Duration::from_secs(5), |v| v["type"] == "pong")
         .await
         .unwrap();
+    // A ping's data comes back unchanged (round-trip checks through the hub).
+    ws.send(&json!({"type":"ping","data":"x\"y"})).await;
+    let pong = ws
+        .wait_for(Duration::from_secs(5), |v| v["type"] == "pong")
+        .await
+        .unwrap();
+    assert_eq!(pong["data"], "x\"y");
 
     let log = env.log_text();
     assert!(log.contains("refused operation"), "{log}");
