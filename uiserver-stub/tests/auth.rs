@@ -303,7 +303,7 @@ async fn websocket_upgrade_and_ops_need_tokens() {
         .wait_for(Duration::from_secs(5), |v| v["type"] == "pong")
         .await
         .unwrap();
-    assert_eq!(pong["data"], "x\"y");
+    assert_eq!(pong.1["data"], "x\"y");
 
     let log = env.log_text();
     assert!(log.contains("refused operation"), "{log}");
