@@ -300,9 +300,11 @@ async fn websocket_upgrade_and_ops_need_tokens() {
     // A ping's data comes back unchanged (round-trip checks through the hub).
     ws.send(&json!({"type":"ping","data":"x\"y"})).await;
     let pong = ws
-        .wait_for(Duration::from_secs(5), |v| v["type"] == "pong")
+        .wait_for(Duration::from_secs(5), |v| {
+            v["type"] == "pong" && !v["data"].is_null()
+        })
         .await
-        .unwrap();
+        .expect("a pong carrying the ping's data");
     assert_eq!(pong.1["data"], "x\"y");
 
     let log = env.log_text();
