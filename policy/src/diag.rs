@@ -1,6 +1,6 @@
 //! Diagnostics: every problem in a policy file, with file, line and column.
 //!
-//! Positions come from the TOML parser's byte spans (`toml_edit` keeps a span for
+//! Positions come from the TOML parser's byte spans (`toml`'s `DeTable` keeps a span for
 //! every key and value of a parsed document) and are turned into 1-based
 //! line:column here; the column counts characters, not bytes, so an editor lands on
 //! the right spot in a line with non-ASCII user names.
@@ -166,30 +166,65 @@ impl fmt::Display for Pos {
     }
 }
 
-/// Byte offset → line:col. Built once per file (one pass for line starts), then each
-/// lookup is a binary search plus a character count within one line.
+/// Byte offset → line:col. Built once per file (one pass for line starts). Parsers ask
+/// in file order, so a lookup first tries the line of the previous answer and the
+/// next one before a binary search; a column is a byte count when the line prefix is
+/// ASCII and a character count otherwise.
 pub(crate) struct LineIndex<'a> {
     src: &'a str,
     starts: Vec<usize>,
+    last: std::cell::Cell<usize>,
 }
 
 impl<'a> LineIndex<'a> {
     pub fn new(src: &'a str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { src, starts }
+        let mut starts = Vec::with_capacity(src.len() / 16 + 1);
+        starts.push(0);
+        starts.extend(
+            src.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        LineIndex {
+            src,
+            starts,
+            last: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Index of the line holding `offset` (which is at most `src.len()`).
+    fn line_of(&self, offset: usize) -> usize {
+        let within = |l: usize| {
+            self.starts[l] <= offset && self.starts.get(l + 1).is_none_or(|&next| offset < next)
+        };
+        let hint = self.last.get();
+        let line = if within(hint) {
+            hint
+        } else if hint + 1 < self.starts.len() && within(hint + 1) {
+            hint + 1
+        } else {
+            self.starts.partition_point(|&s| s <= offset) - 1
+        };
+        self.last.set(line);
+        line
     }
 
     pub fn pos(&self, offset: usize) -> Pos {
         let offset = offset.min(self.src.len());
-        let line = self.starts.partition_point(|&s| s <= offset) - 1;
+        let line = self.line_of(offset);
         let start = self.starts[line];
         // Clamp to a char boundary: spans from the parser always are, but be safe.
         let mut end = offset;
         while !self.src.is_char_boundary(end) {
             end -= 1;
         }
-        let col = self.src[start..end].chars().count() + 1;
+        let prefix = &self.src.as_bytes()[start..end];
+        let col = if prefix.is_ascii() {
+            prefix.len()
+        } else {
+            self.src[start..end].chars().count()
+        } + 1;
         Pos {
             line: line as u32 + 1,
             col: col as u32,
@@ -240,6 +275,11 @@ mod tests {
         let off2 = src[6..].find('=').unwrap() + 6;
         assert_eq!(li.pos(off2), Pos { line: 2, col: 4 });
         assert_eq!(li.pos(src.len()), Pos { line: 4, col: 2 });
+        // Out of order, as error paths ask.
+        assert_eq!(li.pos(off2), Pos { line: 2, col: 4 });
+        assert_eq!(li.pos(0), Pos { line: 1, col: 1 });
+        assert_eq!(li.pos(src.len() - 1), Pos { line: 4, col: 1 });
+        assert_eq!(li.pos(src.len() - 2), Pos { line: 3, col: 1 });
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 pub mod cli;
 mod diag;
+mod doc;
 pub mod engine;
 pub mod export;
 mod index;
@@ -63,11 +64,11 @@ pub enum PolicyKind {
 /// Guess a file's kind from its top-level keys: `owners` → site; `grants` or
 /// `workflows` → user. `None` when it is not TOML or has none of these.
 pub fn detect_kind(src: &str) -> Option<PolicyKind> {
-    let doc = toml_edit::ImDocument::parse(src).ok()?;
-    let root = doc.as_table();
-    if root.contains_key("owners") {
+    let root = doc::parse(src).ok()?;
+    let has = |k: &str| root.keys().any(|x| x.get_ref() == k);
+    if has("owners") {
         Some(PolicyKind::Site)
-    } else if root.contains_key("grants") || root.contains_key("workflows") {
+    } else if has("grants") || has("workflows") {
         Some(PolicyKind::User)
     } else {
         None
@@ -85,7 +86,7 @@ pub fn check_source(
         Some(k) => k,
         None => {
             // Report a syntax error if that is why we could not tell.
-            if let Err(e) = toml_edit::ImDocument::parse(src) {
+            if let Err(e) = doc::parse(src) {
                 let cx = perms::Ctx::new(origin, src);
                 return (None, syntax_error(&cx, &e));
             }
@@ -114,8 +115,10 @@ pub fn check_source(
 }
 
 /// A TOML syntax error (including duplicate keys) as a diagnostic at its position.
-pub(crate) fn syntax_error(cx: &perms::Ctx, e: &toml_edit::TomlError) -> Diagnostics {
-    let pos = cx.lines.span(e.span()).unwrap_or(Pos { line: 1, col: 1 });
-    let msg = e.message().trim().replace('\n', "; ");
-    Diagnostic::error(cx.file, pos, format!("invalid TOML: {msg}")).into()
+pub(crate) fn syntax_error(cx: &perms::Ctx, e: &doc::SyntaxError) -> Diagnostics {
+    let pos = cx
+        .lines
+        .span(e.span.clone())
+        .unwrap_or(Pos { line: 1, col: 1 });
+    Diagnostic::error(cx.file, pos, format!("invalid TOML: {}", e.message)).into()
 }

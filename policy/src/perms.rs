@@ -11,9 +11,9 @@
 //! or `group:<name>`.
 
 use crate::diag::{suggest, Diagnostic, Diagnostics, LineIndex, Pos};
+use crate::doc::{self, Item, Value};
 use std::fmt;
 use steward_protocol::{OpSet, Operation};
-use toml_edit::{Item, Value};
 
 /// Cylc's access groups plus Steward's `WRITE` and the `EXECUTE` alias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +239,7 @@ pub(crate) fn parse_key(raw: &str, file: &str, pos: Pos, diags: &mut Diagnostics
 /// Parsing context shared by the site and user parsers.
 pub(crate) struct Ctx<'a> {
     pub file: &'a str,
+    pub src: &'a str,
     pub lines: LineIndex<'a>,
     pub diags: Diagnostics,
 }
@@ -247,12 +248,14 @@ impl<'a> Ctx<'a> {
     pub fn new(file: &'a str, src: &'a str) -> Self {
         Ctx {
             file,
+            src,
             lines: LineIndex::new(src),
             diags: Diagnostics::new(),
         }
     }
-    pub fn pos_of(&self, span: Option<std::ops::Range<usize>>, fallback: Pos) -> Pos {
-        self.lines.span(span).unwrap_or(fallback)
+    /// Where a key or value starts.
+    pub fn at<T>(&self, x: &doc::Spanned<T>) -> Pos {
+        self.lines.pos(x.span().start)
     }
     pub fn error(&mut self, pos: Pos, msg: impl Into<String>) {
         self.diags.push(Diagnostic::error(self.file, pos, msg));
@@ -261,34 +264,10 @@ impl<'a> Ctx<'a> {
         self.diags.push(Diagnostic::warning(self.file, pos, msg));
     }
 
-    /// Position of a value item (or of its key when the value has no span).
-    pub fn item_pos(&self, item: &Item, fallback: Pos) -> Pos {
-        self.pos_of(item.span(), fallback)
-    }
-
     /// A string or list of strings → a compiled permission list. `what` names the
     /// setting for messages (`limit`, `grant for "alice"`).
-    pub fn perm_list(
-        &mut self,
-        item: &Item,
-        key_pos: Pos,
-        what: &dyn Fn() -> String,
-    ) -> Option<PermList> {
-        let at = self.item_pos(item, key_pos);
-        let value = match item {
-            Item::Value(v) => v,
-            other => {
-                self.error(
-                    at,
-                    format!(
-                        "{w}: expected an operation or level name, or a list of them, found {}",
-                        describe_item(other),
-                        w = what()
-                    ),
-                );
-                return None;
-            }
-        };
+    pub fn perm_list(&mut self, item: &Item, what: &dyn Fn() -> String) -> Option<PermList> {
+        let at = self.at(item);
         let mut list = PermList {
             items: Vec::new(),
             pos: OpSet::EMPTY,
@@ -296,9 +275,9 @@ impl<'a> Ctx<'a> {
             at,
         };
         let mut ok = true;
-        match value {
-            Value::String(s) => ok &= self.perm_name(s.value(), at, what, &mut list),
-            Value::Array(arr) => {
+        match item.get_ref() {
+            Value::String(s) => ok &= self.perm_name(s, at, what, &mut list),
+            Value::Array(arr) if !doc::is_array_of_tables(item) => {
                 if arr.is_empty() {
                     self.error(
                         at,
@@ -306,16 +285,17 @@ impl<'a> Ctx<'a> {
                     );
                     return None;
                 }
+                list.items.reserve_exact(arr.len());
                 for v in arr.iter() {
-                    let p = self.pos_of(v.span(), at);
-                    match v {
-                        Value::String(s) => ok &= self.perm_name(s.value(), p, what, &mut list),
-                        other => {
+                    let p = self.at(v);
+                    match v.get_ref() {
+                        Value::String(s) => ok &= self.perm_name(s, p, what, &mut list),
+                        _ => {
                             self.error(
                                 p,
                                 format!(
                                     "{w}: expected an operation or level name (a string), found {}",
-                                    describe_value(other),
+                                    doc::describe(v),
                                     w = what()
                                 ),
                             );
@@ -324,12 +304,12 @@ impl<'a> Ctx<'a> {
                     }
                 }
             }
-            other => {
+            _ => {
                 self.error(
                     at,
                     format!(
                         "{w}: expected an operation or level name, or a list of them, found {}",
-                        describe_value(other),
+                        doc::describe(item),
                         w = what()
                     ),
                 );
@@ -447,28 +427,6 @@ impl<'a> Ctx<'a> {
         };
         self.error(pos, format!("unknown key {key:?} in {context}{hint}"));
     }
-}
-
-pub(crate) fn describe_item(item: &Item) -> String {
-    match item {
-        Item::None => "nothing".to_string(),
-        Item::Value(v) => describe_value(v),
-        Item::Table(_) => "a table".to_string(),
-        Item::ArrayOfTables(_) => "an array of tables".to_string(),
-    }
-}
-
-pub(crate) fn describe_value(v: &Value) -> String {
-    match v {
-        Value::String(_) => "a string",
-        Value::Integer(_) => "an integer",
-        Value::Float(_) => "a float",
-        Value::Boolean(_) => "a boolean",
-        Value::Datetime(_) => "a date-time",
-        Value::Array(_) => "a list",
-        Value::InlineTable(_) => "a table",
-    }
-    .to_string()
 }
 
 #[cfg(test)]

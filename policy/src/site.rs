@@ -10,9 +10,9 @@
 //! two-level index (owner key → user key → entry) for decisions.
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::doc::{self, Table, Value};
 use crate::index::{KeyMap, Probe};
-use crate::perms::{describe_item, parse_key, Bits, Ctx, Key, PermList};
-use toml_edit::{ImDocument, Item, TableLike};
+use crate::perms::{parse_key, Bits, Ctx, Key, PermList};
 
 /// One `[owners."o"."u"]` table.
 #[derive(Debug, Clone)]
@@ -77,23 +77,22 @@ impl SitePolicy {
     /// warnings alone → `Ok`, readable through [`SitePolicy::warnings`].
     pub fn parse(src: &str, origin: &str) -> Result<SitePolicy, Diagnostics> {
         let mut cx = Ctx::new(origin, src);
-        let doc = match ImDocument::parse(src) {
-            Ok(doc) => doc,
+        let root = match doc::parse(src) {
+            Ok(root) => root,
             Err(e) => return Err(crate::syntax_error(&cx, &e)),
         };
         let mut entries = Vec::new();
-        let root = doc.as_table();
-        let top = Pos { line: 1, col: 1 };
         for (k, item) in root.iter() {
-            let kpos = cx.pos_of(root.key(k).and_then(|k| k.span()), top);
+            let kpos = cx.at(k);
+            let k = k.get_ref().as_ref();
             if k == "owners" {
-                match item.as_table_like() {
-                    Some(owners) => parse_owners(&mut cx, owners, kpos, &mut entries),
-                    None => cx.error(
-                        cx.item_pos(item, kpos),
+                match item.get_ref() {
+                    Value::Table(owners) => parse_owners(&mut cx, owners, &mut entries),
+                    _ => cx.error(
+                        cx.at(item),
                         format!(
                             "\"owners\" must be a table, e.g. [owners.\"*\".\"*\"]; found {}",
-                            describe_item(item)
+                            doc::describe(item)
                         ),
                     ),
                 }
@@ -184,38 +183,40 @@ impl SitePolicy {
     }
 }
 
-fn parse_owners(cx: &mut Ctx, owners: &dyn TableLike, owners_pos: Pos, out: &mut Vec<SiteEntry>) {
+fn parse_owners(cx: &mut Ctx, owners: &Table, out: &mut Vec<SiteEntry>) {
     for (okey, oitem) in owners.iter() {
-        let opos = cx.pos_of(
-            owners.get_key_value(okey).and_then(|(k, _)| k.span()),
-            owners_pos,
-        );
+        let opos = cx.at(okey);
+        let okey = okey.get_ref().as_ref();
         let owner_key = parse_key(okey, cx.file, opos, &mut cx.diags);
-        let Some(users) = oitem.as_table_like() else {
+        let Value::Table(users) = oitem.get_ref() else {
             cx.error(
-                cx.item_pos(oitem, opos),
+                cx.at(oitem),
                 format!(
                     "owners.{okey:?} must be a table of user keys, e.g. [owners.{okey:?}.\"*\"]; found {}",
-                    describe_item(oitem)
+                    doc::describe(oitem)
                 ),
             );
             continue;
         };
         for (ukey, uitem) in users.iter() {
-            let upos = cx.pos_of(users.get_key_value(ukey).and_then(|(k, _)| k.span()), opos);
+            let upos = cx.at(ukey);
+            let ukey = ukey.get_ref().as_ref();
             let user_key = parse_key(ukey, cx.file, upos, &mut cx.diags);
-            let entry_pos = match uitem {
-                Item::Table(t) => cx.pos_of(t.span(), upos),
-                _ => upos,
+            // An entry opened by its own [header] is where the header is; one written
+            // inline or with dotted keys is where its key is.
+            let entry_pos = if doc::is_header_table(uitem, cx.src) {
+                cx.at(uitem)
+            } else {
+                upos
             };
             let header = || format!("[owners.{okey:?}.{ukey:?}]");
-            let Some(tbl) = uitem.as_table_like() else {
+            let Value::Table(tbl) = uitem.get_ref() else {
                 cx.error(
-                    cx.item_pos(uitem, upos),
+                    cx.at(uitem),
                     format!(
                         "{} must be a table with `default` and/or `limit`, e.g. {{ default = \"READ\" }}; found {}",
                         header(),
-                        describe_item(uitem)
+                        doc::describe(uitem)
                     ),
                 );
                 continue;
@@ -224,19 +225,18 @@ fn parse_owners(cx: &mut Ctx, owners: &dyn TableLike, owners_pos: Pos, out: &mut
             let mut limit = None;
             let mut ok = true;
             for (k, v) in tbl.iter() {
-                let kpos = cx.pos_of(tbl.get_key_value(k).and_then(|(k, _)| k.span()), entry_pos);
-                match k {
+                match k.get_ref().as_ref() {
                     "default" => {
-                        default = cx
-                            .perm_list(v, kpos, &|| format!("[owners.{okey:?}.{ukey:?}] default"));
+                        default =
+                            cx.perm_list(v, &|| format!("[owners.{okey:?}.{ukey:?}] default"));
                         ok &= default.is_some();
                     }
                     "limit" => {
-                        limit =
-                            cx.perm_list(v, kpos, &|| format!("[owners.{okey:?}.{ukey:?}] limit"));
+                        limit = cx.perm_list(v, &|| format!("[owners.{okey:?}.{ukey:?}] limit"));
                         ok &= limit.is_some();
                     }
                     other => {
+                        let kpos = cx.at(k);
                         cx.unknown_key(other, kpos, ENTRY_KEYS, &header());
                         ok = false;
                     }

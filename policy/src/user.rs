@@ -14,11 +14,11 @@
 //! also what casbin's `globMatch` does, which keeps the casbin export exact.
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::doc::{self, Item, Table, Value};
 use crate::index::KeyMap;
-use crate::perms::{describe_item, describe_value, parse_key, Bits, Ctx, Key, PermList};
+use crate::perms::{parse_key, Bits, Ctx, Key, PermList};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
-use toml_edit::{ImDocument, Item, TableLike, Value};
 
 /// One `key = [...]` line of a grants table.
 #[derive(Debug, Clone)]
@@ -84,25 +84,23 @@ impl UserPolicy {
     /// error/warning contract.
     pub fn parse(src: &str, origin: &str) -> Result<UserPolicy, Diagnostics> {
         let mut cx = Ctx::new(origin, src);
-        let doc = match ImDocument::parse(src) {
-            Ok(doc) => doc,
+        let root = match doc::parse(src) {
+            Ok(root) => root,
             Err(e) => return Err(crate::syntax_error(&cx, &e)),
         };
-        let root = doc.as_table();
-        let top = Pos { line: 1, col: 1 };
         let mut grants = Vec::new();
         let mut workflows = Vec::new();
         for (k, item) in root.iter() {
-            let kpos = cx.pos_of(root.key(k).and_then(|k| k.span()), top);
-            match k {
-                "grants" => match item.as_table_like() {
-                    Some(t) => grants = grant_table(&mut cx, t, kpos, "[grants]"),
-                    None => cx.error(
-                        cx.item_pos(item, kpos),
-                        format!("\"grants\" must be a table of user keys, e.g. [grants] alice = \"READ\"; found {}", describe_item(item)),
+            let kpos = cx.at(k);
+            match k.get_ref().as_ref() {
+                "grants" => match item.get_ref() {
+                    Value::Table(t) => grants = grant_table(&mut cx, t, "[grants]"),
+                    _ => cx.error(
+                        cx.at(item),
+                        format!("\"grants\" must be a table of user keys, e.g. [grants] alice = \"READ\"; found {}", doc::describe(item)),
                     ),
                 },
-                "workflows" => workflows = workflow_entries(&mut cx, item, kpos),
+                "workflows" => workflows = workflow_entries(&mut cx, item),
                 "owners" => cx.error(
                     kpos,
                     "\"owners\" belongs in the site policy file; a user policy has [grants] and [[workflows]]",
@@ -186,12 +184,13 @@ impl UserPolicy {
     }
 }
 
-fn grant_table(cx: &mut Ctx, t: &dyn TableLike, table_pos: Pos, context: &str) -> Vec<GrantEntry> {
-    let mut out = Vec::new();
+fn grant_table(cx: &mut Ctx, t: &Table, context: &str) -> Vec<GrantEntry> {
+    let mut out = Vec::with_capacity(t.len());
     for (k, item) in t.iter() {
-        let kpos = cx.pos_of(t.get_key_value(k).and_then(|(k, _)| k.span()), table_pos);
+        let kpos = cx.at(k);
+        let k = k.get_ref().as_ref();
         let key = parse_key(k, cx.file, kpos, &mut cx.diags);
-        let list = cx.perm_list(item, kpos, &|| format!("{context} {k:?}"));
+        let list = cx.perm_list(item, &|| format!("{context} {k:?}"));
         if let (Some(key), Some(list)) = (key, list) {
             out.push(GrantEntry {
                 key,
@@ -203,29 +202,25 @@ fn grant_table(cx: &mut Ctx, t: &dyn TableLike, table_pos: Pos, context: &str) -
     out
 }
 
-fn workflow_entries(cx: &mut Ctx, item: &Item, kpos: Pos) -> Vec<WorkflowEntry> {
-    let mut tables: Vec<(&dyn TableLike, Pos)> = Vec::new();
-    match item {
-        Item::ArrayOfTables(a) => {
-            for t in a.iter() {
-                tables.push((t, cx.pos_of(t.span(), kpos)));
-            }
-        }
-        Item::Value(Value::Array(a)) => {
+fn workflow_entries(cx: &mut Ctx, item: &Item) -> Vec<WorkflowEntry> {
+    let mut tables: Vec<(&Table, Pos)> = Vec::new();
+    match item.get_ref() {
+        // `[[workflows]]` and `workflows = [{ ... }]` alike.
+        Value::Array(a) => {
             for v in a.iter() {
-                let p = cx.pos_of(v.span(), kpos);
-                match v {
-                    Value::InlineTable(t) => tables.push((t, p)),
-                    other => cx.error(
+                let p = cx.at(v);
+                match v.get_ref() {
+                    Value::Table(t) => tables.push((t, p)),
+                    _ => cx.error(
                         p,
-                        format!("each workflows entry must be a table with `match` and `grants`; found {}", describe_value(other)),
+                        format!("each workflows entry must be a table with `match` and `grants`; found {}", doc::describe(v)),
                     ),
                 }
             }
         }
-        other => cx.error(
-            cx.item_pos(other, kpos),
-            format!("\"workflows\" must be an array of tables: write [[workflows]] with `match` and `grants`; found {}", describe_item(other)),
+        _ => cx.error(
+            cx.at(item),
+            format!("\"workflows\" must be an array of tables: write [[workflows]] with `match` and `grants`; found {}", doc::describe(item)),
         ),
     }
     let mut out = Vec::new();
@@ -233,59 +228,65 @@ fn workflow_entries(cx: &mut Ctx, item: &Item, kpos: Pos) -> Vec<WorkflowEntry> 
         let context = format!("[[workflows]] #{}", n + 1);
         let mut pattern: Option<String> = None;
         let mut grants: Option<Vec<GrantEntry>> = None;
+        let (mut has_match, mut has_grants) = (false, false);
         let mut ok = true;
         for (k, v) in t.iter() {
-            let kp = cx.pos_of(t.get_key_value(k).and_then(|(k, _)| k.span()), pos);
-            match k {
-                "match" => match v.as_str() {
-                    Some("") => {
-                        cx.error(cx.item_pos(v, kp), format!("{context}: `match` is empty; give a glob on the workflow name, e.g. \"atmosphere_stage/*\""));
-                        ok = false;
-                    }
-                    Some(p) => match workflow_glob(p) {
-                        Ok(_) => pattern = Some(p.to_string()),
-                        Err(e) => {
+            match k.get_ref().as_ref() {
+                "match" => {
+                    has_match = true;
+                    match v.get_ref() {
+                        Value::String(p) if p.is_empty() => {
+                            cx.error(cx.at(v), format!("{context}: `match` is empty; give a glob on the workflow name, e.g. \"atmosphere_stage/*\""));
+                            ok = false;
+                        }
+                        Value::String(p) => match workflow_glob(p) {
+                            Ok(_) => pattern = Some(p.to_string()),
+                            Err(e) => {
+                                cx.error(
+                                    cx.at(v),
+                                    format!("{context}: bad glob {p:?}: {}", e.kind()),
+                                );
+                                ok = false;
+                            }
+                        },
+                        _ => {
                             cx.error(
-                                cx.item_pos(v, kp),
-                                format!("{context}: bad glob {p:?}: {}", e.kind()),
+                                cx.at(v),
+                                format!("{context}: `match` must be a string (a glob on the workflow name); found {}", doc::describe(v)),
                             );
                             ok = false;
                         }
-                    },
-                    None => {
-                        cx.error(
-                            cx.item_pos(v, kp),
-                            format!("{context}: `match` must be a string (a glob on the workflow name); found {}", describe_item(v)),
-                        );
-                        ok = false;
                     }
-                },
-                "grants" => match v.as_table_like() {
-                    Some(g) => {
-                        let before = cx.diags.errors().count();
-                        let gp = cx.item_pos(v, kp);
-                        grants = Some(grant_table(cx, g, gp, &format!("{context} grants")));
-                        ok &= cx.diags.errors().count() == before;
+                }
+                "grants" => {
+                    has_grants = true;
+                    match v.get_ref() {
+                        Value::Table(g) => {
+                            let before = cx.diags.errors().count();
+                            grants = Some(grant_table(cx, g, &format!("{context} grants")));
+                            ok &= cx.diags.errors().count() == before;
+                        }
+                        _ => {
+                            cx.error(
+                                cx.at(v),
+                                format!("{context}: `grants` must be a table of user keys, e.g. {{ alice = [\"READ\"] }}; found {}", doc::describe(v)),
+                            );
+                            ok = false;
+                        }
                     }
-                    None => {
-                        cx.error(
-                            cx.item_pos(v, kp),
-                            format!("{context}: `grants` must be a table of user keys, e.g. {{ alice = [\"READ\"] }}; found {}", describe_item(v)),
-                        );
-                        ok = false;
-                    }
-                },
+                }
                 other => {
+                    let kp = cx.at(k);
                     cx.unknown_key(other, kp, WORKFLOW_KEYS, &context);
                     ok = false;
                 }
             }
         }
-        if !t.contains_key("match") {
+        if !has_match {
             cx.error(pos, format!("{context} has no `match`: give a glob on the workflow name, e.g. match = \"atmosphere_stage/*\""));
             ok = false;
         }
-        if grants.is_none() && !t.contains_key("grants") {
+        if grants.is_none() && !has_grants {
             cx.error(pos, format!("{context} has no `grants` table"));
             ok = false;
         }
