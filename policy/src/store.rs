@@ -50,7 +50,7 @@ pub struct ReloadReport {
     pub warnings: Vec<Diagnostic>,
     /// False when the new file is byte-for-byte the policy already in force.
     pub changed: bool,
-    /// Read + parse + compile + swap.
+    /// Read + parse + compile + swap (not the freeing of the policy it replaced).
     #[serde(with = "micros")]
     pub elapsed: Duration,
 }
@@ -102,15 +102,25 @@ impl PolicyStore {
         let changed = source
             .as_ref()
             .is_none_or(|(p, s)| p.as_path() != path || *s != sha);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        let new = Arc::new(policy);
+        // Swap under the lock, free the old policy after releasing it: freeing
+        // 10,000 entries takes milliseconds, and decisions taking a snapshot
+        // (`current`) must not wait for that.
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+            new,
+        );
         *source = Some((path.to_path_buf(), sha.clone()));
+        drop(source);
+        let elapsed = start.elapsed();
+        drop(old);
         Ok(ReloadReport {
             path: path.to_path_buf(),
             sha256: sha,
             entries,
             warnings,
             changed,
-            elapsed: start.elapsed(),
+            elapsed,
         })
     }
 
