@@ -257,6 +257,10 @@ pub fn human_line(rec: &AuditRecord) -> Option<String> {
             format!("{subj} adopted {}", server_phrase(rec, "running ")),
             rec,
         ),
+        events::HUB_STOP => with_text(
+            format!("{subj} stopped the hub, leaving UI servers running"),
+            rec.message.as_deref(),
+        ),
         events::POLICY_RELOAD if failed => with_text(
             format!("{subj} could not reload the policy, keeping the last good one"),
             rec.message.as_deref(),

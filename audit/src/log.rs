@@ -211,6 +211,16 @@ impl AuditLog {
         rx.await.map_err(|_| AuditError::Closed)?
     }
 
+    /// Queues a record without waiting for it to reach the disk. The writer keeps its
+    /// order: once any later [`AuditLog::append`] resolves, this record is durable too.
+    /// A write failure shows in [`AuditLog::health`] and fails later appends (fail
+    /// closed), not here. For records whose caller must not wait, e.g. an operation's
+    /// outcome after its durable intent.
+    pub fn append_detached(&self, rec: AuditRecord) -> Result<(), AuditError> {
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        self.submit(rec, Reply::Async(tx))
+    }
+
     /// [`AuditLog::append`] for threads that are not async.
     pub fn append_blocking(&self, rec: AuditRecord) -> Result<u64, AuditError> {
         let (tx, rx) = mpsc::sync_channel(1);

@@ -118,6 +118,8 @@ pub mod events {
     pub const TOKEN_CREATE: &str = "token_create";
     pub const TOKEN_REVOKE: &str = "token_revoke";
     pub const ADMIN: &str = "admin";
+    /// The hub stopped on a signal after draining the operations in flight.
+    pub const HUB_STOP: &str = "hub_stop";
     /// Written by the log itself.
     pub const CHECKPOINT: &str = "checkpoint";
     /// Written by the log when it writes again after a failure; says for how long and why.

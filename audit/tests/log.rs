@@ -350,3 +350,21 @@ fn the_handle_is_cheap_to_share() {
     assert_traits::<AuditRecord>();
     assert_traits::<AuditError>();
 }
+
+#[tokio::test]
+async fn a_detached_record_is_durable_once_a_later_append_returns() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("audit");
+    let log = AuditLog::open(cfg(&dir)).unwrap();
+    let i = intent("jacintar", 7);
+    let s1 = log.append(i.clone()).await.unwrap();
+    log.append_detached(outcome(&i, s1)).unwrap();
+    let s3 = log.append(event(events::LOGOUT, "jacintar")).await.unwrap();
+    assert_eq!(s3, 3, "the detached outcome took seq 2, in order");
+    let json = lines(&dir.join(CURRENT_FILE));
+    assert!(json[1].contains("\"kind\":\"outcome\""), "{}", json[1]);
+    assert!(json[1].contains("\"intent_seq\":1"), "{}", json[1]);
+    drop(log);
+    let report = verify_dir(&dir, Some(&key().verifying_key())).unwrap();
+    assert!(report.records >= 3);
+}

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 /// (median, p99, max) of a sample.
 pub fn stats(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+    if v.is_empty() {
+        return (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    }
     v.sort();
     let pick = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
     (pick(0.5), pick(0.99), *v.last().unwrap_or(&Duration::ZERO))
@@ -49,6 +52,14 @@ pub fn bench_users(n: usize) -> Vec<String> {
 pub fn demo_data_dir(
     exe_dir: &std::path::Path,
 ) -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
+    demo_data_dir_with_credentials(exe_dir).map(|(d, c, _)| (d, c))
+}
+
+/// A demo data directory, its config file and the demo users' (name, password) pairs.
+pub type DemoData = (tempfile::TempDir, std::path::PathBuf, Vec<(String, String)>);
+
+/// [`demo_data_dir`] and the demo users' (name, password) pairs.
+pub fn demo_data_dir_with_credentials(exe_dir: &std::path::Path) -> anyhow::Result<DemoData> {
     use std::os::unix::fs::PermissionsExt;
     let data = tempfile::Builder::new()
         .prefix("steward-bench-hub-")
@@ -60,6 +71,47 @@ pub fn demo_data_dir(
         credentials_file: None,
         clock_offset_file: None,
     };
-    let (config, _) = steward_hub::demo::prepare_from(&opts, exe_dir)?;
-    Ok((data, config))
+    let (config, creds) = steward_hub::demo::prepare_from(&opts, exe_dir)?;
+    Ok((data, config, creds))
+}
+
+/// Resident set size of a process, in KiB (0 if it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Starts `steward serve -c cfg` and returns it once it printed its ready line, with the
+/// time that took. Its later output is drained so it never blocks on a full pipe.
+pub fn start_hub(
+    steward: &std::path::Path,
+    cfg: &std::path::Path,
+) -> (std::process::Child, Duration) {
+    use std::io::BufRead;
+    let t = std::time::Instant::now();
+    let mut child = std::process::Command::new(steward)
+        .args(["serve", "-c"])
+        .arg(cfg)
+        .env("STEWARD_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("steward serve");
+    let out = child.stdout.take().expect("piped stdout");
+    let mut lines = std::io::BufReader::new(out).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("ready on") => break,
+            Some(_) => continue,
+            None => panic!("hub exited before it was ready"),
+        }
+    }
+    let ready = t.elapsed();
+    std::thread::spawn(move || for _ in lines {});
+    (child, ready)
 }

@@ -302,6 +302,9 @@ pub struct WorkflowParam {
 
 /// `GET /user/<owner>/api/...`: read-only requests (logs, search, summary) forwarded to
 /// the owner's server with a read token scoped to the workflow named in the query.
+/// Proxied answers up to this size are buffered and sent with a Content-Length.
+const SMALL_BODY: u64 = 256 * 1024;
+
 pub async fn proxy_get(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -381,14 +384,36 @@ pub async fn proxy_get(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("application/octet-stream")
                 .to_string();
-            HttpResponse::build(status).content_type(ctype).streaming(
-                futures_util::TryStreamExt::map_err(
+            let mut out = HttpResponse::build(status);
+            out.content_type(ctype);
+            // The log API's offsets and sizes; nothing else from the UI server is trusted
+            // to reach the browser (no cookies, no caching or security headers).
+            for (name, value) in resp.headers() {
+                if let (true, Ok(v)) = (name.as_str().starts_with("x-log-"), value.to_str()) {
+                    out.insert_header((name.as_str(), v));
+                }
+            }
+            // Small answers go out whole with a length (one write, no chunk framing);
+            // large ones (log ranges) stream.
+            if resp.content_length().is_some_and(|n| n <= SMALL_BODY) {
+                match resp.bytes().await {
+                    Ok(b) => out.body(b),
+                    Err(e) => error_json(
+                        StatusCode::BAD_GATEWAY,
+                        format!("{owner}'s server: {}", UpstreamClients::describe(&e)),
+                    ),
+                }
+            } else {
+                out.streaming(futures_util::TryStreamExt::map_err(
                     resp.bytes_stream(),
                     actix_web::error::ErrorBadGateway,
-                ),
-            )
+                ))
+            }
         }
-        Err(e) => error_json(StatusCode::BAD_GATEWAY, format!("{owner}'s server: {e}")),
+        Err(e) => error_json(
+            StatusCode::BAD_GATEWAY,
+            format!("{owner}'s server: {}", UpstreamClients::describe(&e)),
+        ),
     }
 }
 
@@ -507,7 +532,10 @@ pub async fn proxy_op(
         }
         Err(e) => {
             // Sent but unanswered: the server may or may not have applied it.
-            let msg = format!("{owner}'s server did not answer: {e}");
+            let msg = format!(
+                "{owner}'s server did not answer: {}",
+                UpstreamClients::describe(&e)
+            );
             crate::ops::finish(&state, auth.pending, Outcome::Unknown, Some(msg.clone())).await;
             error_json(StatusCode::BAD_GATEWAY, msg)
         }

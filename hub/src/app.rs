@@ -197,5 +197,18 @@ async fn shut_down(state: &AppState, signal: &str, public: &actix_web::dev::Serv
     if left > 0 {
         tracing::warn!(left, "drain deadline passed; stopping anyway");
     }
+    // The log writes in order: once this record is durable, so is every outcome the
+    // relays queued without waiting.
+    let rec = steward_audit::AuditRecord {
+        message: Some(format!("{signal}; operations in flight drained")),
+        ..steward_audit::AuditRecord::new(
+            steward_audit::RecordKind::Event,
+            steward_audit::events::HUB_STOP,
+            steward_audit::SYSTEM_ACTOR,
+        )
+    };
+    if let Err(e) = crate::web::audit(state, rec).await {
+        tracing::error!(error = %e, "could not record the stop in the audit log");
+    }
     public.stop(true).await;
 }

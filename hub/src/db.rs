@@ -132,10 +132,13 @@ impl Db {
     }
 
     pub fn session(&self, id_hash: &str) -> Result<Option<Session>, DbError> {
+        // Cached statement: this runs on every request and every operation.
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited
                  FROM sessions WHERE id_hash = ?1",
+            )?
+            .query_row(
                 params![id_hash],
                 |r| {
                     let groups: String = r.get(2)?;

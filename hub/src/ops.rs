@@ -190,6 +190,25 @@ pub async fn authorize(
     }
 }
 
+/// Queues the outcome record without waiting for the disk, so a result reaches the
+/// browser one flush sooner. Only the intent must be durable before forwarding (write-
+/// ahead); an outcome lost to a crash is reported as unknown at the next start, and the
+/// shutdown path waits for every queued record (see `app::shut_down`).
+pub fn finish_detached(
+    state: &AppState,
+    pending: PendingOp,
+    outcome: Outcome,
+    message: Option<String>,
+) {
+    let rec = pending
+        .intent
+        .outcome_of(pending.intent_seq, outcome, message);
+    if let Err(e) = state.audit.append_detached(rec) {
+        state.metrics.audit_failures.inc();
+        tracing::error!(error = %e, "audit log write failed (operation outcome)");
+    }
+}
+
 /// Writes the outcome record that closes a forwarded operation's intent.
 pub async fn finish(
     state: &AppState,

@@ -31,6 +31,9 @@ impl UpstreamClients {
             .timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)
+            // Below the UI server's 5 s keep-alive, so a pooled connection is never one
+            // the server is closing (a request sent on it would fail).
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .map_err(|e| e.to_string())?;
         if let Ok(mut map) = self.clients.lock() {
@@ -38,6 +41,19 @@ impl UpstreamClients {
             map.insert(key, client.clone());
         }
         Ok(client)
+    }
+
+    /// `e` with its causes, so an operator sees "connection refused", not only
+    /// "error sending request".
+    pub fn describe(e: &reqwest::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        text
     }
 
     pub fn url(s: &RunningServer, path_and_query: &str) -> String {

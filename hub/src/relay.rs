@@ -8,7 +8,7 @@
 //! which case workflows they may not read are filtered out.
 
 use crate::db::Session;
-use crate::ops::{finish, PendingOp, Refusal};
+use crate::ops::{finish, finish_detached, PendingOp, Refusal};
 use crate::ratelimit::TokenBucket;
 use crate::servers::{RunningServer, ServerError, SpawnOutcome};
 use crate::state::AppState;
@@ -525,7 +525,7 @@ impl Relay {
             } => {
                 if let Some(p) = self.pending.remove(id) {
                     let outcome = if ok { Outcome::Ok } else { Outcome::Error };
-                    finish(&self.state, p, outcome, Some(message.clone())).await;
+                    finish_detached(&self.state, p, outcome, Some(message.clone()));
                 }
                 Some(text.to_string())
             }

@@ -186,6 +186,10 @@ impl ServerManager {
         owner: &str,
         profile: Option<String>,
     ) -> Result<SpawnOutcome, ServerError> {
+        // Fast path for every request to a running server: no per-owner lock.
+        if let Some(s) = self.get(owner) {
+            return Ok(SpawnOutcome::AlreadyRunning(s));
+        }
         let lock = self.owner_lock(owner);
         let _guard = lock.lock().await;
         if let Some(s) = self.get(owner) {
@@ -376,7 +380,11 @@ impl ServerManager {
                 .parse()
                 .map_err(|_| err("bad token header".into()))?,
         );
+        // Small buffers: an idle watcher should cost a few KiB, not tungstenite's default
+        // 128 KiB read buffer; large messages still arrive whole, in more (cheap) reads.
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(0)
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message));
         let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, tls, Some(config))

@@ -40,6 +40,7 @@ pub struct AppState {
     /// Token buckets for `limits.ops_per_sec` on `POST /user/<owner>/api/op`, per session.
     pub http_op_buckets: Mutex<HashMap<String, crate::ratelimit::TokenBucket>>,
     user_policies: Mutex<HashMap<String, CachedUserPolicy>>,
+    user_policy_reads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
 
@@ -92,6 +93,7 @@ impl AppState {
             drain: Default::default(),
             http_op_buckets: Mutex::new(HashMap::new()),
             user_policies: Mutex::new(HashMap::new()),
+            user_policy_reads: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
         })
     }
@@ -148,12 +150,26 @@ impl AppState {
     /// follows a user's symlink as root. A missing file means "no user grants"; a broken
     /// one is logged and treated as missing (site defaults apply).
     pub async fn user_policy(&self, owner: &str) -> Option<Arc<UserPolicy>> {
-        if let Ok(cache) = self.user_policies.lock() {
-            if let Some((at, p)) = cache.get(owner) {
-                if at.elapsed() < USER_POLICY_TTL {
-                    return p.clone();
-                }
-            }
+        let cached = || -> Option<Option<Arc<UserPolicy>>> {
+            let cache = self.user_policies.lock().ok()?;
+            let (at, p) = cache.get(owner)?;
+            (at.elapsed() < USER_POLICY_TTL).then(|| p.clone())
+        };
+        if let Some(p) = cached() {
+            return p;
+        }
+        // One helper call per owner at a time: when the cache expires under load, the
+        // other requests wait for that read instead of each starting the helper.
+        let gate = self
+            .user_policy_reads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(owner.to_string())
+            .or_default()
+            .clone();
+        let _reading = gate.lock().await;
+        if let Some(p) = cached() {
+            return p;
         }
         let reply = self
             .spawner
@@ -203,9 +219,19 @@ impl AppState {
         )
     }
 
+    /// The owner's file, unless the actor is the owner: owners always hold every
+    /// permission on their own workflows, so their file cannot change the answer.
+    async fn user_policy_for(&self, owner: &str, actor: &Session) -> Option<Arc<UserPolicy>> {
+        if owner == actor.user {
+            None
+        } else {
+            self.user_policy(owner).await
+        }
+    }
+
     /// Operations the policy permits (before elevation).
     pub async fn policy_ops(&self, owner: &str, actor: &Session, workflow: &str) -> OpSet {
-        let user_policy = self.user_policy(owner).await;
+        let user_policy = self.user_policy_for(owner, actor).await;
         let (o, a) = self.subjects(owner, actor);
         steward_policy::permitted(&self.site(), user_policy.as_deref(), &o, &a, workflow)
     }
@@ -226,7 +252,7 @@ impl AppState {
         workflow: &str,
         op: Operation,
     ) -> Effective {
-        let user_policy = self.user_policy(owner).await;
+        let user_policy = self.user_policy_for(owner, actor).await;
         let (o, a) = self.subjects(owner, actor);
         let decision =
             steward_policy::decide(&self.site(), user_policy.as_deref(), &o, &a, workflow, op);

@@ -3,45 +3,9 @@
 //!
 //! Run as root: `cargo build --release --workspace --bins && /var/cache/steward-target/release/hub`.
 
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use steward_bench::*;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Starts `steward serve -c cfg` and returns it once it printed its ready line.
-fn start(steward: &std::path::Path, cfg: &std::path::Path) -> (std::process::Child, Duration) {
-    let t = Instant::now();
-    let mut child = Command::new(steward)
-        .args(["serve", "-c"])
-        .arg(cfg)
-        .env("STEWARD_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("steward serve");
-    let out = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(out).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("ready on") => break,
-            Some(_) => continue,
-            None => panic!("hub exited before it was ready"),
-        }
-    }
-    let ready = t.elapsed();
-    std::thread::spawn(move || for _ in lines {});
-    (child, ready)
-}
 
 fn main() -> anyhow::Result<()> {
     require_root();
@@ -57,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     let mut times = vec![];
     let mut rss = 0;
     for i in 0..10 {
-        let (mut child, ready) = start(&steward, &cfg);
+        let (mut child, ready) = start_hub(&steward, &cfg);
         if i > 0 {
             times.push(ready);
         }
@@ -87,7 +51,7 @@ fn main() -> anyhow::Result<()> {
             .join(", ")
     );
     std::fs::write(&cfg, text.replace("prestart = []", &prestart))?;
-    let (mut child, _) = start(&steward, &cfg);
+    let (mut child, _) = start_hub(&steward, &cfg);
     let procs = |u: &str| {
         std::fs::read_to_string(format!(
             "/sys/fs/cgroup/pids/steward-demo/{u}/default/cgroup.procs"

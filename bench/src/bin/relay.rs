@@ -1,0 +1,908 @@
+//! Relay benchmarks (issue 8): HTTP and WebSocket traffic through the hub beside the same
+//! UI server reached directly and through configurable-http-proxy (CHP) 5.x, all in one
+//! run; WebSocket operations per second and their p99 at 1,000/s; 10,000 idle WebSockets.
+//!
+//! Run as root: `sudo scripts/bench-relay.sh` (release build, installs CHP from npm).
+//! `STEWARD_BENCH_CHP=/path/to/configurable-http-proxy` names the CHP executable; without
+//! it the CHP columns are skipped. `STEWARD_BENCH_SECS` sets each measurement's length
+//! (default 4 s), `STEWARD_BENCH_IDLE_WS` the idle connection count (default 10,000).
+//!
+//! All three paths carry the same request to the same server: `GET /api/summary` with a
+//! fresh single-use JWT (the direct and CHP clients sign it themselves with the hub's key,
+//! which is what the hub does per request), and `{"type":"ping","data":..}` echoed by the
+//! UI server as `pong` for WebSocket round trips.
+
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use steward_bench::*;
+use steward_hub::tokens::{jwt_now, TokenSigner};
+use steward_protocol::bootstrap::uiserver_dns_name;
+use steward_protocol::Operation;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Path {
+    Direct,
+    Hub,
+    Chp,
+}
+
+impl Path {
+    fn name(self) -> &'static str {
+        match self {
+            Path::Direct => "direct",
+            Path::Hub => "hub",
+            Path::Chp => "CHP",
+        }
+    }
+}
+
+struct Env {
+    hub_port: u16,
+    hub_origin: String,
+    /// Trusts the hub's public certificate (also served by CHP).
+    public_tls: Arc<rustls::ClientConfig>,
+    /// alice's session cookie, elevated to execute.
+    cookie: String,
+    up_port: u16,
+    up_dns: String,
+    /// The hub's client identity towards UI servers.
+    up_tls: Arc<rustls::ClientConfig>,
+    signer: TokenSigner,
+    chp_port: Option<u16>,
+}
+
+impl Env {
+    fn read_token(&self) -> String {
+        let rid = format!("bench-{}", rand_id());
+        self.signer
+            .sign(
+                jwt_now(),
+                "alice",
+                "alice",
+                vec![Operation::Read],
+                None,
+                &rid,
+            )
+            .expect("sign")
+    }
+
+    fn http_client(&self, path: Path) -> reqwest::Client {
+        let b = reqwest::Client::builder()
+            .http1_only()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(1)
+            .timeout(Duration::from_secs(30));
+        match path {
+            Path::Direct => b.use_preconfigured_tls((*self.up_tls).clone()).resolve(
+                &self.up_dns,
+                std::net::SocketAddr::from(([127, 0, 0, 1], self.up_port)),
+            ),
+            Path::Hub | Path::Chp => b.use_preconfigured_tls((*self.public_tls).clone()),
+        }
+        .build()
+        .expect("client")
+    }
+
+    fn summary_url(&self, path: Path) -> String {
+        match path {
+            Path::Direct => format!("https://{}:{}/api/summary", self.up_dns, self.up_port),
+            Path::Hub => format!("https://127.0.0.1:{}/user/alice/api/summary", self.hub_port),
+            Path::Chp => format!(
+                "https://127.0.0.1:{}/api/summary",
+                self.chp_port.expect("chp")
+            ),
+        }
+    }
+
+    async fn ws(&self, path: Path) -> anyhow::Result<Ws> {
+        let (port, url, tls) = match path {
+            Path::Direct => (
+                self.up_port,
+                format!("wss://{}:{}/ws", self.up_dns, self.up_port),
+                self.up_tls.clone(),
+            ),
+            Path::Hub => (
+                self.hub_port,
+                format!("wss://127.0.0.1:{}/user/alice/ws", self.hub_port),
+                self.public_tls.clone(),
+            ),
+            Path::Chp => {
+                let p = self.chp_port.expect("chp");
+                (
+                    p,
+                    format!("wss://127.0.0.1:{p}/ws"),
+                    self.public_tls.clone(),
+                )
+            }
+        };
+        let mut req = url.into_client_request()?;
+        let h = req.headers_mut();
+        match path {
+            Path::Hub => {
+                h.insert("cookie", self.cookie.parse()?);
+                h.insert("origin", self.hub_origin.parse()?);
+            }
+            Path::Direct | Path::Chp => {
+                h.insert(
+                    "authorization",
+                    format!("Bearer {}", self.read_token()).parse()?,
+                );
+            }
+        }
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        tcp.set_nodelay(true)?;
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(4 << 20))
+            .max_frame_size(Some(4 << 20));
+        let (ws, _) = tokio_tungstenite::client_async_tls_with_config(
+            req,
+            tcp,
+            Some(config),
+            Some(tokio_tungstenite::Connector::Rustls(tls)),
+        )
+        .await?;
+        Ok(ws)
+    }
+}
+
+/// `STEWARD_BENCH_ONLY=http,ws,ops,idle` runs a subset (default: all).
+fn wanted(section: &str) -> bool {
+    std::env::var("STEWARD_BENCH_ONLY")
+        .map(|v| v.split(',').any(|s| s.trim() == section))
+        .unwrap_or(true)
+}
+
+fn rand_id() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed) ^ ((std::process::id() as u64) << 40)
+}
+
+fn secs() -> Duration {
+    Duration::from_secs_f64(
+        std::env::var("STEWARD_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(4.0),
+    )
+}
+
+/// `conns` keep-alive connections issuing requests back to back for `dur`:
+/// (requests per second, median latency, errors).
+async fn http_load(
+    env: &Arc<Env>,
+    path: Path,
+    conns: usize,
+    dur: Duration,
+) -> (f64, Duration, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = vec![];
+    for _ in 0..conns {
+        let env = env.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = env.http_client(path);
+            let url = env.summary_url(path);
+            let mut lat = vec![];
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let req = client.get(&url);
+                let req = match path {
+                    Path::Hub => req.header("cookie", &env.cookie),
+                    Path::Direct | Path::Chp => req.bearer_auth(env.read_token()),
+                };
+                let failure = match req.send().await {
+                    Ok(r) if r.status().is_success() => match r.bytes().await {
+                        Ok(_) => {
+                            lat.push((Instant::now(), t.elapsed()));
+                            None
+                        }
+                        Err(e) => Some(e.to_string()),
+                    },
+                    Ok(r) => Some(format!(
+                        "{} {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    Err(e) => Some(format!("{e:?}")),
+                };
+                if let Some(f) = failure {
+                    if errors == 0 {
+                        eprintln!("{}: first failed request: {f}", path.name());
+                    }
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    // Warm-up: connections and TLS sessions are set up before the clock starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    tokio::time::sleep(dur).await;
+    let end = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = end - start;
+    let mut all = vec![];
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.expect("task");
+        all.extend(
+            l.into_iter()
+                .filter(|(done, _)| *done >= start && *done <= end)
+                .map(|(_, lat)| lat),
+        );
+        errors += e;
+    }
+    let n = all.len();
+    let (p50, _, _) = stats(all);
+    (n as f64 / elapsed.as_secs_f64(), p50, errors)
+}
+
+fn ping_message(size: usize) -> String {
+    let empty = r#"{"type":"ping","data":""}"#.len();
+    format!(
+        r#"{{"type":"ping","data":"{}"}}"#,
+        "x".repeat(size.saturating_sub(empty))
+    )
+}
+
+/// Sends `msg` and waits for the pong that echoes it.
+async fn round_trip(ws: &mut Ws, msg: &str) -> anyhow::Result<()> {
+    ws.send(Message::text(msg)).await?;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("no pong within 10 s"))?;
+        match next {
+            Some(Ok(Message::Text(t))) if t.as_str().starts_with(r#"{"type":"pong""#) => {
+                anyhow::ensure!(
+                    t.len() == msg.len(),
+                    "pong of {} bytes for {}",
+                    t.len(),
+                    msg.len()
+                );
+                return Ok(());
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("connection closed"),
+        }
+    }
+}
+
+/// `conns` WebSockets doing ping/pong round trips of `size` bytes back to back for
+/// `dur`: round trips per second and the median round trip.
+async fn ws_load(
+    env: &Arc<Env>,
+    path: Path,
+    conns: usize,
+    size: usize,
+    dur: Duration,
+) -> (f64, Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let msg = Arc::new(ping_message(size));
+    let mut tasks = vec![];
+    for _ in 0..conns {
+        let env = env.clone();
+        let stop = stop.clone();
+        let msg = msg.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ws = env.ws(path).await.expect("ws connect");
+            // The first round trip also swallows the snapshot sent on connect.
+            round_trip(&mut ws, &msg).await.expect("first round trip");
+            let mut lat = vec![];
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                round_trip(&mut ws, &msg).await.expect("round trip");
+                lat.push((Instant::now(), t.elapsed()));
+            }
+            let _ = ws.close(None).await;
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start = Instant::now();
+    tokio::time::sleep(dur).await;
+    let end = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = end - start;
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(
+            t.await
+                .expect("task")
+                .into_iter()
+                .filter(|(done, _)| *done >= start && *done <= end)
+                .map(|(_, lat)| lat),
+        );
+    }
+    let n = all.len();
+    let (p50, _, _) = stats(all);
+    (n as f64 / elapsed.as_secs_f64(), p50)
+}
+
+/// An operation message; `env` signs it for the direct path (the hub signs its own).
+fn signed_op(env: &Env, path: Path, id: &str) -> String {
+    match path {
+        Path::Hub => op_message(id),
+        Path::Direct | Path::Chp => {
+            let token = env
+                .signer
+                .sign(
+                    jwt_now(),
+                    "alice",
+                    "alice",
+                    vec![Operation::Pause],
+                    Some("housekeeping".into()),
+                    id,
+                )
+                .expect("sign");
+            format!(
+                r#"{{"type":"op","id":"{id}","op":"pause","target":"housekeeping","token":"{token}"}}"#
+            )
+        }
+    }
+}
+
+fn op_message(id: &str) -> String {
+    // Pausing a workflow that is not running: the UI server checks the token (signature,
+    // audience, op, workflow, replay) and answers at once without a scheduler round trip,
+    // so the figure is the hub's pipeline, not the scheduler's.
+    format!(r#"{{"type":"op","id":"{id}","op":"pause","target":"housekeeping"}}"#)
+}
+
+fn is_answer(t: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(t).ok()?;
+    match v["type"].as_str()? {
+        "result" | "denied" | "error" => v["id"].as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// Operations over `conns` hub WebSockets, each with `window` in flight, for `dur`:
+/// operations answered per second.
+async fn ops_throughput(env: &Arc<Env>, conns: usize, window: usize, dur: Duration) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = vec![];
+    for c in 0..conns {
+        let env = env.clone();
+        let stop = stop.clone();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ws = env.ws(Path::Hub).await.expect("ws connect");
+            let mut n = 0u64;
+            for _ in 0..window {
+                n += 1;
+                ws.send(Message::text(op_message(&format!("{c}-{n}"))))
+                    .await
+                    .expect("send");
+            }
+            while let Some(Ok(m)) = ws.next().await {
+                if let Message::Text(t) = m {
+                    if let Some(id) = is_answer(t.as_str()) {
+                        assert!(
+                            t.as_str().contains("\"result\""),
+                            "operation {id} not relayed: {t}"
+                        );
+                        done.fetch_add(1, Ordering::Relaxed);
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        n += 1;
+                        ws.send(Message::text(op_message(&format!("{c}-{n}"))))
+                            .await
+                            .expect("send");
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let start_count = done.load(Ordering::Relaxed);
+    let start = Instant::now();
+    tokio::time::sleep(dur).await;
+    let count = done.load(Ordering::Relaxed) - start_count;
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    count as f64 / elapsed.as_secs_f64()
+}
+
+/// Operations sent at `rate` per second in total over `conns` connections for `dur`,
+/// each timed from send to its result: (median, p99, max, count).
+async fn ops_latency(
+    env: &Arc<Env>,
+    path: Path,
+    conns: usize,
+    rate: f64,
+    dur: Duration,
+) -> (Duration, Duration, Duration, usize) {
+    let per_conn = Duration::from_secs_f64(conns as f64 / rate);
+    let mut tasks = vec![];
+    for c in 0..conns {
+        let env = env.clone();
+        tasks.push(tokio::spawn(async move {
+            let ws = env.ws(path).await.expect("ws connect");
+            let (mut tx, mut rx) = ws.split();
+            let sent: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> =
+                Default::default();
+            let sent2 = sent.clone();
+            let reader = tokio::spawn(async move {
+                let mut lat = vec![];
+                while let Some(Ok(m)) = rx.next().await {
+                    if let Message::Text(t) = m {
+                        if let Some(id) = is_answer(t.as_str()) {
+                            let t0 = sent2.lock().unwrap().remove(&id);
+                            if let Some(t0) = t0 {
+                                lat.push(t0.elapsed());
+                            }
+                            if id == "last" {
+                                break;
+                            }
+                        }
+                    }
+                }
+                lat
+            });
+            // Stagger connections so sends spread evenly over each period.
+            tokio::time::sleep(per_conn.mul_f64(c as f64 / conns as f64)).await;
+            let mut tick = tokio::time::interval(per_conn);
+            let end = Instant::now() + dur;
+            let mut n = 0u64;
+            while Instant::now() < end {
+                tick.tick().await;
+                n += 1;
+                let id = format!("{c}-{n}");
+                let msg = signed_op(&env, path, &id);
+                sent.lock().unwrap().insert(id, Instant::now());
+                tx.send(Message::text(msg)).await.expect("send");
+            }
+            let msg = signed_op(&env, path, "last");
+            sent.lock().unwrap().insert("last".into(), Instant::now());
+            tx.send(Message::text(msg)).await.expect("send");
+            let lat = reader.await.expect("reader");
+            let _ = tx.close().await;
+            lat
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    let n = all.len();
+    let (p50, p99, max) = stats(all);
+    (p50, p99, max, n)
+}
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{setrlimit, Resource};
+    // Children (the hub, and through the helper the UI server) inherit it.
+    if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, 200_000, 200_000) {
+        eprintln!("cannot raise the open-file limit: {e}");
+    }
+}
+
+/// Makes the UI server's certificate name resolve to loopback, so CHP can verify it as
+/// JupyterHub's internal SSL does; the line is removed again by [`unmap_host`].
+fn map_host(name: &str) -> anyhow::Result<()> {
+    let hosts = std::fs::read_to_string("/etc/hosts")?;
+    let line = format!("127.0.0.1 {name} {HOSTS_MARK}");
+    if !hosts.lines().any(|l| l == line) {
+        std::fs::write("/etc/hosts", format!("{}\n{line}\n", hosts.trim_end()))?;
+    }
+    Ok(())
+}
+
+const HOSTS_MARK: &str = "# steward relay benchmark";
+
+fn unmap_host() {
+    if let Ok(hosts) = std::fs::read_to_string("/etc/hosts") {
+        let kept: Vec<&str> = hosts.lines().filter(|l| !l.ends_with(HOSTS_MARK)).collect();
+        let _ = std::fs::write("/etc/hosts", kept.join("\n") + "\n");
+    }
+}
+
+fn start_chp(
+    chp: &std::path::Path,
+    env_dir: &std::path::Path,
+    up_dns: &str,
+    up_port: u16,
+    data: &std::path::Path,
+) -> anyhow::Result<(std::process::Child, u16)> {
+    map_host(up_dns)?;
+    let ca = steward_hub::ca::Ca::load_or_create(&data.join("state"))?;
+    // CHP's identity towards the UI server: a certificate from the hub's internal CA,
+    // which the UI server requires of every client.
+    let id = ca.issue_uiserver("bench", "chp")?;
+    std::fs::write(env_dir.join("chp-client.crt"), &id.cert_pem)?;
+    std::fs::write(env_dir.join("chp-client.key"), &id.key_pem)?;
+    std::fs::write(env_dir.join("internal-ca.crt"), &ca.ca_pem)?;
+    let port = free_port();
+    let api_port = free_port();
+    let child = std::process::Command::new(chp)
+        .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--api-ip", "127.0.0.1", "--api-port", &api_port.to_string()])
+        .args(["--default-target", &format!("https://{up_dns}:{up_port}")])
+        .arg("--ssl-cert")
+        .arg(data.join("tls/hub.crt"))
+        .arg("--ssl-key")
+        .arg(data.join("tls/hub.key"))
+        .arg("--client-ssl-cert")
+        .arg(env_dir.join("chp-client.crt"))
+        .arg("--client-ssl-key")
+        .arg(env_dir.join("chp-client.key"))
+        .arg("--client-ssl-ca")
+        .arg(env_dir.join("internal-ca.crt"))
+        .args(["--log-level", "error"])
+        .env("CONFIGPROXY_AUTH_TOKEN", "bench")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "CHP did not start listening");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok((child, port))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn public_tls(ca_pem: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca_pem)? {
+        roots.add(c?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+async fn login(
+    base: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    user: &str,
+    pw: &str,
+) -> anyhow::Result<(String, String)> {
+    let c = reqwest::Client::builder()
+        .use_preconfigured_tls((**tls).clone())
+        .build()?;
+    let r = c
+        .post(format!("{base}/hub/api/login"))
+        .json(&serde_json::json!({"username": user, "password": pw}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "login {user}: {}", r.status());
+    let cookie = set_cookie(&r)?;
+    let v: serde_json::Value = r.json().await?;
+    let csrf = v["csrf"].as_str().unwrap_or_default().to_string();
+    Ok((cookie, csrf))
+}
+
+fn set_cookie(r: &reqwest::Response) -> anyhow::Result<String> {
+    Ok(r.headers()
+        .get("set-cookie")
+        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?
+        .to_str()?
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    format!("{:.2}×", a / b)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    require_root();
+    raise_fd_limit();
+    let exe_dir = std::env::current_exe()?
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no exe dir"))?
+        .to_path_buf();
+    let steward = exe_dir.join("steward");
+    let (data, cfg, creds) = demo_data_dir_with_credentials(&exe_dir)?;
+    let pw = |u: &str| {
+        creds
+            .iter()
+            .find(|(n, _)| n == u)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
+    };
+    let idle_target: usize = std::env::var("STEWARD_BENCH_IDLE_WS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let hub_port = free_port();
+    let text = std::fs::read_to_string(&cfg)?
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{hub_port}"))
+        .replace(
+            "prestart = [\"alice\", \"bob\", \"carl\"]",
+            "prestart = [\"alice\"]",
+        )
+        + &format!(
+            "\n[limits]\nops_per_sec = 1000000\nws_per_user = {}\n",
+            idle_target + 1000
+        );
+    std::fs::write(&cfg, text)?;
+    // The UI server holds one connection per hub WebSocket: give it room for the idle test.
+    let spawn_cfg = data.path().join("spawn.toml");
+    let spawn_text = std::fs::read_to_string(&spawn_cfg)?.replace(
+        "memory = \"1G\"\ncpu = 1.0\npids = 512",
+        "memory = \"2G\"\ncpu = 2.0\npids = 512",
+    );
+    std::fs::write(&spawn_cfg, spawn_text)?;
+
+    let (mut hub, _) = start_hub(&steward, &cfg);
+    let base = format!("https://127.0.0.1:{hub_port}");
+    let public_tls = public_tls(&data.path().join("tls/ca.crt"))?;
+
+    // alice, elevated to execute (for the operation benchmarks).
+    let (cookie, csrf) = login(&base, &public_tls, "alice", &pw("alice")).await?;
+    let c = reqwest::Client::builder()
+        .use_preconfigured_tls((*public_tls).clone())
+        .build()?;
+    let r = c
+        .post(format!("{base}/hub/api/elevate"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"class": "execute", "password": pw("alice")}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "elevate: {}", r.status());
+    let cookie = set_cookie(&r)?;
+
+    // Where alice's server listens (admin API, as carl).
+    let (carl, _) = login(&base, &public_tls, "carl", &pw("carl")).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (up_port, up_name) = loop {
+        let v: serde_json::Value = c
+            .get(format!("{base}/hub/api/admin/servers"))
+            .header("cookie", &carl)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let found = v["servers"].as_array().and_then(|a| {
+            a.iter().find(|s| s["owner"] == "alice").map(|s| {
+                (
+                    s["port"].as_u64().unwrap_or(0) as u16,
+                    s["server"].as_str().unwrap_or("default").to_string(),
+                )
+            })
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "alice's server did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let state_dir = data.path().join("state");
+    let ca = steward_hub::ca::Ca::load_or_create(&state_dir)?;
+    let signer = TokenSigner::load_or_create(&state_dir.join("jwt-ed25519.der"))?;
+    let work = tempfile::tempdir()?;
+    let chp = match std::env::var_os("STEWARD_BENCH_CHP") {
+        Some(p) => Some(start_chp(
+            std::path::Path::new(&p),
+            work.path(),
+            &uiserver_dns_name("alice", &up_name),
+            up_port,
+            data.path(),
+        )?),
+        None => {
+            eprintln!("STEWARD_BENCH_CHP not set: skipping the configurable-http-proxy baseline");
+            None
+        }
+    };
+    let env = Arc::new(Env {
+        hub_port,
+        hub_origin: base.clone(),
+        public_tls,
+        cookie,
+        up_port,
+        up_dns: uiserver_dns_name("alice", &up_name),
+        up_tls: ca.client_config()?,
+        signer,
+        chp_port: chp.as_ref().map(|(_, p)| *p),
+    });
+    let mut paths = vec![Path::Direct, Path::Hub];
+    if chp.is_some() {
+        paths.push(Path::Chp);
+    }
+    let dur = secs();
+    println!(
+        "machine: {} cores; load average {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+
+    // HTTP: throughput at 64 connections, latency at 1. Three rounds, paths interleaved.
+    for conns in [64usize, 1].into_iter().filter(|_| wanted("http")) {
+        let mut results: Vec<Vec<(f64, Duration, u64)>> = vec![vec![]; paths.len()];
+        for _ in 0..3 {
+            for (i, p) in paths.iter().enumerate() {
+                results[i].push(http_load(&env, *p, conns, dur).await);
+            }
+        }
+        let med = |v: &Vec<(f64, Duration, u64)>| {
+            let mut rates: Vec<f64> = v.iter().map(|r| r.0).collect();
+            rates.sort_by(|a, b| a.total_cmp(b));
+            let mut lats: Vec<Duration> = v.iter().map(|r| r.1).collect();
+            lats.sort();
+            let errors: u64 = v.iter().map(|r| r.2).sum();
+            (rates[rates.len() / 2], lats[lats.len() / 2], errors)
+        };
+        let direct = med(&results[0]);
+        for (i, p) in paths.iter().enumerate() {
+            let m = med(&results[i]);
+            println!(
+                "HTTP GET /api/summary, {conns} conn: {:>6} {:>9.0} req/s ({} of direct), p50 {} (+{}), errors {}",
+                p.name(),
+                m.0,
+                ratio(m.0, direct.0),
+                us(m.1),
+                us(m.1.saturating_sub(direct.1)),
+                m.2
+            );
+        }
+    }
+
+    // WebSocket ping/pong (not operations): 100 B and 64 KiB, 1 and 16 connections.
+    for size in [100usize, 64 * 1024].into_iter().filter(|_| wanted("ws")) {
+        for conns in [1usize, 16] {
+            let mut results: Vec<Vec<(f64, Duration)>> = vec![vec![]; paths.len()];
+            for _ in 0..3 {
+                for (i, p) in paths.iter().enumerate() {
+                    results[i].push(ws_load(&env, *p, conns, size, dur).await);
+                }
+            }
+            let med = |v: &Vec<(f64, Duration)>| {
+                let mut rates: Vec<f64> = v.iter().map(|r| r.0).collect();
+                rates.sort_by(|a, b| a.total_cmp(b));
+                let mut lats: Vec<Duration> = v.iter().map(|r| r.1).collect();
+                lats.sort();
+                (rates[rates.len() / 2], lats[lats.len() / 2])
+            };
+            let direct = med(&results[0]);
+            for (i, p) in paths.iter().enumerate() {
+                let m = med(&results[i]);
+                println!(
+                    "WebSocket {size} B round trips, {conns} conn: {:>6} {:>8.0}/s ({} of direct), p50 {}",
+                    p.name(),
+                    m.0,
+                    ratio(m.0, direct.0),
+                    us(m.1)
+                );
+            }
+        }
+    }
+
+    // Operations through the hub (parse, decide, durable intent, sign, relay, outcome).
+    let audit_before = std::fs::read_to_string(data.path().join("audit/audit.jsonl"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    for (conns, window) in [(16usize, 4usize), (64, 4)]
+        .into_iter()
+        .filter(|_| wanted("ops"))
+    {
+        let rate = ops_throughput(&env, conns, window, dur).await;
+        println!("WebSocket operations through the hub, {conns} conn × {window} in flight: {rate:.0} ops/s");
+    }
+    for path in [Path::Direct, Path::Hub]
+        .into_iter()
+        .filter(|_| wanted("ops"))
+    {
+        let (p50, p99, max, n) = ops_latency(&env, path, 10, 1000.0, Duration::from_secs(10)).await;
+        println!(
+            "WebSocket operations at 1,000/s (10 conn, 10 s, n={n}): {:>6} p50 {} p99 {} max {}",
+            path.name(),
+            ms(p50),
+            ms(p99),
+            ms(max)
+        );
+    }
+    let audit_after = std::fs::read_to_string(data.path().join("audit/audit.jsonl"))
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    println!(
+        "audit records written during the operation runs: {}",
+        audit_after - audit_before
+    );
+
+    // Idle WebSockets: each one is a browser connection plus a relay to the UI server.
+    let idle_target = if wanted("idle") { idle_target } else { 0 };
+    let rss_before = rss_kib(hub.id());
+    let t = Instant::now();
+    let mut idle = Vec::with_capacity(idle_target);
+    let mut failures = 0usize;
+    let sem = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    for _ in 0..idle_target {
+        let env = env.clone();
+        let sem = sem.clone();
+        pending.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.ok()?;
+            env.ws(Path::Hub).await.ok()
+        }));
+    }
+    while let Some(r) = pending.next().await {
+        match r {
+            Ok(Some(ws)) => idle.push(ws),
+            _ => failures += 1,
+        }
+    }
+    let opened = t.elapsed();
+    if idle_target > 0 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let hub_rss = rss_kib(hub.id());
+    let up_pid: u32 =
+        std::fs::read_to_string("/sys/fs/cgroup/pids/steward-demo/alice/default/cgroup.procs")?
+            .lines()
+            .next()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+    println!(
+        "{} idle WebSockets through the hub ({failures} failed) opened in {:.1} s: hub RSS {:.0} MiB (before {:.0} MiB); alice's UI server RSS {:.0} MiB",
+        idle.len(),
+        opened.as_secs_f64(),
+        hub_rss as f64 / 1024.0,
+        rss_before as f64 / 1024.0,
+        rss_kib(up_pid) as f64 / 1024.0
+    );
+    drop(idle);
+
+    if let Some((mut c, _)) = chp {
+        let _ = c.kill();
+        let _ = c.wait();
+        unmap_host();
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hub.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )?;
+    hub.wait()?;
+    // Stop alice's server and workflows the benchmark's hub left running.
+    for server in ["default", "workflows"] {
+        let _ = std::process::Command::new(data.path().join("bin/steward-spawn"))
+            .arg("--config")
+            .arg(&spawn_cfg)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                if let Some(mut i) = c.stdin.take() {
+                    i.write_all(format!("{{\"verb\":\"stop\",\"user\":\"alice\",\"server\":\"{server}\",\"grace_secs\":0}}").as_bytes())?;
+                }
+                c.wait()
+            });
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Relay benchmarks (issue 8): hub vs direct vs configurable-http-proxy 5.x, one run.
+# Needs root (demo users, UI servers started as them). Installs Node.js and CHP if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/steward-target}"
+if ! command -v npm >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
+chp_dir=/var/cache/steward-bench/chp
+if [ ! -x "$chp_dir/node_modules/.bin/configurable-http-proxy" ]; then
+    mkdir -p "$chp_dir"
+    npm install --silent --no-audit --no-fund --prefix "$chp_dir" 'configurable-http-proxy@5'
+fi
+echo "configurable-http-proxy $(node -p "require('$chp_dir/node_modules/configurable-http-proxy/package.json').version"), node $(node --version)"
+cargo build --release --locked --workspace --bins
+STEWARD_BENCH_CHP="$chp_dir/node_modules/.bin/configurable-http-proxy" \
+    "$CARGO_TARGET_DIR/release/relay" "$@"
