@@ -23,6 +23,12 @@ pub struct PendingOp {
     intent_seq: u64,
 }
 
+impl PendingOp {
+    fn outcome(self, outcome: Outcome, message: Option<String>) -> AuditRecord {
+        self.intent.outcome_of(self.intent_seq, outcome, message)
+    }
+}
+
 /// Why an operation was not forwarded.
 pub enum Refusal {
     /// Policy or elevation said no (already audited).
@@ -200,10 +206,10 @@ pub fn finish_detached(
     outcome: Outcome,
     message: Option<String>,
 ) {
-    let rec = pending
-        .intent
-        .outcome_of(pending.intent_seq, outcome, message);
-    if let Err(e) = state.audit.append_detached(rec) {
+    if let Err(e) = state
+        .audit
+        .append_detached(pending.outcome(outcome, message))
+    {
         state.metrics.audit_failures.inc();
         tracing::error!(error = %e, "audit log write failed (operation outcome)");
     }
@@ -216,8 +222,5 @@ pub async fn finish(
     outcome: Outcome,
     message: Option<String>,
 ) {
-    let rec = pending
-        .intent
-        .outcome_of(pending.intent_seq, outcome, message);
-    let _ = audit(state, rec).await;
+    let _ = audit(state, pending.outcome(outcome, message)).await;
 }

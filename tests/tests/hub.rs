@@ -880,7 +880,7 @@ async fn http_operations_are_decided_and_sigterm_drains_operations_in_flight() {
     // `steward serve`, not the demo: on SIGTERM it leaves the servers running.
     d.serve_with("");
     let (alice, csrf) = d.login("alice").await;
-    let (csrf, _) = d.elevate(&alice, &csrf, "alice", "execute").await;
+    let (csrf, cookie) = d.elevate(&alice, &csrf, "alice", "execute").await;
 
     // An operation over HTTP takes the same path as one over the WebSocket.
     let (status, body) = http_op(
@@ -981,24 +981,6 @@ async fn http_operations_are_decided_and_sigterm_drains_operations_in_flight() {
     // (SIGSTOP), so a `pause` sent to it waits until it is continued. The hub takes no
     // new operation, waits for the answer, audits it, closes the WebSocket with 1012
     // (restart) and exits, leaving alice's server and workflows running.
-    let (cookie, csrf2) = login_cookie(&d.base, &d.ca(), "alice", &d.password("alice")).await;
-    let c2 = d.client();
-    let r = c2
-        .post(format!("{}/hub/api/elevate", d.base))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf2)
-        .json(&json!({"class": "execute", "password": d.password("alice")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
     let mut w = ws(&d, "alice", &cookie).await;
     ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
     let server_pid: i32 =

@@ -610,6 +610,17 @@ fn set_cookie(r: &reqwest::Response) -> anyhow::Result<String> {
         .to_string())
 }
 
+/// The median rate and the median p50 over several rounds.
+fn median_round(rounds: impl Iterator<Item = (f64, Duration)>) -> (f64, Duration) {
+    let (mut rates, mut lats): (Vec<f64>, Vec<Duration>) = rounds.unzip();
+    rates.sort_by(|a, b| a.total_cmp(b));
+    lats.sort();
+    (
+        rates.get(rates.len() / 2).copied().unwrap_or(0.0),
+        lats.get(lats.len() / 2).copied().unwrap_or_default(),
+    )
+}
+
 fn ratio(a: f64, b: f64) -> String {
     format!("{:.2}×", a / b)
 }
@@ -751,12 +762,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         let med = |v: &Vec<(f64, Duration, u64)>| {
-            let mut rates: Vec<f64> = v.iter().map(|r| r.0).collect();
-            rates.sort_by(|a, b| a.total_cmp(b));
-            let mut lats: Vec<Duration> = v.iter().map(|r| r.1).collect();
-            lats.sort();
-            let errors: u64 = v.iter().map(|r| r.2).sum();
-            (rates[rates.len() / 2], lats[lats.len() / 2], errors)
+            let (rate, p50) = median_round(v.iter().map(|r| (r.0, r.1)));
+            (rate, p50, v.iter().map(|r| r.2).sum::<u64>())
         };
         let direct = med(&results[0]);
         for (i, p) in paths.iter().enumerate() {
@@ -782,13 +789,7 @@ async fn main() -> anyhow::Result<()> {
                     results[i].push(ws_load(&env, *p, conns, size, dur).await);
                 }
             }
-            let med = |v: &Vec<(f64, Duration)>| {
-                let mut rates: Vec<f64> = v.iter().map(|r| r.0).collect();
-                rates.sort_by(|a, b| a.total_cmp(b));
-                let mut lats: Vec<Duration> = v.iter().map(|r| r.1).collect();
-                lats.sort();
-                (rates[rates.len() / 2], lats[lats.len() / 2])
-            };
+            let med = |v: &Vec<(f64, Duration)>| median_round(v.iter().copied());
             let direct = med(&results[0]);
             for (i, p) in paths.iter().enumerate() {
                 let m = med(&results[i]);
