@@ -598,7 +598,14 @@ pub async fn start_own_server(
     let profile = body.profile.unwrap_or_else(|| "default".into());
     match crate::relay::ensure_server_profile(&state, &s.user, &s.user, Some(profile.clone())).await
     {
-        Ok(_) => HttpResponse::Ok().json(json!({ "started": true, "profile": profile })),
+        Ok(crate::servers::SpawnOutcome::Started(_)) => {
+            HttpResponse::Ok().json(json!({ "started": true, "profile": profile }))
+        }
+        // Started by someone else (a visit, a prestart) since the check above.
+        Ok(crate::servers::SpawnOutcome::AlreadyRunning(srv)) => error_json(
+            StatusCode::CONFLICT,
+            format!("your server is already running (pid {}); stop it first (DELETE /hub/api/server) to pick another profile", srv.pid),
+        ),
         Err(crate::servers::ServerError::Busy) => HttpResponse::TooManyRequests()
             .insert_header(("Retry-After", "5"))
             .json(json!({ "error": crate::servers::ServerError::Busy.to_string() })),

@@ -28,18 +28,21 @@ pub async fn ensure_server(
     owner: &str,
     actor: &str,
 ) -> Result<RunningServer, ServerError> {
-    ensure_server_profile(state, owner, actor, None).await
+    match ensure_server_profile(state, owner, actor, None).await? {
+        SpawnOutcome::AlreadyRunning(s) | SpawnOutcome::Started(s) => Ok(s),
+    }
 }
 
-/// [`ensure_server`] on a chosen profile (recorded in the audit record when given).
+/// [`ensure_server`] on a chosen profile (recorded in the audit record when given). Says
+/// whether it started the server: one already running may be on another profile.
 pub async fn ensure_server_profile(
     state: &AppState,
     owner: &str,
     actor: &str,
     profile: Option<String>,
-) -> Result<RunningServer, ServerError> {
+) -> Result<SpawnOutcome, ServerError> {
     match state.servers.ensure_profile(owner, profile.clone()).await {
-        Ok(SpawnOutcome::AlreadyRunning(s)) => Ok(s),
+        Ok(SpawnOutcome::AlreadyRunning(s)) => Ok(SpawnOutcome::AlreadyRunning(s)),
         Ok(SpawnOutcome::Started(s)) => {
             state.metrics.spawns.inc();
             let rec = AuditRecord {
@@ -53,7 +56,7 @@ pub async fn ensure_server_profile(
                 None => rec,
             };
             let _ = audit(state, rec).await;
-            Ok(s)
+            Ok(SpawnOutcome::Started(s))
         }
         Err(e) => {
             state.metrics.spawn_failures.inc();

@@ -117,25 +117,27 @@ async fn users_pick_profiles_the_helper_enforces_who_may() {
         }
     };
     for user in ["alice", "bob"] {
-        // The hub prestarts both in the background: wait for that to finish, or it could
-        // start a server after the DELETE below and make the profile start a conflict.
-        let procs = format!("/sys/fs/cgroup/pids/steward-demo/{user}/default/cgroup.procs");
-        assert!(
-            wait_until(Duration::from_secs(30), || {
-                !std::fs::read_to_string(&procs)
-                    .unwrap_or_default()
-                    .trim()
-                    .is_empty()
-            }),
-            "{user}'s server was not prestarted"
-        );
+        // The hub prestarts both in the background: stop the prestarted server once the
+        // hub has it (its registration may come after its process is in the cgroup).
         let (c, csrf) = d.login(user).await;
-        let _ = c
-            .delete(format!("{}/hub/api/server", d.base))
-            .header("x-csrf-token", &csrf)
-            .send()
-            .await
-            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = c
+                .delete(format!("{}/hub/api/server", d.base))
+                .header("x-csrf-token", &csrf)
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{user}'s prestarted server never became stoppable: {}",
+                r.status()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let r = start(c.clone(), csrf.clone(), "big").await;
         if user == "alice" {
             assert_eq!(
