@@ -533,8 +533,11 @@ async fn web_ui_in_chromium() {
     }
     bob.screenshot("08-killed-live").await;
     alice.screenshot("09-owner-sees-it-live").await;
-    let kills =
-        hub.audit_records(|r| r["actor"] == "bob" && r["op"] == "kill" && r["kind"] == "outcome");
+    let is_kill = |r: &Value| r["actor"] == "bob" && r["op"] == "kill" && r["kind"] == "outcome";
+    wait_until(Duration::from_secs(5), || {
+        !hub.audit_records(is_kill).is_empty()
+    });
+    let kills = hub.audit_records(is_kill);
     assert_eq!(kills.len(), 1, "{kills:?}");
     assert_eq!(kills[0]["elevation"], "execute");
 

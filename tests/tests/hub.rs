@@ -203,6 +203,12 @@ async fn policy_and_elevation_decide_every_operation() {
     assert_eq!(me["class"], "read", "{me}");
     d.set_clock_offset(0);
 
+    // Outcomes are queued behind the result the browser sees: give the writer a moment.
+    wait_until(Duration::from_secs(5), || {
+        d.audit_records()
+            .iter()
+            .any(|r| r["actor"] == "bob" && r["op"] == "pause" && r["kind"] == "outcome")
+    });
     let records = d.audit_records();
     let expiries = records
         .iter()

@@ -321,7 +321,14 @@ async fn demo_login_spawn_ws_pause_audit() {
         );
     }
 
-    // The audit log: exactly one JSON outcome and one human line for the pause.
+    // The audit log: exactly one JSON outcome and one human line for the pause. The
+    // outcome is queued behind the result the browser saw: give the writer a moment.
+    wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(data.path().join("audit/audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("\"kind\":\"outcome\"") && l.contains("\"op\":\"pause\""))
+    });
     let jsonl = std::fs::read_to_string(data.path().join("audit/audit.jsonl")).unwrap();
     let pauses: Vec<Value> = jsonl
         .lines()

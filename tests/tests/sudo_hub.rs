@@ -143,9 +143,10 @@ async fn unprivileged_hub_spawns_through_sudo() {
         "{st}"
     );
     assert!(
-        d.audit_records()
+        wait_until(Duration::from_secs(5), || d
+            .audit_records()
             .iter()
-            .any(|r| r["op"] == "play" && r["outcome"] == "ok"),
+            .any(|r| r["op"] == "play" && r["outcome"] == "ok")),
         "operation not audited"
     );
     hub.interrupt();
