@@ -4,9 +4,17 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use steward_protocol::OpClass;
+
+/// How long a session row read from the database is reused. Every change the hub makes
+/// clears the row at once; this only bounds how long a change made behind the hub's
+/// back (by hand, in the database) goes unseen.
+const SESSION_CACHE_TTL: Duration = Duration::from_secs(1);
+const SESSION_CACHE_MAX: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -18,6 +26,7 @@ pub enum DbError {
 
 pub struct Db {
     conn: Mutex<Connection>,
+    session_cache: Mutex<HashMap<String, (Instant, Session)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +117,23 @@ impl Db {
         )?;
         Ok(Db {
             conn: Mutex::new(conn),
+            session_cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Runs `f` on the connection and the session cache together: readers fill the
+    /// cache and writers clear it under the same lock, so a stale row cannot be cached
+    /// after a write.
+    fn with_cache<T>(
+        &self,
+        f: impl FnOnce(
+            &Connection,
+            &mut HashMap<String, (Instant, Session)>,
+        ) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, DbError> {
+        let conn = self.conn.lock().map_err(|_| DbError::Poisoned)?;
+        let mut cache = self.session_cache.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&conn, &mut cache)?)
     }
 
     fn with<T>(
@@ -121,7 +146,8 @@ impl Db {
 
     pub fn insert_session(&self, s: &Session) -> Result<(), DbError> {
         let groups = serde_json::to_string(&s.groups).unwrap_or_else(|_| "[]".into());
-        self.with(|c| {
+        self.with_cache(|c, cache| {
+            cache.remove(&s.id_hash);
             c.execute(
                 "INSERT INTO sessions (id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -131,10 +157,16 @@ impl Db {
         })
     }
 
+    /// Looked up on every request and every operation, so rows are kept in memory for
+    /// [`SESSION_CACHE_TTL`]; every write below clears the row it changes.
     pub fn session(&self, id_hash: &str) -> Result<Option<Session>, DbError> {
-        // Cached statement: this runs on every request and every operation.
-        self.with(|c| {
-            c.prepare_cached(
+        self.with_cache(|c, cache| {
+            if let Some((at, s)) = cache.get(id_hash) {
+                if at.elapsed() < SESSION_CACHE_TTL {
+                    return Ok(Some(s.clone()));
+                }
+            }
+            let row = c.prepare_cached(
                 "SELECT id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited
                  FROM sessions WHERE id_hash = ?1",
             )?
@@ -157,12 +189,25 @@ impl Db {
                     })
                 },
             )
-            .optional()
+            .optional()?;
+            match &row {
+                Some(s) => {
+                    if cache.len() >= SESSION_CACHE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(id_hash.to_string(), (Instant::now(), s.clone()));
+                }
+                None => {
+                    cache.remove(id_hash);
+                }
+            }
+            Ok(row)
         })
     }
 
     pub fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), DbError> {
-        self.with(|c| {
+        self.with_cache(|c, cache| {
+            cache.remove(id_hash);
             c.execute(
                 "UPDATE sessions SET last_seen = ?2 WHERE id_hash = ?1",
                 params![id_hash, now],
@@ -173,7 +218,8 @@ impl Db {
 
     /// Marks the expiry audited; returns false if another request already did.
     pub fn mark_expiry_audited(&self, id_hash: &str) -> Result<bool, DbError> {
-        self.with(|c| {
+        self.with_cache(|c, cache| {
+            cache.remove(id_hash);
             c.execute(
                 "UPDATE sessions SET expiry_audited = 1 WHERE id_hash = ?1 AND expiry_audited = 0",
                 params![id_hash],
@@ -183,7 +229,8 @@ impl Db {
     }
 
     pub fn delete_session(&self, id_hash: &str) -> Result<bool, DbError> {
-        self.with(|c| {
+        self.with_cache(|c, cache| {
+            cache.remove(id_hash);
             c.execute("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])
                 .map(|n| n > 0)
         })
@@ -366,7 +413,11 @@ mod tests {
         assert_eq!(back.class_at(999), OpClass::Execute);
         assert_eq!(back.class_at(1000), OpClass::Read);
         assert!(db.mark_expiry_audited(&s.id_hash).unwrap());
+        // Every write is seen at once by the next read, cache or not.
+        assert!(db.session(&s.id_hash).unwrap().unwrap().expiry_audited);
         assert!(!db.mark_expiry_audited(&s.id_hash).unwrap());
+        db.touch_session(&s.id_hash, 77).unwrap();
+        assert_eq!(db.session(&s.id_hash).unwrap().unwrap().last_seen, 77);
         assert!(db.delete_session(&s.id_hash).unwrap());
         assert!(db.session(&s.id_hash).unwrap().is_none());
     }
