@@ -889,8 +889,12 @@ async fn main() -> anyhow::Result<()> {
         nix::sys::signal::Signal::SIGTERM,
     )?;
     hub.wait()?;
-    // Stop alice's server and workflows the benchmark's hub left running.
-    for server in ["default", "workflows"] {
+    // Stop the servers and workflows the benchmark's hub left running (logging in as
+    // carl for the admin API starts his server too).
+    for (user, server) in ["alice", "carl"]
+        .into_iter()
+        .flat_map(|u| [(u, "default"), (u, "workflows")])
+    {
         let _ = std::process::Command::new(data.path().join("bin/steward-spawn"))
             .arg("--config")
             .arg(&spawn_cfg)
@@ -900,7 +904,7 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|mut c| {
                 use std::io::Write;
                 if let Some(mut i) = c.stdin.take() {
-                    i.write_all(format!("{{\"verb\":\"stop\",\"user\":\"alice\",\"server\":\"{server}\",\"grace_secs\":0}}").as_bytes())?;
+                    i.write_all(format!("{{\"verb\":\"stop\",\"user\":\"{user}\",\"server\":\"{server}\",\"grace_secs\":0}}").as_bytes())?;
                 }
                 c.wait()
             });
