@@ -48,14 +48,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Refusal {
 fn parse_target(target: &str, owner: &str) -> Result<(WorkflowId, Option<String>), String> {
     if target.contains("//") {
         let t = TaskId::parse(target, owner).map_err(|e| format!("target: {e}"))?;
-        let mut task = t.cycle.clone();
-        if let Some(name) = &t.task {
-            task.push('/');
-            task.push_str(name);
-        }
-        if let Some(j) = t.job {
-            task.push_str(&format!("/{j:02}"));
-        }
+        let task = t.path();
         Ok((t.workflow, Some(task)))
     } else {
         WorkflowId::parse(target, owner)

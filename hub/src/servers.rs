@@ -53,7 +53,7 @@ pub struct ServerManager {
     db: Arc<Db>,
     pub client_tls: Arc<rustls::ClientConfig>,
     running: Mutex<HashMap<String, RunningServer>>,
-    owner_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    owner_locks: crate::keyed::KeyedLocks,
     pending: Mutex<HashMap<String, oneshot::Sender<Registration>>>,
     slots: Semaphore,
     waiting: std::sync::atomic::AtomicUsize,
@@ -110,7 +110,7 @@ impl ServerManager {
             db,
             client_tls,
             running: Mutex::new(running),
-            owner_locks: Mutex::new(HashMap::new()),
+            owner_locks: Default::default(),
             pending: Mutex::new(HashMap::new()),
             slots: Semaphore::new(concurrency),
             waiting: Default::default(),
@@ -168,11 +168,6 @@ impl ServerManager {
         }
     }
 
-    fn owner_lock(&self, owner: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.owner_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(owner.to_string()).or_default().clone()
-    }
-
     /// Returns the owner's running server, starting it if needed. Concurrent callers for
     /// one owner share a single spawn.
     pub async fn ensure(&self, owner: &str) -> Result<SpawnOutcome, ServerError> {
@@ -190,7 +185,7 @@ impl ServerManager {
         if let Some(s) = self.get(owner) {
             return Ok(SpawnOutcome::AlreadyRunning(s));
         }
-        let lock = self.owner_lock(owner);
+        let lock = self.owner_locks.get(owner);
         let _guard = lock.lock().await;
         if let Some(s) = self.get(owner) {
             return Ok(SpawnOutcome::AlreadyRunning(s));

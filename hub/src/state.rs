@@ -40,7 +40,7 @@ pub struct AppState {
     /// Token buckets for `limits.ops_per_sec` on `POST /user/<owner>/api/op`, per session.
     pub http_op_buckets: Mutex<HashMap<String, crate::ratelimit::TokenBucket>>,
     user_policies: Mutex<HashMap<String, CachedUserPolicy>>,
-    user_policy_reads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    user_policy_reads: crate::keyed::KeyedLocks,
     groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
 }
 
@@ -93,7 +93,7 @@ impl AppState {
             drain: Default::default(),
             http_op_buckets: Mutex::new(HashMap::new()),
             user_policies: Mutex::new(HashMap::new()),
-            user_policy_reads: Mutex::new(HashMap::new()),
+            user_policy_reads: Default::default(),
             groups: Mutex::new(HashMap::new()),
         })
     }
@@ -160,13 +160,7 @@ impl AppState {
         }
         // One helper call per owner at a time: when the cache expires under load, the
         // other requests wait for that read instead of each starting the helper.
-        let gate = self
-            .user_policy_reads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(owner.to_string())
-            .or_default()
-            .clone();
+        let gate = self.user_policy_reads.get(owner);
         let _reading = gate.lock().await;
         if let Some(p) = cached() {
             return p;

@@ -141,16 +141,24 @@ impl TaskId {
     }
 }
 
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}//{}", self.workflow, self.cycle)?;
+impl TaskId {
+    /// The part after `//`: `cycle[/task][/job]` (job as two digits).
+    pub fn path(&self) -> String {
+        let mut s = self.cycle.clone();
         if let Some(t) = &self.task {
-            write!(f, "/{t}")?;
+            s.push('/');
+            s.push_str(t);
         }
         if let Some(j) = self.job {
-            write!(f, "/{j:02}")?;
+            s.push_str(&format!("/{j:02}"));
         }
-        Ok(())
+        s
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}//{}", self.workflow, self.path())
     }
 }
 
