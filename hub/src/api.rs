@@ -454,13 +454,21 @@ pub async fn proxy_op(
         }
     };
     let rate = state.cfg.limits.ops_per_sec;
-    let allowed = state
-        .http_op_buckets
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(s.id_hash.clone())
-        .or_insert_with(|| crate::ratelimit::TokenBucket::full(rate))
-        .take(rate);
+    let allowed = {
+        let mut buckets = state
+            .http_op_buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // One bucket per session that ever sent an operation: forget the full ones
+        // now and then, or the map grows with every session.
+        if buckets.len() >= 1024 {
+            buckets.retain(|_, b| !b.refilled_completely());
+        }
+        buckets
+            .entry(s.id_hash.clone())
+            .or_insert_with(|| crate::ratelimit::TokenBucket::full(rate))
+            .take(rate)
+    };
     if !allowed {
         return HttpResponse::TooManyRequests()
             .insert_header(("Retry-After", "1"))

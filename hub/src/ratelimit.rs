@@ -21,6 +21,12 @@ impl TokenBucket {
         }
     }
 
+    /// Untouched for two seconds, a bucket has refilled to its burst (2 × rate from
+    /// empty), so dropping it and starting a fresh one later changes nothing.
+    pub fn refilled_completely(&self) -> bool {
+        self.refilled.elapsed() >= std::time::Duration::from_secs(2)
+    }
+
     /// True when one more operation may go now.
     pub fn take(&mut self, rate: u32) -> bool {
         let rate = rate as f64;
