@@ -563,6 +563,24 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Records in the current audit file and every rotated one (`audit-<seq>.jsonl`): a
+/// long operation run rotates the log at 64 MiB.
+fn audit_record_count(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("audit") && name.ends_with(".jsonl")
+        })
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+        .sum()
+}
+
 fn public_tls(ca_pem: &std::path::Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -805,9 +823,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Operations through the hub (parse, decide, durable intent, sign, relay, outcome).
-    let audit_before = std::fs::read_to_string(data.path().join("audit/audit.jsonl"))
-        .map(|s| s.lines().count())
-        .unwrap_or(0);
+    let audit_before = audit_record_count(&data.path().join("audit"));
     for (conns, window) in [(16usize, 4usize), (64, 4)]
         .into_iter()
         .filter(|_| wanted("ops"))
@@ -828,12 +844,10 @@ async fn main() -> anyhow::Result<()> {
             ms(max)
         );
     }
-    let audit_after = std::fs::read_to_string(data.path().join("audit/audit.jsonl"))
-        .map(|s| s.lines().count())
-        .unwrap_or(0);
+    let audit_after = audit_record_count(&data.path().join("audit"));
     println!(
         "audit records written during the operation runs: {}",
-        audit_after - audit_before
+        audit_after.saturating_sub(audit_before)
     );
 
     // Idle WebSockets: each one is a browser connection plus a relay to the UI server.
