@@ -143,6 +143,31 @@ fn number(q: &HashMap<String, String>, k: &str) -> Result<Option<u64>, HttpRespo
         .transpose()
 }
 
+/// The `workflow` parameter of a read: the token must allow reading that workflow,
+/// and it must be one of this owner's.
+fn readable_workflow(req: &HttpRequest, st: &AppState, q: &Query) -> Result<String, HttpResponse> {
+    authorize(
+        req,
+        st,
+        Operation::Read,
+        q.get("workflow").map(String::as_str),
+    )?;
+    workflow_param(st, q)
+}
+
+/// [`readable_workflow`], and the workflow must exist (404 otherwise).
+async fn known_workflow(
+    req: &HttpRequest,
+    st: &AppState,
+    q: &Query,
+) -> Result<String, HttpResponse> {
+    let wf = readable_workflow(req, st, q)?;
+    crate::ops::ensure_known(&st.reg, &wf)
+        .await
+        .map_err(|e| json_error(StatusCode::NOT_FOUND, e))?;
+    Ok(wf)
+}
+
 /// The `workflow` parameter, checked against the id grammar and this owner.
 fn workflow_param(st: &AppState, q: &HashMap<String, String>) -> Result<String, HttpResponse> {
     let raw = q
@@ -175,21 +200,10 @@ async fn summary(req: HttpRequest, st: web::Data<AppState>, q: Query) -> HttpRes
 }
 
 async fn workflow_detail(req: HttpRequest, st: web::Data<AppState>, q: Query) -> HttpResponse {
-    if let Err(r) = authorize(
-        &req,
-        &st,
-        Operation::Read,
-        q.get("workflow").map(String::as_str),
-    ) {
-        return r;
-    }
-    let wf = match workflow_param(&st, &q) {
+    let wf = match known_workflow(&req, &st, &q).await {
         Ok(w) => w,
         Err(r) => return r,
     };
-    if let Err(e) = crate::ops::ensure_known(&st.reg, &wf).await {
-        return json_error(StatusCode::NOT_FOUND, e);
-    }
     let flow = crate::flow::Flow::load(&st.layout().flow_file(&wf));
     let state = match st.reg.handle(&wf) {
         Some(h) => match h.detail().await {
@@ -266,15 +280,7 @@ fn job_log_target(
 }
 
 async fn log_range(req: HttpRequest, st: web::Data<AppState>, q: Query) -> HttpResponse {
-    if let Err(r) = authorize(
-        &req,
-        &st,
-        Operation::Read,
-        q.get("workflow").map(String::as_str),
-    ) {
-        return r;
-    }
-    let wf = match workflow_param(&st, &q) {
+    let wf = match readable_workflow(&req, &st, &q) {
         Ok(w) => w,
         Err(r) => return r,
     };
@@ -323,21 +329,10 @@ async fn log_range(req: HttpRequest, st: web::Data<AppState>, q: Query) -> HttpR
 }
 
 async fn search(req: HttpRequest, st: web::Data<AppState>, q: Query) -> HttpResponse {
-    if let Err(r) = authorize(
-        &req,
-        &st,
-        Operation::Read,
-        q.get("workflow").map(String::as_str),
-    ) {
-        return r;
-    }
-    let wf = match workflow_param(&st, &q) {
+    let wf = match known_workflow(&req, &st, &q).await {
         Ok(w) => w,
         Err(r) => return r,
     };
-    if let Err(e) = crate::ops::ensure_known(&st.reg, &wf).await {
-        return json_error(StatusCode::NOT_FOUND, e);
-    }
     let Some(query) = q.get("q").cloned() else {
         return json_error(StatusCode::BAD_REQUEST, "missing parameter q");
     };
