@@ -260,6 +260,16 @@ pub fn expand_filter(filter: &str, user: &str, dn: &str) -> String {
     )
 }
 
+/// `val` without its trailing spaces, except those at or before `protected` (escaped).
+fn unpadded(val: &[u8], protected: usize) -> &[u8] {
+    let trailing = val[protected..]
+        .iter()
+        .rev()
+        .take_while(|&&x| x == b' ')
+        .count();
+    &val[..val.len() - trailing]
+}
+
 /// Parses a DN (RFC 4514 string form) into RDNs of (type, value) pairs, escapes
 /// (`\,`, `\2c`) decoded and insignificant spaces dropped. Lenient: never fails.
 fn parse_dn(dn: &str) -> Vec<Vec<(String, String)>> {
@@ -301,13 +311,7 @@ fn parse_dn(dn: &str) -> Vec<Vec<(String, String)>> {
                 continue;
             }
             b',' | b';' | b'+' => {
-                let end = val.len()
-                    - val[protected..]
-                        .iter()
-                        .rev()
-                        .take_while(|&&x| x == b' ')
-                        .count();
-                rdn.push((text(&typ), text(&val[..end])));
+                rdn.push((text(&typ), text(unpadded(&val, protected))));
                 typ.clear();
                 val.clear();
                 protected = 0;
@@ -322,13 +326,7 @@ fn parse_dn(dn: &str) -> Vec<Vec<(String, String)>> {
         i += 1;
     }
     if in_value || !typ.is_empty() {
-        let end = val.len()
-            - val[protected..]
-                .iter()
-                .rev()
-                .take_while(|&&x| x == b' ')
-                .count();
-        rdn.push((text(&typ), text(&val[..end])));
+        rdn.push((text(&typ), text(unpadded(&val, protected))));
     }
     if !rdn.is_empty() {
         rdns.push(rdn);
