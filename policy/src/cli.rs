@@ -70,8 +70,10 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
+/// The policy files and the owner: what every question about one owner's workflows
+/// starts from.
 #[derive(clap::Args, Debug, Clone)]
-pub struct QueryArgs {
+pub struct OwnerArgs {
     /// The site policy file.
     #[arg(long, value_name = "FILE")]
     pub site: PathBuf,
@@ -85,6 +87,25 @@ pub struct QueryArgs {
     /// when absent.
     #[arg(long, value_name = "A,B")]
     pub owner_groups: Option<String>,
+}
+
+impl OwnerArgs {
+    /// Both files, loaded before failing so that every problem is shown at once.
+    fn load_files(&self) -> Result<(SitePolicy, Option<UserPolicy>), i32> {
+        let site = load_site(&self.site);
+        let user = self.user_policy.as_deref().map(load_user).transpose();
+        Ok((site?, user?))
+    }
+
+    fn subject(&self, lookup: &dyn GroupLookup) -> Result<Subject, i32> {
+        subject(&self.owner, &self.owner_groups, lookup)
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub owner: OwnerArgs,
     /// The user asking.
     #[arg(long, value_name = "NAME")]
     pub user: String,
@@ -115,14 +136,8 @@ pub struct ExportArgs {
     /// Directory to write model.conf and policy.csv into (created if needed).
     #[arg(long, value_name = "DIR")]
     pub casbin: PathBuf,
-    #[arg(long, value_name = "FILE")]
-    pub site: PathBuf,
-    #[arg(long, value_name = "FILE")]
-    pub user_policy: Option<PathBuf>,
-    #[arg(long, value_name = "NAME")]
-    pub owner: String,
-    #[arg(long, value_name = "A,B")]
-    pub owner_groups: Option<String>,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
 }
 
 /// Run one command; returns the process exit code.
@@ -266,13 +281,10 @@ struct Query {
 
 impl Query {
     fn load(q: &QueryArgs, lookup: &dyn GroupLookup) -> Result<Query, i32> {
-        // Load both files before failing so every problem is shown at once.
-        let site = load_site(&q.site);
-        let user = q.user_policy.as_deref().map(load_user).transpose();
-        let (site, user) = (site?, user?);
+        let (site, user) = q.owner.load_files()?;
         let workflow = match &q.workflow {
             None => String::new(),
-            Some(w) => workflow_name(w, &q.owner).map_err(|e| {
+            Some(w) => workflow_name(w, &q.owner.owner).map_err(|e| {
                 eprintln!("error: {e}");
                 2
             })?,
@@ -280,7 +292,7 @@ impl Query {
         Ok(Query {
             site,
             user,
-            owner: subject(&q.owner, &q.owner_groups, lookup)?,
+            owner: q.owner.subject(lookup)?,
             actor: subject(&q.user, &q.user_groups, lookup)?,
             workflow,
         })
@@ -373,15 +385,13 @@ fn run_check(a: &CheckArgs) -> i32 {
 }
 
 fn run_export(a: &ExportArgs, lookup: &dyn GroupLookup) -> i32 {
-    let site = load_site(&a.site);
-    let user = a.user_policy.as_deref().map(load_user).transpose();
-    let (site, user) = match (site, user) {
-        (Ok(s), Ok(u)) => (s, u),
-        _ => return 1,
-    };
-    let owner = match subject(&a.owner, &a.owner_groups, lookup) {
-        Ok(o) => o,
-        Err(c) => return c,
+    let (site, user, owner) = match a
+        .owner
+        .load_files()
+        .and_then(|(s, u)| Ok((s, u, a.owner.subject(lookup)?)))
+    {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let out = match export::casbin(&site, user.as_ref(), &owner) {
         Ok(o) => o,
