@@ -177,6 +177,14 @@ pub fn http_client(ca: &Path) -> reqwest::Client {
         .unwrap()
 }
 
+/// GET `url` and parse the answer as JSON, whatever its status (tests assert on it).
+pub async fn get_json(c: &reqwest::Client, url: String) -> serde_json::Value {
+    let r = c.get(&url).send().await.unwrap();
+    r.json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: the answer is not JSON: {e}"))
+}
+
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 

@@ -66,27 +66,10 @@ async fn policy_and_elevation_decide_every_operation() {
     drop(w);
 
     // bob elevated: alice granted steward-ops CONTROL, the site caps it without clean.
-    let bob = d.client();
-    let r = bob
-        .post(format!("{}/hub/api/login", d.base))
-        .json(&json!({"username": "bob", "password": d.password("bob")}))
-        .send()
-        .await
-        .unwrap();
-    let csrf = r.json::<Value>().await.unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (bob, csrf) = d.login("bob").await;
     let (_, bob_exec) = d.elevate(&bob, &csrf, "bob", "execute").await;
     // steward-ops has a per-group elevation of 30 minutes instead of the default 15.
-    let me: Value = bob
-        .get(format!("{}/hub/api/me", d.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = get_json(&bob, format!("{}/hub/api/me", d.base)).await;
     let left = me["seconds_left"].as_i64().unwrap();
     assert!((1700..=1800).contains(&left), "bob's elevation: {me}");
     let mut w = ws(&d, "alice", &bob_exec).await;
@@ -107,17 +90,7 @@ async fn policy_and_elevation_decide_every_operation() {
     let _ = bob_csrf;
 
     // carl is elevated but alice granted him nothing beyond READ.
-    let carl = d.client();
-    let r = carl
-        .post(format!("{}/hub/api/login", d.base))
-        .json(&json!({"username": "carl", "password": d.password("carl")}))
-        .send()
-        .await
-        .unwrap();
-    let csrf = r.json::<Value>().await.unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (carl, csrf) = d.login("carl").await;
     let (_, carl_exec) = d.elevate(&carl, &csrf, "carl", "execute").await;
     let mut w = ws(&d, "alice", &carl_exec).await;
     ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
@@ -126,17 +99,14 @@ async fn policy_and_elevation_decide_every_operation() {
     drop(w);
 
     // /hub/api/permitted matches: bob (execute) may pause but not clean, with reasons.
-    let p: Value = bob
-        .get(format!(
+    let p: Value = get_json(
+        &bob,
+        format!(
             "{}/hub/api/permitted?owner=alice&workflow=housekeeping",
             d.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let ops: Vec<&str> = p["ops"]
         .as_array()
         .unwrap()
@@ -148,43 +118,23 @@ async fn policy_and_elevation_decide_every_operation() {
         "{p}"
     );
     assert!(p["denied"]["clean"].as_str().is_some(), "{p}");
-    let e: Value = carl
-        .get(format!(
+    let e: Value = get_json(
+        &carl,
+        format!(
             "{}/hub/api/explain?owner=alice&workflow=alice_forecast&op=pause",
             d.base
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(e["allowed"], false, "{e}");
     assert!(!e["reasons"].as_array().unwrap().is_empty(), "{e}");
 
     // Expiry: alice elevates, time moves an hour, her next pause is refused, once audited.
-    let alice = d.client();
-    let r = alice
-        .post(format!("{}/hub/api/login", d.base))
-        .json(&json!({"username": "alice", "password": d.password("alice")}))
-        .send()
-        .await
-        .unwrap();
-    let csrf = r.json::<Value>().await.unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (alice, csrf) = d.login("alice").await;
     let (_, alice_exec) = d.elevate(&alice, &csrf, "alice", "execute").await;
     let mut w = ws(&d, "alice", &alice_exec).await;
     ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
-    let me: Value = alice
-        .get(format!("{}/hub/api/me", d.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = get_json(&alice, format!("{}/hub/api/me", d.base)).await;
     assert_eq!(me["class"], "execute");
     assert!(me["seconds_left"].as_i64().unwrap() > 800, "{me}");
     d.set_clock_offset(3600);
@@ -192,14 +142,7 @@ async fn policy_and_elevation_decide_every_operation() {
     assert_eq!(r["type"], "denied", "expired elevation must not act: {r}");
     let r = op(&mut w, "a2", "hold", "alice_forecast//1/fetch_obs").await;
     assert_eq!(r["type"], "denied", "{r}");
-    let me: Value = alice
-        .get(format!("{}/hub/api/me", d.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = get_json(&alice, format!("{}/hub/api/me", d.base)).await;
     assert_eq!(me["class"], "read", "{me}");
     d.set_clock_offset(0);
 
@@ -428,14 +371,7 @@ async fn sessions_csrf_rate_limits_tokens_and_admin() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let servers: Value = carl
-        .get(format!("{}/hub/api/admin/servers", d.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let servers: Value = get_json(&carl, format!("{}/hub/api/admin/servers", d.base)).await;
     assert!(
         servers["servers"]
             .as_array()
@@ -483,14 +419,7 @@ async fn sessions_csrf_rate_limits_tokens_and_admin() {
         "the workflow died with its server"
     );
     // The overview still lists alice's workflows, from the last known state.
-    let ov: Value = carl
-        .get(format!("{}/hub/api/overview", d.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ov: Value = get_json(&carl, format!("{}/hub/api/overview", d.base)).await;
     let a = ov["owners"]
         .as_array()
         .unwrap()
@@ -687,14 +616,7 @@ async fn bad_policy_never_takes_effect_and_good_one_reloads() {
     );
     // The last good policy stays: bob still reads alice's workflows.
     let (bob, _) = d.login("bob").await;
-    let ov: Value = bob
-        .get(format!("{}/hub/api/overview", d.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ov: Value = get_json(&bob, format!("{}/hub/api/overview", d.base)).await;
     assert!(
         ov["owners"]
             .as_array()
@@ -734,14 +656,7 @@ async fn bad_policy_never_takes_effect_and_good_one_reloads() {
             >= 1
     });
     assert!(gone, "good policy not reloaded");
-    let ov: Value = bob
-        .get(format!("{}/hub/api/overview", d.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ov: Value = get_json(&bob, format!("{}/hub/api/overview", d.base)).await;
     assert!(
         !ov["owners"]
             .as_array()

@@ -41,14 +41,7 @@ async fn ldap_logins_feed_directory_groups_into_policy() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let me: Value = dave
-        .get(format!("{}/hub/api/me", d.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = get_json(&dave, format!("{}/hub/api/me", d.base)).await;
     assert!(
         me["groups"]
             .as_array()
@@ -60,14 +53,7 @@ async fn ldap_logins_feed_directory_groups_into_policy() {
     // The directory group grants READ through the site policy: dave sees alice's workflows.
     let mut seen = false;
     for _ in 0..40 {
-        let ov: Value = dave
-            .get(format!("{}/hub/api/overview", d.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ov: Value = get_json(&dave, format!("{}/hub/api/overview", d.base)).await;
         if ov["owners"]
             .as_array()
             .unwrap()

@@ -236,14 +236,7 @@ async fn demo_login_spawn_ws_pause_audit() {
         }
     }
     // And the uiserver reports it through the hub's read-only proxy too.
-    let summary: Value = client
-        .get(format!("{base}/user/alice/api/summary"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary: Value = get_json(&client, format!("{base}/user/alice/api/summary")).await;
     assert!(
         summary
             .as_array()
