@@ -168,8 +168,13 @@ pub struct Decision {
     pub allowed: bool,
     /// The elevation class the operation needs (read, execute, write).
     pub class: OpClass,
-    /// First line: the verdict in one sentence; then one line per entry consulted.
+    /// First line: the verdict in one sentence; then one line per entry that mentions
+    /// the operation, and a count of the other entries that matched.
     pub reasons: Vec<String>,
+    /// How many entries (site entries, `[grants]` keys, `[[workflows]]` grants) matched
+    /// the two people and were merged: the evaluation's own work, which grows with how
+    /// many of a policy's keys name them.
+    pub entries_merged: usize,
 }
 
 /// Decide one operation and say why; same evaluation as [`permitted`].
@@ -188,6 +193,7 @@ pub fn decide(
         allowed,
         class: op.class(),
         reasons: render(&out, &trace, site, user_policy, owner, actor, workflow, op),
+        entries_merged: trace.site.len() + trace.user.len() + trace.workflow.len(),
     }
 }
 
@@ -579,6 +585,31 @@ fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_merged_counts_every_matching_entry_once() {
+        let site = SitePolicy::parse(
+            "[owners.\"*\".\"*\"]\ndefault = \"READ\"\n\
+             [owners.\"group:staff\".\"group:ops\"]\ndefault = \"CONTROL\"\n\
+             [owners.\"group:staff\".\"carl\"]\ndefault = \"ALL\"\n",
+            "site.toml",
+        )
+        .unwrap();
+        let user = UserPolicy::parse(
+            "[grants]\n\"*\" = \"READ\"\n\"group:ops\" = [\"pause\"]\n\"dave\" = \"ALL\"\n",
+            "user.toml",
+        )
+        .unwrap();
+        let owner = Subject::new("alice", ["staff"]);
+        let bob = Subject::new("bob", ["ops"]);
+        // Site: `*`/`*` and staff/ops; grants: `*` and ops. Not carl's or dave's.
+        let d = decide(&site, Some(&user), &owner, &bob, "", Operation::Pause);
+        assert!(d.allowed);
+        assert_eq!(d.entries_merged, 4);
+        // The owner merges nothing.
+        let d = decide(&site, Some(&user), &owner, &owner, "", Operation::Pause);
+        assert_eq!(d.entries_merged, 0);
+    }
 
     #[test]
     fn quoted_text_is_debug_text() {
