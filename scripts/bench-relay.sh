@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Relay benchmarks (issue 8): hub vs direct vs configurable-http-proxy 5.x, one run.
-# Needs root (demo users, UI servers started as them). Installs Node.js and CHP if missing.
+# Needs root (demo users, UI servers started as them). Installs Node.js, CHP and HAProxy
+# (the floor baselines) if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/steward-target}"
 if ! command -v npm >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
+if ! command -v haproxy >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy
 fi
 chp_dir=/var/cache/steward-bench/chp
 if [ ! -x "$chp_dir/node_modules/.bin/configurable-http-proxy" ]; then
@@ -14,5 +18,7 @@ if [ ! -x "$chp_dir/node_modules/.bin/configurable-http-proxy" ]; then
 fi
 echo "configurable-http-proxy $(node -p "require('$chp_dir/node_modules/configurable-http-proxy/package.json').version"), node $(node --version)"
 cargo build --release --locked --workspace --bins
+echo "$(haproxy -v | head -1)"
+STEWARD_BENCH_HAPROXY="$(command -v haproxy)" \
 STEWARD_BENCH_CHP="$chp_dir/node_modules/.bin/configurable-http-proxy" \
     "$CARGO_TARGET_DIR/release/relay" "$@"

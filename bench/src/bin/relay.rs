@@ -4,13 +4,16 @@
 //!
 //! Run as root: `sudo scripts/bench-relay.sh` (release build, installs CHP from npm).
 //! `STEWARD_BENCH_CHP=/path/to/configurable-http-proxy` names the CHP executable; without
-//! it the CHP columns are skipped. `STEWARD_BENCH_SECS` sets each measurement's length
-//! (default 4 s), `STEWARD_BENCH_IDLE_WS` the idle connection count (default 10,000).
+//! it the CHP columns are skipped. `STEWARD_BENCH_HAPROXY=/usr/sbin/haproxy` adds two
+//! floors measured in the same run: HAProxy copying bytes (TCP mode, TLS end to end) and
+//! HAProxy terminating and re-encrypting TLS, both deciding and signing nothing.
+//! `STEWARD_BENCH_SECS` sets each measurement's length (default 4 s),
+//! `STEWARD_BENCH_IDLE_WS` the idle connection count (default 10,000).
 //!
-//! All three paths carry the same request to the same server: `GET /api/summary` with a
-//! fresh single-use JWT (the direct and CHP clients sign it themselves with the hub's key,
-//! which is what the hub does per request), and `{"type":"ping","data":..}` echoed by the
-//! UI server as `pong` for WebSocket round trips.
+//! Every path carries the same request to the same server: `GET /api/summary` with a
+//! fresh single-use JWT (on every path but the hub's, the client signs it with the hub's
+//! key, which is what the hub does per request), and `{"type":"ping","data":..}` echoed
+//! by the UI server as `pong` for WebSocket round trips.
 
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +34,13 @@ enum Path {
     Direct,
     Hub,
     Chp,
+    /// HAProxy copying bytes (TCP mode): TLS stays end to end between the client and
+    /// the UI server, so this is the floor for any relay on this machine: one more
+    /// process and two more loopback hops, no TLS, no parsing, no decisions.
+    HaproxyTcp,
+    /// HAProxy terminating TLS and re-encrypting to the UI server with a client
+    /// certificate, as the hub does, but deciding, signing and recording nothing.
+    HaproxyTls,
 }
 
 impl Path {
@@ -39,6 +49,8 @@ impl Path {
             Path::Direct => "direct",
             Path::Hub => "hub",
             Path::Chp => "CHP",
+            Path::HaproxyTcp => "HAProxy TCP",
+            Path::HaproxyTls => "HAProxy TLS",
         }
     }
 }
@@ -56,6 +68,8 @@ struct Env {
     up_tls: Arc<rustls::ClientConfig>,
     signer: TokenSigner,
     chp_port: Option<u16>,
+    /// HAProxy's TCP-mode and TLS-terminating ports.
+    haproxy_ports: Option<(u16, u16)>,
 }
 
 impl Env {
@@ -80,47 +94,56 @@ impl Env {
             .pool_max_idle_per_host(1)
             .timeout(Duration::from_secs(30));
         match path {
-            Path::Direct => b.use_preconfigured_tls((*self.up_tls).clone()).resolve(
-                &self.up_dns,
-                std::net::SocketAddr::from(([127, 0, 0, 1], self.up_port)),
-            ),
-            Path::Hub | Path::Chp => b.use_preconfigured_tls((*self.public_tls).clone()),
+            Path::Direct | Path::HaproxyTcp => {
+                b.use_preconfigured_tls((*self.up_tls).clone()).resolve(
+                    &self.up_dns,
+                    std::net::SocketAddr::from(([127, 0, 0, 1], self.port(path))),
+                )
+            }
+            Path::Hub | Path::Chp | Path::HaproxyTls => {
+                b.use_preconfigured_tls((*self.public_tls).clone())
+            }
         }
         .build()
         .expect("client")
     }
 
-    fn summary_url(&self, path: Path) -> String {
+    /// Where a client on `path` connects.
+    fn port(&self, path: Path) -> u16 {
         match path {
-            Path::Direct => format!("https://{}:{}/api/summary", self.up_dns, self.up_port),
-            Path::Hub => format!("https://127.0.0.1:{}/user/alice/api/summary", self.hub_port),
-            Path::Chp => format!(
-                "https://127.0.0.1:{}/api/summary",
-                self.chp_port.expect("chp")
-            ),
+            Path::Direct => self.up_port,
+            Path::Hub => self.hub_port,
+            Path::Chp => self.chp_port.expect("chp"),
+            Path::HaproxyTcp => self.haproxy_ports.expect("haproxy").0,
+            Path::HaproxyTls => self.haproxy_ports.expect("haproxy").1,
         }
     }
 
+    /// The host a client names in its URL: the UI server's own certificate name where
+    /// TLS reaches the UI server, the hub's public address where a proxy terminates it.
+    fn host(&self, path: Path) -> &str {
+        match path {
+            Path::Direct | Path::HaproxyTcp => &self.up_dns,
+            Path::Hub | Path::Chp | Path::HaproxyTls => "127.0.0.1",
+        }
+    }
+
+    fn summary_url(&self, path: Path) -> String {
+        let prefix = if path == Path::Hub { "/user/alice" } else { "" };
+        format!(
+            "https://{}:{}{prefix}/api/summary",
+            self.host(path),
+            self.port(path)
+        )
+    }
+
     async fn ws(&self, path: Path) -> anyhow::Result<Ws> {
-        let (port, url, tls) = match path {
-            Path::Direct => (
-                self.up_port,
-                format!("wss://{}:{}/ws", self.up_dns, self.up_port),
-                self.up_tls.clone(),
-            ),
-            Path::Hub => (
-                self.hub_port,
-                format!("wss://127.0.0.1:{}/user/alice/ws", self.hub_port),
-                self.public_tls.clone(),
-            ),
-            Path::Chp => {
-                let p = self.chp_port.expect("chp");
-                (
-                    p,
-                    format!("wss://127.0.0.1:{p}/ws"),
-                    self.public_tls.clone(),
-                )
-            }
+        let port = self.port(path);
+        let prefix = if path == Path::Hub { "/user/alice" } else { "" };
+        let url = format!("wss://{}:{port}{prefix}/ws", self.host(path));
+        let tls = match path {
+            Path::Direct | Path::HaproxyTcp => self.up_tls.clone(),
+            Path::Hub | Path::Chp | Path::HaproxyTls => self.public_tls.clone(),
         };
         let mut req = url.into_client_request()?;
         let h = req.headers_mut();
@@ -129,7 +152,7 @@ impl Env {
                 h.insert("cookie", self.cookie.parse()?);
                 h.insert("origin", self.hub_origin.parse()?);
             }
-            Path::Direct | Path::Chp => {
+            _ => {
                 h.insert(
                     "authorization",
                     format!("Bearer {}", self.read_token()).parse()?,
@@ -196,7 +219,7 @@ async fn http_load(
                 let req = client.get(&url);
                 let req = match path {
                     Path::Hub => req.header("cookie", &env.cookie),
-                    Path::Direct | Path::Chp => req.bearer_auth(env.read_token()),
+                    _ => req.bearer_auth(env.read_token()),
                 };
                 let failure = match req.send().await {
                     Ok(r) if r.status().is_success() => match r.bytes().await {
@@ -333,7 +356,7 @@ async fn ws_load(
 fn signed_op(env: &Env, path: Path, id: &str) -> String {
     match path {
         Path::Hub => op_message(id),
-        Path::Direct | Path::Chp => {
+        _ => {
             let token = env
                 .signer
                 .sign(
@@ -488,8 +511,14 @@ async fn ops_latency(
 fn raise_fd_limit() {
     use nix::sys::resource::{setrlimit, Resource};
     // Children (the hub, and through the helper the UI server) inherit it.
-    if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, 200_000, 200_000) {
-        eprintln!("cannot raise the open-file limit: {e}");
+    if setrlimit(Resource::RLIMIT_NOFILE, 200_000, 200_000).is_err() {
+        // A container may forbid raising the hard limit even to root: use all of it.
+        let raised = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE)
+            .and_then(|(_, hard)| setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map(|_| hard));
+        match raised {
+            Ok(hard) => eprintln!("open-file limit: {hard} (the hard limit; 200,000 refused)"),
+            Err(e) => eprintln!("cannot raise the open-file limit: {e}"),
+        }
     }
 }
 
@@ -521,16 +550,10 @@ fn start_chp(
     data: &std::path::Path,
 ) -> anyhow::Result<(std::process::Child, u16)> {
     map_host(up_dns)?;
-    let ca = steward_hub::ca::Ca::load_or_create(&data.join("state"))?;
-    // CHP's identity towards the UI server: a certificate from the hub's internal CA,
-    // which the UI server requires of every client.
-    let id = ca.issue_uiserver("bench", "chp")?;
-    std::fs::write(env_dir.join("chp-client.crt"), &id.cert_pem)?;
-    std::fs::write(env_dir.join("chp-client.key"), &id.key_pem)?;
-    std::fs::write(env_dir.join("internal-ca.crt"), &ca.ca_pem)?;
+    proxy_identity(env_dir, data)?;
     let port = free_port();
     let api_port = free_port();
-    let child = std::process::Command::new(chp)
+    let mut child = std::process::Command::new(chp)
         .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
         .args(["--api-ip", "127.0.0.1", "--api-port", &api_port.to_string()])
         .args(["--default-target", &format!("https://{up_dns}:{up_port}")])
@@ -539,21 +562,110 @@ fn start_chp(
         .arg("--ssl-key")
         .arg(data.join("tls/hub.key"))
         .arg("--client-ssl-cert")
-        .arg(env_dir.join("chp-client.crt"))
+        .arg(env_dir.join("proxy-client.crt"))
         .arg("--client-ssl-key")
-        .arg(env_dir.join("chp-client.key"))
+        .arg(env_dir.join("proxy-client.key"))
         .arg("--client-ssl-ca")
         .arg(env_dir.join("internal-ca.crt"))
         .args(["--log-level", "error"])
         .env("CONFIGPROXY_AUTH_TOKEN", "bench")
         .stdout(std::process::Stdio::null())
         .spawn()?;
+    wait_listening(&mut child, port, "CHP")?;
+    Ok((child, port))
+}
+
+/// A baseline proxy's identity towards the UI server (`proxy-client.crt`/`.key`, and
+/// both in `proxy-client.pem`): a certificate from the hub's internal CA, which the UI
+/// server requires of every client; and that CA (`internal-ca.crt`) to verify it by.
+fn proxy_identity(env_dir: &std::path::Path, data: &std::path::Path) -> anyhow::Result<()> {
+    let ca = steward_hub::ca::Ca::load_or_create(&data.join("state"))?;
+    let id = ca.issue_uiserver("bench", "proxy")?;
+    std::fs::write(env_dir.join("proxy-client.crt"), &id.cert_pem)?;
+    std::fs::write(env_dir.join("proxy-client.key"), &id.key_pem)?;
+    std::fs::write(
+        env_dir.join("proxy-client.pem"),
+        format!("{}{}", id.cert_pem, id.key_pem),
+    )?;
+    std::fs::write(env_dir.join("internal-ca.crt"), &ca.ca_pem)?;
+    Ok(())
+}
+
+fn wait_listening(child: &mut std::process::Child, port: u16, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "CHP did not start listening");
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("{what} exited ({status}) before listening on port {port}");
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("{what} did not start listening on port {port} within 20 s");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Ok((child, port))
+    Ok(())
+}
+
+/// HAProxy with two front ends to the same UI server: TCP mode (bytes copied, TLS end
+/// to end) and HTTP mode terminating TLS with the hub's certificate and re-encrypting
+/// with a client certificate. Two threads, like the hub's two workers.
+fn start_haproxy(
+    haproxy: &std::path::Path,
+    env_dir: &std::path::Path,
+    up_dns: &str,
+    up_port: u16,
+    data: &std::path::Path,
+) -> anyhow::Result<(std::process::Child, (u16, u16))> {
+    proxy_identity(env_dir, data)?;
+    let public_pem = env_dir.join("haproxy-public.pem");
+    std::fs::write(
+        &public_pem,
+        std::fs::read_to_string(data.join("tls/hub.crt"))?
+            + &std::fs::read_to_string(data.join("tls/hub.key"))?,
+    )?;
+    let (tcp_port, tls_port) = (free_port(), free_port());
+    let cfg = format!(
+        "global
+    nbthread 2
+    # Far above the benchmark's 64 connections, and within a 20,000 open-file limit.
+    maxconn 4000
+defaults
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+frontend tcp_in
+    mode tcp
+    bind 127.0.0.1:{tcp_port}
+    default_backend tcp_up
+backend tcp_up
+    mode tcp
+    server up 127.0.0.1:{up_port}
+frontend tls_in
+    mode http
+    bind 127.0.0.1:{tls_port} ssl crt {public}
+    default_backend tls_up
+backend tls_up
+    mode http
+    http-reuse always
+    server up 127.0.0.1:{up_port} ssl verify required ca-file {ca} verifyhost {up_dns} sni str({up_dns}) crt {client}
+",
+        public = public_pem.display(),
+        ca = env_dir.join("internal-ca.crt").display(),
+        client = env_dir.join("proxy-client.pem").display(),
+    );
+    let cfg_path = env_dir.join("haproxy.cfg");
+    std::fs::write(&cfg_path, cfg)?;
+    let mut child = std::process::Command::new(haproxy)
+        .arg("-db")
+        .arg("-f")
+        .arg(&cfg_path)
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    wait_listening(&mut child, tcp_port, "HAProxy")?;
+    wait_listening(&mut child, tls_port, "HAProxy")?;
+    Ok((child, (tcp_port, tls_port)))
 }
 
 fn free_port() -> u16 {
@@ -745,6 +857,23 @@ async fn main() -> anyhow::Result<()> {
             None
         }
     };
+    // A floor that fails to start is reported and skipped, so the hub and its servers
+    // are still measured and stopped.
+    let haproxy = match std::env::var_os("STEWARD_BENCH_HAPROXY") {
+        Some(p) => start_haproxy(
+            std::path::Path::new(&p),
+            work.path(),
+            &uiserver_dns_name("alice", &up_name),
+            up_port,
+            data.path(),
+        )
+        .map_err(|e| eprintln!("skipping the HAProxy floor baselines: {e:#}"))
+        .ok(),
+        None => {
+            eprintln!("STEWARD_BENCH_HAPROXY not set: skipping the HAProxy floor baselines");
+            None
+        }
+    };
     let env = Arc::new(Env {
         hub_port,
         hub_origin: base.clone(),
@@ -755,10 +884,14 @@ async fn main() -> anyhow::Result<()> {
         up_tls: ca.client_config()?,
         signer,
         chp_port: chp.as_ref().map(|(_, p)| *p),
+        haproxy_ports: haproxy.as_ref().map(|(_, p)| *p),
     });
     let mut paths = vec![Path::Direct, Path::Hub];
     if chp.is_some() {
         paths.push(Path::Chp);
+    }
+    if haproxy.is_some() {
+        paths.extend([Path::HaproxyTcp, Path::HaproxyTls]);
     }
     let dur = secs();
     println!(
@@ -787,7 +920,7 @@ async fn main() -> anyhow::Result<()> {
         for (i, p) in paths.iter().enumerate() {
             let m = med(&results[i]);
             println!(
-                "HTTP GET /api/summary, {conns} conn: {:>6} {:>9.0} req/s ({} of direct), p50 {} (+{}), errors {}",
+                "HTTP GET /api/summary, {conns} conn: {:>11} {:>9.0} req/s ({} of direct), p50 {} (+{}), errors {}",
                 p.name(),
                 m.0,
                 ratio(m.0, direct.0),
@@ -812,7 +945,7 @@ async fn main() -> anyhow::Result<()> {
             for (i, p) in paths.iter().enumerate() {
                 let m = med(&results[i]);
                 println!(
-                    "WebSocket {size} B round trips, {conns} conn: {:>6} {:>8.0}/s ({} of direct), p50 {}",
+                    "WebSocket {size} B round trips, {conns} conn: {:>11} {:>8.0}/s ({} of direct), p50 {}",
                     p.name(),
                     m.0,
                     ratio(m.0, direct.0),
@@ -897,6 +1030,10 @@ async fn main() -> anyhow::Result<()> {
         let _ = c.kill();
         let _ = c.wait();
         unmap_host();
+    }
+    if let Some((mut c, _)) = haproxy {
+        let _ = c.kill();
+        let _ = c.wait();
     }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(hub.id() as i32),
