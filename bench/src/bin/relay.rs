@@ -844,21 +844,26 @@ async fn main() -> anyhow::Result<()> {
     let ca = steward_hub::ca::Ca::load_or_create(&state_dir)?;
     let signer = TokenSigner::load_or_create(&state_dir.join("jwt-ed25519.der"))?;
     let work = tempfile::tempdir()?;
+    // A baseline that fails to start is reported and skipped, so the hub and its servers
+    // are still measured and stopped.
     let chp = match std::env::var_os("STEWARD_BENCH_CHP") {
-        Some(p) => Some(start_chp(
+        Some(p) => start_chp(
             std::path::Path::new(&p),
             work.path(),
             &uiserver_dns_name("alice", &up_name),
             up_port,
             data.path(),
-        )?),
+        )
+        .map_err(|e| {
+            unmap_host();
+            eprintln!("skipping the configurable-http-proxy baseline: {e:#}");
+        })
+        .ok(),
         None => {
             eprintln!("STEWARD_BENCH_CHP not set: skipping the configurable-http-proxy baseline");
             None
         }
     };
-    // A floor that fails to start is reported and skipped, so the hub and its servers
-    // are still measured and stopped.
     let haproxy = match std::env::var_os("STEWARD_BENCH_HAPROXY") {
         Some(p) => start_haproxy(
             std::path::Path::new(&p),
