@@ -48,6 +48,9 @@ async fn serve(
     let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
         .workers(2)
         .shutdown_timeout(2)
+        // Deltas and results go out as several small writes; with Nagle on (actix's
+        // default) one can wait for the hub's delayed ACK.
+        .tcp_nodelay(true)
         .disable_signals()
         .listen_rustls_0_23(listener, tls)?
         .run();
