@@ -550,7 +550,6 @@ fn start_chp(
     data: &std::path::Path,
 ) -> anyhow::Result<(std::process::Child, u16)> {
     map_host(up_dns)?;
-    proxy_identity(env_dir, data)?;
     let port = free_port();
     let api_port = free_port();
     let mut child = std::process::Command::new(chp)
@@ -573,6 +572,28 @@ fn start_chp(
         .spawn()?;
     wait_listening(&mut child, port, "CHP")?;
     Ok((child, port))
+}
+
+/// The baseline proxies that started. Dropping it stops them and removes CHP's
+/// `/etc/hosts` line, so an error anywhere in the run leaves neither behind.
+#[derive(Default)]
+struct Baselines {
+    chp: Option<(std::process::Child, u16)>,
+    haproxy: Option<(std::process::Child, (u16, u16))>,
+}
+
+impl Drop for Baselines {
+    fn drop(&mut self) {
+        if let Some((c, _)) = &mut self.chp {
+            let _ = c.kill();
+            let _ = c.wait();
+            unmap_host();
+        }
+        if let Some((c, _)) = &mut self.haproxy {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// A baseline proxy's identity towards the UI server (`proxy-client.crt`/`.key`, and
@@ -617,7 +638,6 @@ fn start_haproxy(
     up_port: u16,
     data: &std::path::Path,
 ) -> anyhow::Result<(std::process::Child, (u16, u16))> {
-    proxy_identity(env_dir, data)?;
     let public_pem = env_dir.join("haproxy-public.pem");
     std::fs::write(
         &public_pem,
@@ -844,9 +864,12 @@ async fn main() -> anyhow::Result<()> {
     let ca = steward_hub::ca::Ca::load_or_create(&state_dir)?;
     let signer = TokenSigner::load_or_create(&state_dir.join("jwt-ed25519.der"))?;
     let work = tempfile::tempdir()?;
+    let up_tls = ca.client_config()?;
+    proxy_identity(work.path(), data.path())?;
     // A baseline that fails to start is reported and skipped, so the hub and its servers
     // are still measured and stopped.
-    let chp = match std::env::var_os("STEWARD_BENCH_CHP") {
+    let mut baselines = Baselines::default();
+    baselines.chp = match std::env::var_os("STEWARD_BENCH_CHP") {
         Some(p) => start_chp(
             std::path::Path::new(&p),
             work.path(),
@@ -864,7 +887,7 @@ async fn main() -> anyhow::Result<()> {
             None
         }
     };
-    let haproxy = match std::env::var_os("STEWARD_BENCH_HAPROXY") {
+    baselines.haproxy = match std::env::var_os("STEWARD_BENCH_HAPROXY") {
         Some(p) => start_haproxy(
             std::path::Path::new(&p),
             work.path(),
@@ -886,16 +909,16 @@ async fn main() -> anyhow::Result<()> {
         cookie,
         up_port,
         up_dns: uiserver_dns_name("alice", &up_name),
-        up_tls: ca.client_config()?,
+        up_tls,
         signer,
-        chp_port: chp.as_ref().map(|(_, p)| *p),
-        haproxy_ports: haproxy.as_ref().map(|(_, p)| *p),
+        chp_port: baselines.chp.as_ref().map(|(_, p)| *p),
+        haproxy_ports: baselines.haproxy.as_ref().map(|(_, p)| *p),
     });
     let mut paths = vec![Path::Direct, Path::Hub];
-    if chp.is_some() {
+    if baselines.chp.is_some() {
         paths.push(Path::Chp);
     }
-    if haproxy.is_some() {
+    if baselines.haproxy.is_some() {
         paths.extend([Path::HaproxyTcp, Path::HaproxyTls]);
     }
     let dur = secs();
@@ -1031,15 +1054,7 @@ async fn main() -> anyhow::Result<()> {
     );
     drop(idle);
 
-    if let Some((mut c, _)) = chp {
-        let _ = c.kill();
-        let _ = c.wait();
-        unmap_host();
-    }
-    if let Some((mut c, _)) = haproxy {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    drop(baselines);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(hub.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
