@@ -35,8 +35,8 @@ enum Path {
     Hub,
     Chp,
     /// HAProxy copying bytes (TCP mode): TLS stays end to end between the client and
-    /// the UI server, so this is the floor for any relay on this machine: one more
-    /// process and two more loopback hops, no TLS, no parsing, no decisions.
+    /// the UI server, so this is what one more process and two more loopback hops cost,
+    /// with no TLS, no parsing and no decisions.
     HaproxyTcp,
     /// HAProxy terminating TLS and re-encrypting to the UI server with a client
     /// certificate, as the hub does, but deciding, signing and recording nothing.
@@ -93,19 +93,25 @@ impl Env {
             .tcp_nodelay(true)
             .pool_max_idle_per_host(1)
             .timeout(Duration::from_secs(30));
+        // The URL names `host(path)`; resolving it to loopback only matters where that
+        // is the UI server's certificate name.
+        b.use_preconfigured_tls((**self.tls(path)).clone())
+            .resolve(
+                self.host(path),
+                std::net::SocketAddr::from(([127, 0, 0, 1], self.port(path))),
+            )
+            .build()
+            .expect("client")
+    }
+
+    /// Whom a client on `path` talks TLS to: the UI server itself (with the hub's
+    /// client identity) where TLS is end to end, the hub's public certificate where a
+    /// proxy terminates it.
+    fn tls(&self, path: Path) -> &Arc<rustls::ClientConfig> {
         match path {
-            Path::Direct | Path::HaproxyTcp => {
-                b.use_preconfigured_tls((*self.up_tls).clone()).resolve(
-                    &self.up_dns,
-                    std::net::SocketAddr::from(([127, 0, 0, 1], self.port(path))),
-                )
-            }
-            Path::Hub | Path::Chp | Path::HaproxyTls => {
-                b.use_preconfigured_tls((*self.public_tls).clone())
-            }
+            Path::Direct | Path::HaproxyTcp => &self.up_tls,
+            Path::Hub | Path::Chp | Path::HaproxyTls => &self.public_tls,
         }
-        .build()
-        .expect("client")
     }
 
     /// Where a client on `path` connects.
@@ -128,24 +134,21 @@ impl Env {
         }
     }
 
-    fn summary_url(&self, path: Path) -> String {
+    /// `https://host:port` plus the hub's route to alice's server, before `/api/..`
+    /// or `/ws`.
+    fn base(&self, path: Path) -> String {
         let prefix = if path == Path::Hub { "/user/alice" } else { "" };
-        format!(
-            "https://{}:{}{prefix}/api/summary",
-            self.host(path),
-            self.port(path)
-        )
+        format!("{}:{}{prefix}", self.host(path), self.port(path))
+    }
+
+    fn summary_url(&self, path: Path) -> String {
+        format!("https://{}/api/summary", self.base(path))
     }
 
     async fn ws(&self, path: Path) -> anyhow::Result<Ws> {
         let port = self.port(path);
-        let prefix = if path == Path::Hub { "/user/alice" } else { "" };
-        let url = format!("wss://{}:{port}{prefix}/ws", self.host(path));
-        let tls = match path {
-            Path::Direct | Path::HaproxyTcp => self.up_tls.clone(),
-            Path::Hub | Path::Chp | Path::HaproxyTls => self.public_tls.clone(),
-        };
-        let mut req = url.into_client_request()?;
+        let tls = self.tls(path).clone();
+        let mut req = format!("wss://{}/ws", self.base(path)).into_client_request()?;
         let h = req.headers_mut();
         match path {
             Path::Hub => {
@@ -549,6 +552,7 @@ fn start_chp(
     up_port: u16,
     data: &std::path::Path,
 ) -> anyhow::Result<(std::process::Child, u16)> {
+    // Removed again by `Baselines` once CHP has started, here if it does not.
     map_host(up_dns)?;
     let port = free_port();
     let api_port = free_port();
@@ -569,8 +573,9 @@ fn start_chp(
         .args(["--log-level", "error"])
         .env("CONFIGPROXY_AUTH_TOKEN", "bench")
         .stdout(std::process::Stdio::null())
-        .spawn()?;
-    wait_listening(&mut child, port, "CHP")?;
+        .spawn()
+        .inspect_err(|_| unmap_host())?;
+    wait_listening(&mut child, port, "CHP").inspect_err(|_| unmap_host())?;
     Ok((child, port))
 }
 
@@ -594,6 +599,23 @@ impl Drop for Baselines {
             let _ = c.wait();
         }
     }
+}
+
+/// Starts the baseline proxy whose executable the environment variable `var` names. One
+/// that is not configured or fails to start is reported and skipped, so the hub and its
+/// servers are still measured and stopped.
+fn start_baseline<T>(
+    var: &str,
+    what: &str,
+    start: impl FnOnce(&std::path::Path) -> anyhow::Result<T>,
+) -> Option<T> {
+    let Some(exe) = std::env::var_os(var) else {
+        eprintln!("{var} not set: skipping {what}");
+        return None;
+    };
+    start(std::path::Path::new(&exe))
+        .map_err(|e| eprintln!("skipping {what}: {e:#}"))
+        .ok()
 }
 
 /// A baseline proxy's identity towards the UI server (`proxy-client.crt`/`.key`, and
@@ -865,42 +887,19 @@ async fn main() -> anyhow::Result<()> {
     let signer = TokenSigner::load_or_create(&state_dir.join("jwt-ed25519.der"))?;
     let work = tempfile::tempdir()?;
     let up_tls = ca.client_config()?;
+    let up_dns = uiserver_dns_name("alice", &up_name);
     proxy_identity(work.path(), data.path())?;
-    // A baseline that fails to start is reported and skipped, so the hub and its servers
-    // are still measured and stopped.
-    let mut baselines = Baselines::default();
-    baselines.chp = match std::env::var_os("STEWARD_BENCH_CHP") {
-        Some(p) => start_chp(
-            std::path::Path::new(&p),
-            work.path(),
-            &uiserver_dns_name("alice", &up_name),
-            up_port,
-            data.path(),
-        )
-        .map_err(|e| {
-            unmap_host();
-            eprintln!("skipping the configurable-http-proxy baseline: {e:#}");
-        })
-        .ok(),
-        None => {
-            eprintln!("STEWARD_BENCH_CHP not set: skipping the configurable-http-proxy baseline");
-            None
-        }
-    };
-    baselines.haproxy = match std::env::var_os("STEWARD_BENCH_HAPROXY") {
-        Some(p) => start_haproxy(
-            std::path::Path::new(&p),
-            work.path(),
-            &uiserver_dns_name("alice", &up_name),
-            up_port,
-            data.path(),
-        )
-        .map_err(|e| eprintln!("skipping the HAProxy floor baselines: {e:#}"))
-        .ok(),
-        None => {
-            eprintln!("STEWARD_BENCH_HAPROXY not set: skipping the HAProxy floor baselines");
-            None
-        }
+    let baselines = Baselines {
+        chp: start_baseline(
+            "STEWARD_BENCH_CHP",
+            "the configurable-http-proxy baseline",
+            |exe| start_chp(exe, work.path(), &up_dns, up_port, data.path()),
+        ),
+        haproxy: start_baseline(
+            "STEWARD_BENCH_HAPROXY",
+            "the HAProxy floor baselines",
+            |exe| start_haproxy(exe, work.path(), &up_dns, up_port, data.path()),
+        ),
     };
     let env = Arc::new(Env {
         hub_port,
@@ -908,7 +907,7 @@ async fn main() -> anyhow::Result<()> {
         public_tls,
         cookie,
         up_port,
-        up_dns: uiserver_dns_name("alice", &up_name),
+        up_dns,
         up_tls,
         signer,
         chp_port: baselines.chp.as_ref().map(|(_, p)| *p),
