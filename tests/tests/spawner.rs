@@ -182,18 +182,27 @@ fn start_runs_as_user_in_cgroup_with_clean_env_and_stop_removes_all() {
         "{env:?}"
     );
     // Only stdio survives exec. The reply comes right after exec, while the dynamic
-    // loader may still hold a library open for a moment; an inherited descriptor would stay
-    // for the life of `sleep`, so wait for the process to settle, then require 0-2 only.
-    let fds = || -> Vec<String> {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect()
+    // loader may still open a library (briefly as fd 3); an inherited descriptor would
+    // stay for the life of `sleep`. So wait until `sleep` is inside its sleep call
+    // (x86_64 clock_nanosleep 230 or nanosleep 35), when loading is over, then require
+    // 0-2 only. Waiting for "at most three descriptors" instead could catch the instant
+    // before the loader opens its first library, and then see it open.
+    let in_sleep = || {
+        std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(str::to_string))
+            .is_some_and(|nr| nr == "230" || nr == "35")
     };
     // Under a loaded CI machine the loader can take more than 2 s.
-    wait_until(Duration::from_secs(10), || fds().len() <= 3);
-    let fds = fds();
+    assert!(
+        wait_until(Duration::from_secs(10), in_sleep),
+        "sleep (pid {pid}) did not reach its sleep call within 10 s"
+    );
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     let targets: Vec<String> = fds
         .iter()
         .map(|fd| {
@@ -206,7 +215,7 @@ fn start_runs_as_user_in_cgroup_with_clean_env_and_stop_removes_all() {
         .collect();
     assert!(
         fds.iter().all(|fd| ["0", "1", "2"].contains(&fd.as_str())),
-        "inherited fds after 10 s: {targets:?}"
+        "descriptors inherited across exec: {targets:?}"
     );
 
     // A second start of a running server is refused; list and status see it.
