@@ -1019,3 +1019,85 @@ async fn http_operations_are_decided_and_sigterm_drains_operations_in_flight() {
         nix::sys::signal::Signal::SIGKILL,
     );
 }
+
+/// Must-haves of issue 8 not covered above: concurrent visitors wait on one spawn, not
+/// several; a server with no watcher and no activity for `cull_idle_secs` (1 h by
+/// default) is stopped and audited, and the next visit starts it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_visitors_share_one_spawn_and_idle_servers_are_culled() {
+    if !require_root("one_spawn_and_culling") {
+        return;
+    }
+    let _l = demo_lock();
+    let d = Demo::start();
+    let (carl, carl_csrf) = d.login("carl").await;
+    let (bob, _) = d.login("bob").await;
+    let servers_url = format!("{}/hub/api/admin/servers", d.base);
+    let bob_running = |v: &Value| {
+        v["servers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["owner"] == "bob"))
+    };
+    // The demo prestarts bob's server; stop it so that the visits below must start it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !bob_running(&get_json(&carl, servers_url.clone()).await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's server never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = carl
+        .post(format!("{}/hub/api/admin/servers/bob/stop", d.base))
+        .header("x-csrf-token", &carl_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!bob_running(&get_json(&carl, servers_url.clone()).await));
+    let bob_spawns = || {
+        d.audit_records()
+            .iter()
+            .filter(|r| r["event"] == "spawn" && r["owner"] == "bob")
+            .count()
+    };
+    let before = bob_spawns();
+
+    // Eight visits at once: every one is answered, by a single new server.
+    let url = format!("{}/user/bob/api/summary", d.base);
+    let visits = (0..8).map(|_| {
+        let (bob, url) = (bob.clone(), url.clone());
+        tokio::spawn(async move { bob.get(url).send().await.unwrap().status() })
+    });
+    for v in futures_util::future::join_all(visits).await {
+        assert_eq!(v.unwrap(), 200);
+    }
+    assert_eq!(
+        bob_spawns(),
+        before + 1,
+        "concurrent visitors started more than one server"
+    );
+
+    // Two hours later nobody has watched or used it: the next cull pass (every 30 s)
+    // stops it and says so in the audit log.
+    d.set_clock_offset(2 * 3600);
+    assert!(
+        wait_until(Duration::from_secs(60), || d
+            .audit_records()
+            .iter()
+            .any(|r| r["event"] == "cull" && r["owner"] == "bob")),
+        "idle server not culled"
+    );
+    assert!(!bob_running(&get_json(&carl, servers_url.clone()).await));
+    assert!(
+        std::fs::read_to_string("/sys/fs/cgroup/pids/steward-demo/bob/default/cgroup.procs")
+            .unwrap_or_default()
+            .trim()
+            .is_empty(),
+        "culled server still has processes"
+    );
+    // The next visit starts it again, transparently.
+    assert_eq!(bob.get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(bob_spawns(), before + 2);
+    d.set_clock_offset(0);
+}
