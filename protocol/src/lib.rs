@@ -10,8 +10,10 @@ pub mod bootstrap;
 pub mod claims;
 pub mod helper;
 pub mod ids;
+pub mod location;
 pub mod ops;
 pub mod wire;
 
 pub use ids::{IdError, TaskId, WorkflowId};
+pub use location::{Endpoint, Placement};
 pub use ops::{OpClass, OpSet, Operation};
