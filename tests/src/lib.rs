@@ -332,9 +332,30 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// Demo hubs reset the demo users' passwords when they start, so tests in one binary
 /// that use them take turns.
-pub fn demo_lock() -> std::sync::MutexGuard<'static, ()> {
+pub fn demo_lock() -> DemoLock {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    let guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // The demo users' passwords, homes and workflows are machine-wide, so test binaries
+    // of different crates (or checkouts) running at once must take turns too.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/steward-e2e-demo.lock")
+        .expect("opening /tmp/steward-e2e-demo.lock");
+    let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("locking /tmp/steward-e2e-demo.lock");
+    DemoLock {
+        _file: file,
+        _guard: guard,
+    }
+}
+
+/// Held while a test uses the machine-wide demo users: one process and one thread at a time.
+pub struct DemoLock {
+    _file: nix::fcntl::Flock<std::fs::File>,
+    _guard: std::sync::MutexGuard<'static, ()>,
 }
 
 /// A `steward demo` hub on a free port in its own data directory.
