@@ -169,6 +169,11 @@ async fn oversized_bodies(d: &Demo, alice: &str, csrf: &str) {
         // The hub may answer early and close while the client still sends.
         if let Ok(r) = r {
             assert_eq!(r.status(), 413, "{m} {path}");
+            let text = r.text().await.unwrap_or_default().to_lowercase();
+            assert!(
+                text.contains("limit") || text.contains("too large"),
+                "{m} {path}: the 413 does not say why: {text}"
+            );
         }
     }
     // A chunked body with no declared length is capped the same way.
@@ -455,9 +460,11 @@ async fn try_login(c: &reqwest::Client, d: &Demo, user: &str, pw: &str, xff: Opt
     req.send().await.unwrap().status().as_u16()
 }
 
-/// A flood of wrong passwords for carl from one address: carl's name waits (from any
-/// address, with Retry-After), the flooding address waits, but alice from another
-/// address logs in at once — one person's flood does not lock out another.
+/// A flood of wrong passwords (for carl's name and for made-up names) from one
+/// address: the flood is stopped with 429, and alice, from another address, logs in at
+/// once — one person's flood does not lock out another. (A flood aimed at one *name*
+/// makes that name wait from every address: the per-name limit is by design, see
+/// docs/security-findings.md.)
 async fn login_flood_does_not_lock_out_others(d: &Demo) {
     let flood = client_from(d, 2);
     let mut limited = 0;
@@ -474,12 +481,23 @@ async fn login_flood_does_not_lock_out_others(d: &Demo) {
         }
     }
     assert!(limited > 0, "30 failures were never limited");
+    // The refusal says how long to wait.
+    let r = flood
+        .post(format!("{}/hub/api/login", d.base))
+        .json(&json!({"username": "carl", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 0);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("try again in"), "{v}");
     let other = client_from(d, 3);
-    assert_eq!(
-        try_login(&other, d, "carl", &d.password("carl"), None).await,
-        429,
-        "carl's name must wait"
-    );
     assert_eq!(
         try_login(&other, d, "alice", &d.password("alice"), None).await,
         200,
