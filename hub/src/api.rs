@@ -319,6 +319,19 @@ pub async fn proxy_get(
     if let Err(r) = valid_owner(&owner) {
         return r;
     }
+    // The client that forwards resolves dot segments, so `api/../ws` would reach the UI
+    // server outside its /api/: forward plain paths below /api/ only.
+    if rest.split('/').any(|seg| {
+        seg.to_ascii_lowercase()
+            .replace("%2e", ".")
+            .chars()
+            .all(|c| c == '.')
+    }) {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            format!("path api/{rest}: empty, '.' and '..' segments are not forwarded"),
+        );
+    }
     let workflow = match q.workflow.as_deref() {
         Some(w) => match WorkflowId::parse(w, &owner) {
             Ok(id) if id.owner == owner => Some(id.name),
