@@ -65,6 +65,7 @@ async fn backend_attacks() {
 struct Ui {
     port: u16,
     dns: String,
+    pid: u32,
 }
 
 async fn alice_server(d: &Demo) -> Ui {
@@ -87,6 +88,7 @@ async fn alice_server(d: &Demo) -> Ui {
         .clone();
     Ui {
         port: s["port"].as_u64().unwrap() as u16,
+        pid: s["pid"].as_u64().unwrap() as u32,
         dns: steward_protocol::bootstrap::uiserver_dns_name("alice", s["server"].as_str().unwrap()),
     }
 }
@@ -510,7 +512,45 @@ async fn path_traversal_in_ids_and_log_paths(d: &Demo, alice: &str, alice_csrf: 
         assert_eq!(v["type"], "error", "tail {b}: {v}");
     }
     drop(ws);
+    // Dot segments in the proxied path, sent raw (clients would remove them): the hub
+    // forwards below the UI server's /api/ only. (Before the fix these reached the UI
+    // server's /ws handler with a read token.)
+    for p in [
+        "/user/alice/api/../ws?workflow=alice_forecast",
+        "/user/alice/api/../../ws?workflow=alice_forecast",
+        "/user/alice/api/%2e%2e/ws?workflow=alice_forecast",
+        "/user/alice/api/.%2e/ws?workflow=alice_forecast",
+        "/user/alice/api//ws?workflow=alice_forecast",
+    ] {
+        let answer = raw_get(d, p, alice);
+        let status = answer.split_whitespace().nth(1).unwrap_or("").to_string();
+        // Refused by the hub itself (its JSON error), not by the UI server's /ws.
+        assert_eq!(status, "400", "{p}: {answer}");
+        assert!(
+            answer.contains("segments are not forwarded"),
+            "{p}: {answer}"
+        );
+    }
     assert_unchanged(d, &before, "path traversal");
+}
+
+/// A GET sent byte for byte (no client-side path normalisation); returns the answer.
+fn raw_get(d: &Demo, path: &str, cookie: &str) -> String {
+    use std::io::{Read, Write};
+    let cfg = Arc::new(tls_config(&d.ca()));
+    let conn = rustls::ClientConnection::new(cfg, "127.0.0.1".try_into().unwrap()).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
+        d.port
+    )
+    .unwrap();
+    let mut out = vec![];
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The embedded UI files: no traversal, encoded or not, reaches the disk.
@@ -800,6 +840,77 @@ fn other_local_user_on_port_and_files(d: &Demo, ui: &Ui) {
             p.display()
         );
     }
+    // Server logs: root's, readable by no other account.
+    for p in [root.join("logs/alice"), root.join("logs/alice/default.log")] {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!(
+            m.mode() & 0o007,
+            0,
+            "{} is mode {:o}",
+            p.display(),
+            m.mode()
+        );
+        assert_eq!(m.gid(), 0, "{} is in a user's group", p.display());
+        let out = as_other(&format!("cat '{}'", p.display()));
+        assert!(out.stdout.is_empty(), "{OTHER} read {}", p.display());
+    }
+    // The helper is no door: not setuid, not writable but by root.
+    let helper = root.join("bin/steward-spawn");
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&helper).unwrap();
+        assert_eq!(m.uid(), 0);
+        assert_eq!(m.mode() & 0o6022, 0, "steward-spawn mode {:o}", m.mode());
+    }
+    let out = as_other(&format!(
+        "echo '{{\"verb\":\"list\"}}' | {} --config {}",
+        helper.display(),
+        root.join("spawn.toml").display()
+    ));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("\"servers\""),
+        "{OTHER} listed servers through the helper: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The UI server's command line (world-readable in /proc) carries no secret: the key,
+    // certificate and registration token come over its stdin.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", ui.pid)).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline).to_lowercase();
+    for secret in ["private key", "begin ", "token", "secret", "password"] {
+        assert!(
+            !cmdline.contains(secret),
+            "UI server command line: {cmdline}"
+        );
+    }
+    // The hub's internal (registration) listener: a local user cannot register a fake
+    // server without a certificate from the hub's CA.
+    let ready = d
+        .proc
+        .as_ref()
+        .unwrap()
+        .stdout_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("ready on"))
+        .cloned()
+        .unwrap();
+    let internal = ready
+        .split("(internal ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("internal address in the ready line")
+        .to_string();
+    let out = as_other(&format!(
+        "curl -sk --max-time 10 -o /dev/null -w '%{{http_code}}' -X POST -d '{{}}' https://{internal}/internal/register"
+    ));
+    let code = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        !out.status.success() && (code.is_empty() || code == "000"),
+        "{OTHER} reached the internal listener: rc {:?} code {code}",
+        out.status.code()
+    );
     // The UI server's port: no client certificate, no way in.
     let out = as_other(&format!(
         "curl -sk --max-time 10 -o /dev/null -w '%{{http_code}}' https://127.0.0.1:{}/api/summary",
