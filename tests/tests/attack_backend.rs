@@ -50,6 +50,16 @@ async fn backend_attacks() {
         .await;
     s.run("owner_planted_symlinks", owner_planted_symlinks(&d, &alice))
         .await;
+    s.run(
+        "operation_smuggling_over_the_relay",
+        operation_smuggling_over_the_relay(&d),
+    )
+    .await;
+    s.run(
+        "owner_controlled_content_is_inert",
+        owner_controlled_content_is_inert(&d, &alice),
+    )
+    .await;
     s.run("helper_refuses_privilege", async {
         helper_refuses_privilege(&d)
     })
@@ -689,6 +699,136 @@ async fn owner_planted_symlinks(d: &Demo, alice: &str) {
     }
     let _ = std::fs::remove_file(&secret);
     assert_unchanged(d, &before, "planted symlinks");
+}
+
+/// bob (read-only) hides an operation inside the messages the relay forwards without
+/// a decision — log tails and pings — with duplicate `type` keys (which one wins
+/// depends on the parser), a `\u0074ype` escape, or a token of his own. The hub's
+/// decision is not bypassed: nothing is done to alice's workflow and no operation is
+/// recorded as allowed.
+async fn operation_smuggling_over_the_relay(d: &Demo) {
+    let (bob, _) = login(d, "bob").await;
+    let before = fingerprint(d);
+    let mut ws = ws_connect(
+        &d.ca(),
+        &format!("wss://127.0.0.1:{}/user/alice/ws", d.port),
+        Some(&d.base),
+        &bob,
+    )
+    .await
+    .unwrap();
+    ws_until(&mut ws, Duration::from_secs(30), |v| {
+        v["type"] == "snapshot"
+    })
+    .await;
+    let op = r#""id":"s","op":"resume","target":"alice_forecast""#;
+    let smuggled = [
+        format!(
+            r#"{{"type":"op",{op},"type":"tail","workflow":"alice_forecast","cycle":"1","task":"fetch_obs"}}"#
+        ),
+        format!(
+            r#"{{"type":"tail","workflow":"alice_forecast","cycle":"1","task":"fetch_obs","type":"op",{op}}}"#
+        ),
+        format!(r#"{{"type":"ping","type":"op",{op}}}"#),
+        format!(r#"{{"type":"ping","t":1,"type":"op",{op}}}"#),
+        format!(r#"{{"type":"op","type":"ping",{op}}}"#),
+        format!(r#"{{"type":"op",{op},"token":"forged"}}"#),
+        format!(r#"{{"type":"untail",{op},"type":"op"}}"#),
+    ];
+    for m in &smuggled {
+        use futures_util::SinkExt;
+        ws.send(tokio_tungstenite::tungstenite::Message::text(m.clone()))
+            .await
+            .unwrap();
+    }
+    // Give the UI server time to act on anything that got through, then look.
+    ws_send(&mut ws, json!({"type": "ping", "data": "after"})).await;
+    let mut seen = vec![];
+    let mut deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while let Ok(Some(Ok(msg))) =
+        tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut ws)).await
+    {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+            if v["type"] == "result" {
+                seen.push(v);
+            } else if v["type"] == "pong" && v["data"] == "after" {
+                // Everything sent before has been read; operations run concurrently, so
+                // allow a moment for their answers.
+                deadline = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+    assert!(
+        seen.iter().all(|v| v["ok"] != true),
+        "a smuggled operation ran: {seen:?}"
+    );
+    drop(ws);
+    assert!(
+        !d.audit_records()
+            .iter()
+            .any(|r| r["actor"] == "bob" && r["op"] == "resume" && r["decision"] == "allow"),
+        "a smuggled operation was allowed"
+    );
+    assert_unchanged(d, &before, "operation smuggling");
+}
+
+/// A compromised UI server: the owner can take over their own server (it runs as them),
+/// and every job log is theirs to write. What the hub relays from it must never become
+/// active content on the hub's origin, where it would run with the visitor's session
+/// (and CSRF token). A log full of HTML, read by bob, comes back as plain text, never
+/// sniffed, sandboxed; JSON answers stay JSON. (The hub fixes the content type itself,
+/// so a server that claims `text/html` gets the same treatment.)
+async fn owner_controlled_content_is_inert(d: &Demo, alice: &str) {
+    let alice_u = nix::unistd::User::from_name("alice").unwrap().unwrap();
+    let job = alice_u
+        .dir
+        .join(".steward/run/alice_forecast/log/job/1/fetch_obs/10");
+    std::fs::create_dir_all(&job).unwrap();
+    std::fs::write(
+        job.join("job.out"),
+        "<!doctype html><html><body><script>fetch('/hub/api/me')</script></body></html>\n",
+    )
+    .unwrap();
+    sh(&format!(
+        "chown -R alice {}",
+        alice_u
+            .dir
+            .join(".steward/run/alice_forecast/log")
+            .display()
+    ));
+    let (bob, _) = login(d, "bob").await;
+    let before = fingerprint(d);
+    let r = bare_client(d)
+        .get(format!(
+            "{}/user/alice/api/log?workflow=alice_forecast&cycle=1&task=fetch_obs&job=10",
+            d.base
+        ))
+        .header("cookie", &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("sandbox") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert!(r.text().await.unwrap().contains("<script>"));
+    let r = bare_client(d)
+        .get(format!("{}/user/alice/api/summary", d.base))
+        .header("cookie", alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    std::fs::remove_dir_all(&job).unwrap();
+    assert_unchanged(d, &before, "owner-controlled content");
 }
 
 /// The privileged helper, asked directly with the demo's own config: uid 0 and system
