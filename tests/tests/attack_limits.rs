@@ -39,6 +39,8 @@ async fn limit_and_injection_attacks() {
         oversized_websocket_frames(&d, &alice),
     )
     .await;
+    s.run("deeply_nested_json", deeply_nested_json(&d, &alice))
+        .await;
     s.run("slowloris", slowloris(&d)).await;
     s.run(
         "many_connections_from_one_user",
@@ -236,6 +238,49 @@ async fn oversized_websocket_frames(d: &Demo, alice: &str) {
     drop(again);
     still_serving(d, "oversized frames").await;
     assert_unchanged(d, &before, "oversized frames");
+}
+
+/// JSON nested thousands deep (a stack-exhaustion attempt on every parser on the way:
+/// the hub's, then the UI server's): a clear error, the connection and the hub live on.
+async fn deeply_nested_json(d: &Demo, alice: &str) {
+    let before = fingerprint(d);
+    let deep = format!("{}1{}", "[".repeat(20_000), "]".repeat(20_000));
+    let r = bare_client(d)
+        .post(format!("{}/hub/api/login", d.base))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"username":{deep},"password":"x"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let url = format!("wss://127.0.0.1:{}/user/alice/ws", d.port);
+    let mut ws = ws_connect(&d.ca(), &url, Some(&d.base), alice)
+        .await
+        .unwrap();
+    ws_until(&mut ws, Duration::from_secs(30), |v| {
+        v["type"] == "snapshot"
+    })
+    .await;
+    for m in [
+        format!(
+            r#"{{"type":"op","id":"deep","op":"resume","target":"alice_forecast","args":{{"x":{deep}}}}}"#
+        ),
+        format!(r#"{{"type":"tail","id":"deep2","workflow":"alice_forecast","x":{deep}}}"#),
+        format!(r#"{{"type":"ping","data":{deep}}}"#),
+    ] {
+        use futures_util::SinkExt;
+        ws.send(tokio_tungstenite::tungstenite::Message::text(m))
+            .await
+            .unwrap();
+        let v = ws_until(&mut ws, Duration::from_secs(10), |v| v["type"] == "error").await;
+        assert!(!v["message"].as_str().unwrap_or("").is_empty(), "{v}");
+    }
+    // Still the same connection, still answering.
+    ws_send(&mut ws, json!({"type": "ping", "data": "alive"})).await;
+    ws_until(&mut ws, Duration::from_secs(10), |v| v["type"] == "pong").await;
+    drop(ws);
+    still_serving(d, "deeply nested JSON").await;
+    assert_unchanged(d, &before, "deeply nested JSON");
 }
 
 /// Slowloris: connections that never finish their TLS handshake or their request

@@ -38,6 +38,11 @@ async fn web_attacks() {
     s.run("cookie_flags", cookie_flags(&d)).await;
     s.run("open_redirects", open_redirects(&d)).await;
     s.run(
+        "other_peoples_objects",
+        other_peoples_objects(&d, &alice, &alice_csrf),
+    )
+    .await;
+    s.run(
         "logout_and_elevation_invalidate_old_session_ids",
         logout_and_elevation_invalidate_old_session_ids(&d),
     )
@@ -444,4 +449,105 @@ async fn logout_and_elevation_invalidate_old_session_ids(d: &Demo) {
     assert!(records
         .iter()
         .any(|r| r["event"] == "logout" && r["actor"] == "alice"));
+}
+
+/// Objects that belong to someone else, named by id: bob's API token (revoking it,
+/// using it is his), the audit records of alice's workflows and logins (searching as
+/// bob), bob's own server (stopping it as alice), and admin listings. Refused, and
+/// bob's token keeps working.
+async fn other_peoples_objects(d: &Demo, alice: &str, alice_csrf: &str) {
+    let (bob, bob_csrf) = login(d, "bob").await;
+    let c = bare_client(d);
+    let t: Value = c
+        .post(format!("{}/hub/api/tokens", d.base))
+        .header("cookie", &bob)
+        .header("x-csrf-token", &bob_csrf)
+        .json(&json!({"name": "bobs", "class": "read", "expires_in_secs": 600}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, secret) = (
+        t["id"].as_str().unwrap().to_string(),
+        t["token"].as_str().unwrap().to_string(),
+    );
+    let before = fingerprint(d);
+    let r = c
+        .delete(format!("{}/hub/api/tokens/{id}", d.base))
+        .header("cookie", alice)
+        .header("x-csrf-token", alice_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "alice revoked bob's token");
+    let listed: Value = c
+        .get(format!("{}/hub/api/tokens", d.base))
+        .header("cookie", alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !listed.to_string().contains(&id),
+        "alice lists bob's token: {listed}"
+    );
+    let r = c
+        .get(format!("{}/hub/api/me", d.base))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "bob's token stopped working");
+    // A token with a right id and a wrong secret, or a truncated one, is nobody.
+    let wrong = format!("{}x", &secret[..secret.len() - 1]);
+    for t in [wrong.as_str(), &secret[..secret.len() / 2]] {
+        let r = c
+            .get(format!("{}/hub/api/me", d.base))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // Audit: bob may not search alice's workflows, and his own search shows no record
+    // of alice's logins or addresses.
+    let r = c
+        .get(format!("{}/hub/api/audit?owner=alice", d.base))
+        .header("cookie", &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    for q in ["", "?actor=alice", "?owner=", "?actor=alice&owner=bob"] {
+        let v: Value = c
+            .get(format!("{}/hub/api/audit{q}", d.base))
+            .header("cookie", &bob)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for r in v["records"].as_array().unwrap() {
+            assert!(
+                r["owner"] == "bob" || r["actor"] == "bob",
+                "bob sees {r} with {q:?}"
+            );
+        }
+    }
+    // Admin listings are the admin's.
+    for path in ["/hub/api/admin/sessions", "/hub/api/admin/servers"] {
+        let r = c
+            .get(format!("{}{path}", d.base))
+            .header("cookie", alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    assert_unchanged(d, &before, "other people's objects");
 }
