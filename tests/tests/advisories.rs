@@ -417,25 +417,7 @@ async fn jupyterhub_cve_2026_108752_name_collisions(d: &Demo) {
     assert!(logs.join("alice-prod").is_dir() && logs.join("alice").is_dir());
     // alice-prod is not alice: no control of alice's workflows, even elevated.
     let before = fingerprint(d);
-    let r = bare_client(d)
-        .post(format!("{}/hub/api/elevate", d.base))
-        .header("cookie", &ap)
-        .header("x-csrf-token", &ap_csrf)
-        .json(&json!({"class": "execute", "password": "alice-prod-pw-7Qx"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let ap_x = set_cookie(&r)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let ap_x_csrf = r.json::<Value>().await.unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (ap_x, ap_x_csrf) = elevate_with_password(d, &ap, &ap_csrf, "alice-prod-pw-7Qx").await;
     let before_op = fingerprint(d);
     for target in ["alice_forecast", "~alice/alice_forecast"] {
         let (s, v) = op_http(d, &ap_x, &ap_x_csrf, "alice", "resume", target).await;
@@ -601,14 +583,8 @@ async fn sudo_rs_ghsa_c978_wq47_pvvw_elevation_scope(d: &Demo) {
     let (s, _) = op_http(d, &carl, &carl_csrf, "alice", "resume", "alice_forecast").await;
     assert_eq!(s, 403);
     // A token minted from bob's read session is read-only whatever bob's other session holds.
-    let r = bare_client(d)
-        .post(format!("{}/hub/api/tokens", d.base))
-        .header("cookie", &b2)
-        .header("x-csrf-token", &b2_csrf)
-        .json(&json!({"name": "t", "class": "execute", "expires_in_secs": 60}))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({"name": "t", "class": "execute", "expires_in_secs": 60});
+    let r = send_as(d, "POST", "/hub/api/tokens", &b2, &b2_csrf, Some(body)).await;
     assert_eq!(r.status(), 403);
     assert_unchanged(d, &before, "elevation scope");
 }

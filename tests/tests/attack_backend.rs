@@ -482,18 +482,7 @@ async fn path_traversal_in_ids_and_log_paths(d: &Demo, alice: &str, alice_csrf: 
         }
     }
     // Over the WebSocket relay: ops and log tails with hostile ids.
-    let mut ws = ws_connect(
-        &d.ca(),
-        &format!("wss://127.0.0.1:{}/user/alice/ws", d.port),
-        Some(&d.base),
-        alice,
-    )
-    .await
-    .unwrap();
-    ws_until(&mut ws, Duration::from_secs(30), |v| {
-        v["type"] == "snapshot"
-    })
-    .await;
+    let mut ws = relay(d, "alice", alice).await;
     for (i, b) in [
         "..",
         "../../etc",
@@ -709,18 +698,7 @@ async fn owner_planted_symlinks(d: &Demo, alice: &str) {
 async fn operation_smuggling_over_the_relay(d: &Demo) {
     let (bob, _) = login(d, "bob").await;
     let before = fingerprint(d);
-    let mut ws = ws_connect(
-        &d.ca(),
-        &format!("wss://127.0.0.1:{}/user/alice/ws", d.port),
-        Some(&d.base),
-        &bob,
-    )
-    .await
-    .unwrap();
-    ws_until(&mut ws, Duration::from_secs(30), |v| {
-        v["type"] == "snapshot"
-    })
-    .await;
+    let mut ws = relay(d, "alice", &bob).await;
     let op = r#""id":"s","op":"resume","target":"alice_forecast""#;
     let smuggled = [
         format!(

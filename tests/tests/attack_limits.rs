@@ -203,13 +203,7 @@ async fn oversized_websocket_frames(d: &Demo, alice: &str) {
     use futures_util::{SinkExt, StreamExt};
     let before = fingerprint(d);
     let url = format!("wss://127.0.0.1:{}/user/alice/ws", d.port);
-    let mut ws = ws_connect(&d.ca(), &url, Some(&d.base), alice)
-        .await
-        .unwrap();
-    ws_until(&mut ws, Duration::from_secs(30), |v| {
-        v["type"] == "snapshot"
-    })
-    .await;
+    let mut ws = relay(d, "alice", alice).await;
     // 100 KiB: over the operation limit, under the frame limit.
     let op = json!({"type": "op", "id": "big", "op": "resume", "target": "alice_forecast",
                     "args": {"x": "y".repeat(100 * 1024)}});
@@ -253,14 +247,7 @@ async fn deeply_nested_json(d: &Demo, alice: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let url = format!("wss://127.0.0.1:{}/user/alice/ws", d.port);
-    let mut ws = ws_connect(&d.ca(), &url, Some(&d.base), alice)
-        .await
-        .unwrap();
-    ws_until(&mut ws, Duration::from_secs(30), |v| {
-        v["type"] == "snapshot"
-    })
-    .await;
+    let mut ws = relay(d, "alice", alice).await;
     for m in [
         format!(
             r#"{{"type":"op","id":"deep","op":"resume","target":"alice_forecast","args":{{"x":{deep}}}}}"#
@@ -396,14 +383,7 @@ async fn log_and_audit_injection(d: &Demo, alice: &str) {
         assert!(r.status() == 401 || r.status() == 429, "{}", r.status());
     }
     // Operation ids, targets and arguments over the relay (alice is elevated).
-    let url = format!("wss://127.0.0.1:{}/user/alice/ws", d.port);
-    let mut ws = ws_connect(&d.ca(), &url, Some(&d.base), alice)
-        .await
-        .unwrap();
-    ws_until(&mut ws, Duration::from_secs(30), |v| {
-        v["type"] == "snapshot"
-    })
-    .await;
+    let mut ws = relay(d, "alice", alice).await;
     for (i, e) in evil.iter().enumerate() {
         let e: String = e.chars().take(1000).collect();
         let id = format!("inj{i}{e}");

@@ -94,14 +94,15 @@ async fn csrf_on_every_state_changing_route(d: &Demo, alice: &str, alice_csrf: &
     let (carl, _carl_csrf) = login(d, "carl").await;
     let (_bob, bob_csrf) = login(d, "bob").await;
     // A token and a session the admin routes could act on, if the check let them.
-    let tok = bare_client(d)
-        .post(format!("{}/hub/api/tokens", d.base))
-        .header("cookie", alice)
-        .header("x-csrf-token", alice_csrf)
-        .json(&json!({"name": "victim", "class": "read", "expires_in_secs": 600}))
-        .send()
-        .await
-        .unwrap();
+    let tok = send_as(
+        d,
+        "POST",
+        "/hub/api/tokens",
+        alice,
+        alice_csrf,
+        Some(json!({"name": "victim", "class": "read", "expires_in_secs": 600})),
+    )
+    .await;
     assert_eq!(tok.status(), 200);
     let tok: Value = tok.json().await.unwrap();
     let token_id = tok["id"].as_str().unwrap().to_string();
@@ -408,13 +409,7 @@ async fn logout_and_elevation_invalidate_old_session_ids(d: &Demo) {
     assert_eq!(me(d, &b).await.1["class"], "execute");
 
     // Drop: back to read on a new id, the elevated one is gone.
-    let r = bare_client(d)
-        .post(format!("{}/hub/api/drop", d.base))
-        .header("cookie", &b)
-        .header("x-csrf-token", &csrf_b)
-        .send()
-        .await
-        .unwrap();
+    let r = send_as(d, "POST", "/hub/api/drop", &b, &csrf_b, None).await;
     assert_eq!(r.status(), 200);
     let c = set_cookie(&r)
         .unwrap()
@@ -432,13 +427,7 @@ async fn logout_and_elevation_invalidate_old_session_ids(d: &Demo) {
     assert_eq!(me(d, &c).await.1["class"], "read");
 
     // Logout: the id is revoked server-side, not only removed from the browser.
-    let r = bare_client(d)
-        .post(format!("{}/hub/api/logout", d.base))
-        .header("cookie", &c)
-        .header("x-csrf-token", &csrf_c)
-        .send()
-        .await
-        .unwrap();
+    let r = send_as(d, "POST", "/hub/api/logout", &c, &csrf_c, None).await;
     assert_eq!(r.status(), 200);
     assert_eq!(me(d, &c).await.0, 401, "logged-out id still valid");
     assert_eq!(
@@ -458,14 +447,9 @@ async fn logout_and_elevation_invalidate_old_session_ids(d: &Demo) {
 async fn other_peoples_objects(d: &Demo, alice: &str, alice_csrf: &str) {
     let (bob, bob_csrf) = login(d, "bob").await;
     let c = bare_client(d);
-    let t: Value = c
-        .post(format!("{}/hub/api/tokens", d.base))
-        .header("cookie", &bob)
-        .header("x-csrf-token", &bob_csrf)
-        .json(&json!({"name": "bobs", "class": "read", "expires_in_secs": 600}))
-        .send()
+    let body = json!({"name": "bobs", "class": "read", "expires_in_secs": 600});
+    let t: Value = send_as(d, "POST", "/hub/api/tokens", &bob, &bob_csrf, Some(body))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -474,13 +458,8 @@ async fn other_peoples_objects(d: &Demo, alice: &str, alice_csrf: &str) {
         t["token"].as_str().unwrap().to_string(),
     );
     let before = fingerprint(d);
-    let r = c
-        .delete(format!("{}/hub/api/tokens/{id}", d.base))
-        .header("cookie", alice)
-        .header("x-csrf-token", alice_csrf)
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/hub/api/tokens/{id}");
+    let r = send_as(d, "DELETE", &path, alice, alice_csrf, None).await;
     assert_eq!(r.status(), 404, "alice revoked bob's token");
     let listed: Value = c
         .get(format!("{}/hub/api/tokens", d.base))

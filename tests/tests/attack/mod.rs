@@ -199,15 +199,19 @@ pub async fn login(d: &Demo, user: &str) -> (String, String) {
 
 /// Elevates the session behind `cookie`; returns (new cookie pair, new csrf).
 pub async fn elevate(d: &Demo, cookie: &str, csrf: &str, user: &str) -> (String, String) {
-    let r = bare_client(d)
-        .post(format!("{}/hub/api/elevate", d.base))
-        .header("cookie", cookie)
-        .header("x-csrf-token", csrf)
-        .json(&serde_json::json!({"class": "execute", "password": d.password(user)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "elevate {user}");
+    elevate_with_password(d, cookie, csrf, &d.password(user)).await
+}
+
+/// [`elevate`] for an account that is not a demo user.
+pub async fn elevate_with_password(
+    d: &Demo,
+    cookie: &str,
+    csrf: &str,
+    password: &str,
+) -> (String, String) {
+    let body = serde_json::json!({"class": "execute", "password": password});
+    let r = send_as(d, "POST", "/hub/api/elevate", cookie, csrf, Some(body)).await;
+    assert_eq!(r.status(), 200, "elevate");
     let c = set_cookie(&r).unwrap();
     let pair = c.split(';').next().unwrap().to_string();
     let v: Value = r.json().await.unwrap();
@@ -223,14 +227,9 @@ pub async fn op_http(
     op: &str,
     target: &str,
 ) -> (u16, Value) {
-    let r = bare_client(d)
-        .post(format!("{}/user/{owner}/api/op", d.base))
-        .header("cookie", cookie)
-        .header("x-csrf-token", csrf)
-        .json(&serde_json::json!({"id": format!("{op}-{target}"), "op": op, "target": target}))
-        .send()
-        .await
-        .unwrap();
+    let body = serde_json::json!({"id": format!("{op}-{target}"), "op": op, "target": target});
+    let path = format!("/user/{owner}/api/op");
+    let r = send_as(d, "POST", &path, cookie, csrf, Some(body)).await;
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
 }
@@ -266,4 +265,36 @@ pub async fn paused_forecast(d: &Demo) -> (String, String) {
             == 1
     });
     (c, csrf)
+}
+
+/// Opens `owner`'s relay from the hub's own origin and waits for the first snapshot.
+pub async fn relay(d: &Demo, owner: &str, cookie: &str) -> steward_e2e::Ws {
+    let url = format!("wss://127.0.0.1:{}/user/{owner}/ws", d.port);
+    let mut ws = steward_e2e::ws_connect(&d.ca(), &url, Some(&d.base), cookie)
+        .await
+        .expect("relay");
+    steward_e2e::ws_until(&mut ws, std::time::Duration::from_secs(30), |v| {
+        v["type"] == "snapshot"
+    })
+    .await;
+    ws
+}
+
+/// A request as a logged-in browser page sends it: the session cookie and its CSRF token.
+pub async fn send_as(
+    d: &Demo,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    csrf: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = bare_client(d)
+        .request(method.parse().unwrap(), format!("{}{path}", d.base))
+        .header("cookie", cookie)
+        .header("x-csrf-token", csrf);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.unwrap()
 }
