@@ -5,7 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
   build-essential pkg-config libpam0g-dev libclang-dev
-  sudo passwd procps util-linux pamtester openssh-server openssh-client iproute2
+  sudo passwd procps util-linux pamtester openssh-server openssh-client iproute2 curl
   slapd ldap-utils stress-ng
   chromium chromium-driver fonts-dejavu-core
 )

@@ -319,6 +319,19 @@ pub async fn proxy_get(
     if let Err(r) = valid_owner(&owner) {
         return r;
     }
+    // The client that forwards resolves dot segments, so `api/../ws` would reach the UI
+    // server outside its /api/: forward plain paths below /api/ only.
+    if rest.split('/').any(|seg| {
+        seg.to_ascii_lowercase()
+            .replace("%2e", ".")
+            .chars()
+            .all(|c| c == '.')
+    }) {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            format!("path api/{rest}: empty, '.' and '..' segments are not forwarded"),
+        );
+    }
     let workflow = match q.workflow.as_deref() {
         Some(w) => match WorkflowId::parse(w, &owner) {
             Ok(id) if id.owner == owner => Some(id.name),
@@ -378,14 +391,26 @@ pub async fn proxy_get(
         Ok(resp) => {
             let status =
                 StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let ctype = resp
+            // The UI server runs as the owner, who can take it over: nothing it answers
+            // may become active content on the hub's origin (an HTML "log" would run
+            // with the visitor's session). Only JSON and plain text go out, never
+            // sniffed, and sandboxed should a browser render them anyway.
+            let json = resp
                 .headers()
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/octet-stream")
-                .to_string();
+                .is_some_and(|c| c.trim_start().starts_with("application/json"));
             let mut out = HttpResponse::build(status);
-            out.content_type(ctype);
+            out.content_type(if json {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            });
+            out.insert_header(("x-content-type-options", "nosniff"));
+            out.insert_header((
+                "content-security-policy",
+                "default-src 'none'; sandbox; frame-ancestors 'none'",
+            ));
             // The log API's offsets and sizes; nothing else from the UI server is trusted
             // to reach the browser (no cookies, no caching or security headers).
             for (name, value) in resp.headers() {

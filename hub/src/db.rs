@@ -22,6 +22,11 @@ pub enum DbError {
     Sqlite(#[from] rusqlite::Error),
     #[error("database lock poisoned")]
     Poisoned,
+    #[error("database file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub struct Db {
@@ -66,12 +71,36 @@ pub struct ServerRow {
     pub started: i64,
 }
 
+/// Sessions (with their CSRF tokens) and token hashes are the hub's alone: the file is
+/// created 0600 and tightened if an older hub or a copy left it readable, whatever the
+/// umask or the directory's mode. SQLite gives its -wal and -shm files the same mode.
+fn restrict_to_owner(path: &Path) -> Result<(), DbError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |source| DbError::File {
+        path: path.display().to_string(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    let mode = f.metadata().map_err(err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 impl Db {
     pub fn open(path: &Path) -> Result<Db, DbError> {
+        restrict_to_owner(path)?;
         let conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;

@@ -14,7 +14,10 @@ use steward_audit::{events, AuditRecord, RecordKind};
 use steward_protocol::bootstrap::Registration;
 use steward_protocol::OpClass;
 
-pub const SESSION_COOKIE: &str = "steward_session";
+/// `__Host-`: a browser accepts this cookie only from this https origin, with `Path=/`
+/// and no `Domain`, so a sibling host or a plain-http service on another port of this
+/// host cannot plant one (cookie tossing, JupyterHub CVE-2024-28233).
+pub const SESSION_COOKIE: &str = "__Host-steward_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// 256 random bits, hex: session ids, CSRF tokens, registration tokens.
@@ -48,7 +51,13 @@ pub fn current_session(state: &AppState, req: &HttpRequest) -> Option<Session> {
     if req.headers().contains_key("authorization") {
         return crate::apitokens::session_from_bearer(state, req);
     }
-    let cookie = req.cookie(SESSION_COOKIE)?;
+    // Two session cookies mean one was planted: use neither rather than guess.
+    let cookies = req.cookies().ok()?;
+    let mut ours = cookies.iter().filter(|c| c.name() == SESSION_COOKIE);
+    let cookie = ours.next()?;
+    if ours.next().is_some() {
+        return None;
+    }
     let id_hash = hash_secret(cookie.value());
     let s = state.db.session(&id_hash).ok()??;
     let now = state.clock.now_secs();
@@ -202,7 +211,40 @@ async fn authenticate(
     Ok(vec![])
 }
 
+/// Login CSRF: a foreign page can make the victim's browser post a form (text/plain,
+/// urlencoded, multipart) or a no-cors fetch to the login without a CORS preflight, and
+/// so sign the victim into the attacker's account. Browsers send an Origin on every
+/// POST, so a foreign one is refused; a form content type is refused too. Scripts send
+/// no Origin and JSON (or no content type), and are unaffected.
+fn login_from_this_origin(state: &AppState, req: &HttpRequest) -> Result<(), HttpResponse> {
+    if let Some(o) = req.headers().get("origin") {
+        let ours = state.cfg.public_origin();
+        if o.to_str().ok().map(|o| o.trim_end_matches('/')) != Some(ours.as_str()) {
+            return Err(error_json(
+                StatusCode::FORBIDDEN,
+                format!("login from another origin refused (only {ours} may post here)"),
+            ));
+        }
+    }
+    let ctype = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ctype.split(';').next().unwrap_or("").trim();
+    if !essence.is_empty() && !essence.eq_ignore_ascii_case("application/json") {
+        return Err(error_json(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("login: Content-Type {essence:?} refused; send application/json"),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if let Err(r) = login_from_this_origin(&state, &req) {
+        return r;
+    }
     let addr = client_addr(&req);
     let Ok(body) = serde_json::from_slice::<LoginBody>(&body) else {
         return error_json(

@@ -23,6 +23,10 @@ pub struct Helper {
     user_pattern: regex::Regex,
 }
 
+/// 65534 (`nobody`, the kernel's default overflow uid) and 4294967294 ((uid_t)-2, the
+/// old NFS `nfsnobody`).
+const OVERFLOW_UIDS: [u32; 2] = [65534, 4_294_967_294];
+
 fn server_name_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -87,6 +91,14 @@ impl Helper {
             return Err(SpawnError::Refused(format!(
                 "user {name:?} has uid {}, below min_uid {}: system accounts never get a server",
                 user.uid, self.config.min_uid
+            )));
+        }
+        // `nobody` (the kernel's overflow uid) sits above any min_uid, and NFS maps
+        // unknown owners to it: a server as nobody could reach every such file.
+        if OVERFLOW_UIDS.contains(&user.uid.as_raw()) {
+            return Err(SpawnError::Refused(format!(
+                "user {name:?} has uid {}, the overflow uid (nobody): it never gets a server",
+                user.uid
             )));
         }
         Ok(user)

@@ -503,7 +503,7 @@ impl Demo {
     }
 }
 
-/// The `steward_session=...` cookie pair a client would send (from a login response).
+/// The `__Host-steward_session=...` cookie pair a client would send (from a login response).
 pub async fn login_cookie(base: &str, ca: &Path, user: &str, password: &str) -> (String, String) {
     let r = http_client(ca)
         .post(format!("{base}/hub/api/login"))
