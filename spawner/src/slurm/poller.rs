@@ -10,7 +10,8 @@
 //!   garbled output) makes every job *unknown*, never gone;
 //! * a job squeue no longer lists is gone only after `confirm_after` consecutive polls
 //!   without it AND a record in accounting; without one it stays unknown;
-//! * a job squeue still lists as ended (within slurmctld's MinJobAge) is gone at once:
+//! * a job squeue still lists as ended (within slurmctld's MinJobAge), or as
+//!   `COMPLETING` once accounting has its end, is gone at once:
 //!   the controller itself says so, which is how a server that dies before
 //!   registering fails its spawn within one poll, with Slurm's reason
 //!   (e.g. `OUT_OF_MEMORY`);
@@ -217,7 +218,7 @@ fn live_state(row: &QueueRow) -> JobState {
             reason: row.reason.clone(),
             estimated_start: row.start.clone(),
         },
-        StateClass::Running => JobState::Running {
+        StateClass::Running | StateClass::Ending => JobState::Running {
             slurm_state: row.state.clone(),
             nodes: row.nodes.clone(),
         },
@@ -355,7 +356,7 @@ impl Poller {
                 }
                 Some(row) => {
                     t.absent = 0;
-                    if classify(&row.state) == StateClass::Ended {
+                    if matches!(classify(&row.state), StateClass::Ended | StateClass::Ending) {
                         confirm.push((id.clone(), Some(row)));
                     } else {
                         states.insert(id.clone(), live_state(row));
@@ -399,6 +400,10 @@ impl Poller {
                         reason: Some(row.reason.clone()),
                         evidence: src,
                     },
+                    // Still cleaning up and not yet in accounting: it holds its node.
+                    (Some(row), _, _) if classify(&row.state) == StateClass::Ending => {
+                        live_state(row)
+                    }
                     // The controller's own record is enough to call it gone; accounting
                     // only adds the exit code, and may lag or be absent.
                     (Some(row), _, _) => JobState::Gone {
@@ -642,6 +647,35 @@ mod tests {
                 sacct: 1,
                 jobcomp_reads: 0
             }
+        );
+    }
+
+    #[test]
+    fn completing_is_gone_once_accounting_has_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let squeue = squeue_printing(&[[
+            "7",
+            "COMPLETING",
+            "alice",
+            "None",
+            "N/A",
+            "vm",
+            "steward:alice:default",
+        ]]);
+        let mut p = Poller::new(fake_cluster(dir.path(), &squeue, "exit 0"));
+        p.track("7", "alice", "default");
+        let r = p.poll();
+        assert!(
+            matches!(&r.jobs[0].state, JobState::Running { slurm_state, .. } if slurm_state == "COMPLETING"),
+            "{:?}",
+            r.jobs
+        );
+        p.cluster = fake_cluster(dir.path(), &squeue, "echo '7|alice|OUT_OF_MEMORY|0:125'");
+        let r = p.poll();
+        assert!(
+            matches!(&r.jobs[0].state, JobState::Gone { final_state, evidence: Evidence::Sacct, .. } if final_state == "OUT_OF_MEMORY"),
+            "{:?}",
+            r.jobs
         );
     }
 }

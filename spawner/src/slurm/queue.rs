@@ -115,6 +115,9 @@ pub fn parse_squeue(out: &str, nonce: &str) -> Result<Vec<QueueRow>, String> {
 pub enum StateClass {
     Pending,
     Running,
+    /// The job ended and its node is cleaning up (`COMPLETING`): squeue no longer says
+    /// how it ended, accounting may already.
+    Ending,
     Ended,
 }
 
@@ -132,8 +135,9 @@ pub fn classify(state: &str) -> StateClass {
         | "OUT_OF_MEMORY" | "PREEMPTED" | "TIMEOUT" | "SPECIAL_EXIT" | "REVOKED" => {
             StateClass::Ended
         }
-        // RUNNING, COMPLETING, CONFIGURING, SUSPENDED, STOPPED, RESIZING, SIGNALING,
-        // STAGE_OUT and any state a newer Slurm adds: the job still holds resources.
+        "COMPLETING" | "STAGE_OUT" => StateClass::Ending,
+        // RUNNING, CONFIGURING, SUSPENDED, STOPPED, RESIZING, SIGNALING,
+        // and any state a newer Slurm adds: the job still holds resources.
         _ => StateClass::Running,
     }
 }
@@ -337,7 +341,8 @@ mod tests {
     fn states_classify() {
         assert_eq!(classify("PENDING"), StateClass::Pending);
         assert_eq!(classify("RUNNING"), StateClass::Running);
-        assert_eq!(classify("COMPLETING"), StateClass::Running);
+        assert_eq!(classify("COMPLETING"), StateClass::Ending);
+        assert_eq!(classify("CONFIGURING"), StateClass::Running);
         assert_eq!(classify("OUT_OF_MEMORY"), StateClass::Ended);
         assert_eq!(classify("CANCELLED by 1001"), StateClass::Ended);
         assert_eq!(classify("CANCELLED+"), StateClass::Ended);
