@@ -113,6 +113,17 @@ impl Fx {
         reply["job_id"].as_str().unwrap().to_string()
     }
 
+    /// A `sleep` server submitted, tracked and polled until it runs.
+    fn running(&self, server: &str) -> (String, Poller) {
+        let job = self.submit_ok(server, None, "exec sleep 300", None);
+        let mut poller = self.poller();
+        poller.track(&job, USER, server);
+        poll_until(&mut poller, &job, "running", |s| {
+            matches!(s, JobState::Running { .. })
+        });
+        (job, poller)
+    }
+
     fn cancel(&self, server: &str, job_id: &str) -> (i32, Value) {
         helper_call(
             &self.config,
@@ -265,12 +276,7 @@ fn cancelled_behind_our_back_is_gone_and_wrong_name_cancels_nothing() {
     let Some(fx) = setup("cancelled_behind_our_back") else {
         return;
     };
-    let job = fx.submit_ok("s2", None, "exec sleep 300", None);
-    let mut poller = fx.poller();
-    poller.track(&job, USER, "s2");
-    poll_until(&mut poller, &job, "running", |s| {
-        matches!(s, JobState::Running { .. })
-    });
+    let (job, mut poller) = fx.running("s2");
     // The helper cancels only a job of the named server: this id is s2's, not s3's.
     let (code, reply) = fx.cancel("s3", &job);
     assert_eq!(
@@ -459,12 +465,7 @@ fn controller_down_is_unknown_never_gone_then_back() {
     let Some(fx) = setup("controller_down_is_unknown_never_gone_then_back") else {
         return;
     };
-    let job = fx.submit_ok("c1", None, "exec sleep 300", None);
-    let mut poller = fx.poller();
-    poller.track(&job, USER, "c1");
-    poll_until(&mut poller, &job, "running", |s| {
-        matches!(s, JobState::Running { .. })
-    });
+    let (job, mut poller) = fx.running("c1");
     fx.slurm.stop_controller();
     for _ in 0..3 {
         let r = poller.poll();
