@@ -415,6 +415,18 @@ mod tests {
             ),
             ("bogus = 1\n[executables]\n", "unknown field"),
             ("[executables]\n[profiles.big]\ncpu = 2.0\n", "default"),
+            (
+                "[executables]\n[slurm.main]\nbin_dir = \"bin\"\n",
+                "slurm.main.bin_dir",
+            ),
+            (
+                "[executables]\n[profiles.default.slurm]\npartition = \"a b\"\n",
+                "profiles.default.slurm.partition",
+            ),
+            (
+                "[executables]\n[profiles.default.slurm]\nnodes = 2\n",
+                "unknown field",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?} gave {e}");

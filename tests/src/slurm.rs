@@ -237,8 +237,16 @@ impl Slurm {
         }
         std::fs::write(
             d.join("cgroup.conf"),
-            "CgroupPlugin=cgroup/v1\nCgroupMountpoint=/sys/fs/cgroup\nCgroupAutomount=no\n\
-             ConstrainRAMSpace=yes\nConstrainSwapSpace=no\nConstrainCores=no\n",
+            format!(
+                "CgroupPlugin={}\nCgroupMountpoint=/sys/fs/cgroup\nCgroupAutomount=no\n\
+                 ConstrainRAMSpace=yes\nConstrainSwapSpace=no\nConstrainCores=no\n",
+                // The test machines mount v1 controllers (hybrid); a pure v2 host has none.
+                if Path::new("/sys/fs/cgroup/memory").is_dir() {
+                    "cgroup/v1"
+                } else {
+                    "cgroup/v2"
+                }
+            ),
         )
         .map_err(|e| e.to_string())?;
         std::fs::write(&self.conf, self.slurm_conf(&socket)).map_err(|e| e.to_string())?;
