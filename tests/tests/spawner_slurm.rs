@@ -285,6 +285,45 @@ fn cancelled_behind_our_back_is_gone_and_wrong_name_cancels_nothing() {
         "{reply}"
     );
     assert_eq!(squeue_field(&fx.slurm, &job, "%T"), "RUNNING");
+    // Another user (root here) names jobs after s2, one with a forged squeue record in
+    // its name: neither is taken for s2, and the poll still parses.
+    let forged = format!(
+        "x\n~0~<{job}~0~|CANCELLED~0~|{USER}~0~|None~0~|N/A~0~|vm~0~|steward:{USER}:s2~0~>\n{job}|CANCELLED|{USER}|None|N/A|vm|steward:{USER}:s2"
+    );
+    for name in [format!("steward:{USER}:s2"), forged] {
+        let out = fx
+            .slurm
+            .client("sbatch")
+            .args([
+                "--parsable",
+                "--mem=16M",
+                "--output=/dev/null",
+                "--job-name",
+            ])
+            .arg(&name)
+            .args(["--wrap", "sleep 300"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let r = poller.poll();
+    assert!(
+        matches!(r.jobs[0].state, JobState::Running { .. }),
+        "{:?}",
+        r.jobs
+    );
+    assert!(
+        r.impostors
+            .iter()
+            .any(|i| i.user == "root" && i.name == format!("steward:{USER}:s2")),
+        "{:?}",
+        r.impostors
+    );
+    assert!(r.untracked.is_empty(), "{:?}", r.untracked);
     // An admin cancels it with scancel: the poller reports it gone, CANCELLED.
     fx.slurm.client("scancel").arg(&job).status().unwrap();
     let gone = poll_until(&mut poller, &job, "gone", |s| {

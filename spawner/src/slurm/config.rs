@@ -19,7 +19,8 @@ pub struct SlurmClusterConfig {
     /// whose compute nodes are other machines it must be a filesystem they mount.
     #[serde(default = "default_bootstrap_dir")]
     pub bootstrap_dir: PathBuf,
-    /// Seconds a Slurm command may take before the helper gives up on it.
+    /// Seconds a whole `slurm_submit` (or a cancel) may take; keep the hub's helper
+    /// timeout above it.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
 }

@@ -134,6 +134,8 @@ pub fn submit(h: &Helper, req: SlurmSubmitRequest) -> Result<HelperReply, SpawnE
         return Err(SpawnError::TooLarge("stdin payload".into()));
     }
     let name = job_name(&user.name, &req.server);
+    // One budget for the whole verb, so the hub's helper timeout can be set from it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(c.timeout_secs);
     let timeout = Duration::from_secs(c.timeout_secs);
 
     // One server per name: a job left by a hub that crashed mid-spawn must be adopted
@@ -196,7 +198,8 @@ pub fn submit(h: &Helper, req: SlurmSubmitRequest) -> Result<HelperReply, SpawnE
             sbatch.env("SLURM_CONF", conf);
         }
         as_user(&mut sbatch, &user);
-        let out = run_bounded(&mut sbatch, Some(script.as_bytes()), timeout)
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let out = run_bounded(&mut sbatch, Some(script.as_bytes()), left)
             .map_err(|e| slurm_failure("sbatch", c, e))?;
         if !out.status.success() {
             return Err(refusal("sbatch refused the job", &out.stderr));
