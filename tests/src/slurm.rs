@@ -78,7 +78,8 @@ pub struct Slurm {
     pub node: String,
 }
 
-fn run(cmd: &mut Command) -> Result<String, String> {
+/// Runs a command to completion: its stdout, or an error with its output.
+pub fn run(cmd: &mut Command) -> Result<String, String> {
     let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())

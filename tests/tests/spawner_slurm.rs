@@ -291,9 +291,8 @@ fn cancelled_behind_our_back_is_gone_and_wrong_name_cancels_nothing() {
         "x\n~0~<{job}~0~|CANCELLED~0~|{USER}~0~|None~0~|N/A~0~|vm~0~|steward:{USER}:s2~0~>\n{job}|CANCELLED|{USER}|None|N/A|vm|steward:{USER}:s2"
     );
     for name in [format!("steward:{USER}:s2"), forged] {
-        let out = fx
-            .slurm
-            .client("sbatch")
+        let mut sbatch = fx.slurm.client("sbatch");
+        sbatch
             .args([
                 "--parsable",
                 "--mem=16M",
@@ -301,14 +300,8 @@ fn cancelled_behind_our_back_is_gone_and_wrong_name_cancels_nothing() {
                 "--job-name",
             ])
             .arg(&name)
-            .args(["--wrap", "sleep 300"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .args(["--wrap", "sleep 300"]);
+        slurm::run(&mut sbatch).unwrap_or_else(|e| panic!("{e}"));
     }
     let r = poller.poll();
     assert!(
