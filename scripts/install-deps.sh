@@ -7,6 +7,8 @@ PACKAGES=(
   build-essential pkg-config libpam0g-dev libclang-dev
   sudo passwd procps util-linux pamtester openssh-server openssh-client iproute2 curl
   slapd ldap-utils stress-ng
+  # Slurm backend tests: a private munged + slurmctld + slurmd (tests/src/slurm.rs).
+  munge slurm-wlm slurm-client
   chromium chromium-driver fonts-dejavu-core
 )
 missing=()

@@ -35,6 +35,40 @@ pub enum HelperRequest {
         #[serde(default)]
         max_bytes: Option<u64>,
     },
+    /// Submit the server as a Slurm batch job, as the owner.
+    SlurmSubmit(SlurmSubmitRequest),
+    /// Cancel the owner's job (`scancel`, as the owner) and remove its bootstrap file.
+    SlurmCancel {
+        user: String,
+        server: String,
+        /// A cluster name from the helper config's `[slurm.<name>]` tables.
+        cluster: String,
+        job_id: String,
+    },
+}
+
+/// Like [`StartRequest`], plus the cluster; resources come from the profile's `slurm`
+/// table in the helper config, never from the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSubmitRequest {
+    pub user: String,
+    pub server: String,
+    /// A cluster name from the helper config's `[slurm.<name>]` tables.
+    pub cluster: String,
+    /// Key into the helper's executable allow-list, never a path.
+    pub executable: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Requested environment; the helper keeps only allow-listed names.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Bytes the server reads on its stdin (its TLS material); handed over through a
+    /// file only the owner can read, which the job script unlinks before the server runs.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +125,15 @@ pub enum HelperReply {
         content: String,
         size: u64,
     },
+    SlurmSubmitted {
+        cluster: String,
+        job_id: String,
+        /// `steward:<owner>:<server>`: how a restarted hub finds the job again.
+        job_name: String,
+    },
+    SlurmCancelled {
+        job_id: String,
+    },
     Error {
         code: HelperErrorCode,
         message: String,
@@ -104,5 +147,7 @@ pub enum HelperErrorCode {
     Refused,
     NotFound,
     TooLarge,
+    /// A service the verb needs (e.g. slurmctld) did not answer; try again later.
+    Unavailable,
     Internal,
 }

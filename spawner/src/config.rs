@@ -44,6 +44,9 @@ pub struct HelperConfig {
     /// Seconds a stop waits after SIGTERM before killing the cgroup.
     #[serde(default = "default_grace")]
     pub stop_grace_secs: u64,
+    /// Slurm clusters `slurm_submit` may use, by name (`[slurm.<name>]`).
+    #[serde(default)]
+    pub slurm: BTreeMap<String, crate::slurm::SlurmClusterConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +111,9 @@ pub struct Profile {
     #[serde(default)]
     pub allowed: Vec<String>,
     pub description: Option<String>,
+    /// Partition, account, QOS and time limit when the server is a Slurm job.
+    #[serde(default)]
+    pub slurm: Option<crate::slurm::SlurmProfile>,
 }
 
 fn default_min_uid() -> u32 {
@@ -160,6 +166,7 @@ fn default_profiles() -> BTreeMap<String, Profile> {
             hosts: vec![],
             allowed: vec![],
             description: Some("one core, 1 GiB".into()),
+            slurm: None,
         },
     );
     m
@@ -277,6 +284,12 @@ impl HelperConfig {
                     )));
                 }
             }
+            if let Some(s) = &p.slurm {
+                s.validate(name).map_err(err)?;
+            }
+        }
+        for (name, c) in &cfg.slurm {
+            c.validate(name).map_err(err)?;
         }
         Ok(cfg)
     }
@@ -402,6 +415,18 @@ mod tests {
             ),
             ("bogus = 1\n[executables]\n", "unknown field"),
             ("[executables]\n[profiles.big]\ncpu = 2.0\n", "default"),
+            (
+                "[executables]\n[slurm.main]\nbin_dir = \"bin\"\n",
+                "slurm.main.bin_dir",
+            ),
+            (
+                "[executables]\n[profiles.default.slurm]\npartition = \"a b\"\n",
+                "profiles.default.slurm.partition",
+            ),
+            (
+                "[executables]\n[profiles.default.slurm]\nnodes = 2\n",
+                "unknown field",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?} gave {e}");

@@ -31,6 +31,9 @@ pub enum SpawnError {
     },
     #[error("helper failed: {0}")]
     Helper(String),
+    /// A service the request needs (slurmctld) did not answer: try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("helper did not answer within {0} s")]
     Timeout(u64),
 }

@@ -73,12 +73,19 @@ impl Helper {
                 path,
                 max_bytes,
             } => self.read_user_file(&user, &path, max_bytes),
+            HelperRequest::SlurmSubmit(s) => crate::slurm::submit::submit(self, s),
+            HelperRequest::SlurmCancel {
+                user,
+                server,
+                cluster,
+                job_id,
+            } => crate::slurm::submit::cancel(self, &user, &server, &cluster, &job_id),
         };
         result.unwrap_or_else(error_reply)
     }
 
     /// Looks the user up and applies the uid floor and name pattern.
-    fn user(&self, name: &str) -> Result<User, SpawnError> {
+    pub(crate) fn user(&self, name: &str) -> Result<User, SpawnError> {
         if !self.user_pattern.is_match(name) {
             return Err(SpawnError::Refused(format!(
                 "user name {name:?} does not match the configured pattern"
@@ -104,7 +111,7 @@ impl Helper {
         Ok(user)
     }
 
-    fn check_names(&self, user: &str, server: &str) -> Result<(), SpawnError> {
+    pub(crate) fn check_names(&self, user: &str, server: &str) -> Result<(), SpawnError> {
         self.user(user)?;
         if !server_name_ok(server) {
             return Err(SpawnError::BadRequest(format!(
@@ -114,7 +121,7 @@ impl Helper {
         Ok(())
     }
 
-    fn profile(&self, req: &StartRequest, user: &User) -> Result<&Profile, SpawnError> {
+    pub(crate) fn profile(&self, req: &StartRequest, user: &User) -> Result<&Profile, SpawnError> {
         let name = req.profile.as_deref().unwrap_or("default");
         let profile = self.config.profiles.get(name).ok_or_else(|| {
             let known: Vec<_> = self.config.profiles.keys().cloned().collect();
@@ -144,7 +151,7 @@ impl Helper {
         }
     }
 
-    fn environment(&self, req: &StartRequest, user: &User) -> Vec<String> {
+    pub(crate) fn environment(&self, req: &StartRequest, user: &User) -> Vec<String> {
         let mut env: BTreeMap<String, String> = req
             .env
             .iter()
@@ -183,18 +190,7 @@ impl Helper {
     fn start(&self, req: StartRequest) -> Result<HelperReply, SpawnError> {
         self.check_names(&req.user, &req.server)?;
         let user = self.user(&req.user)?;
-        let exe = self
-            .config
-            .executables
-            .get(&req.executable)
-            .ok_or_else(|| {
-                SpawnError::Refused(format!(
-                    "executable {:?} is not in the allow-list",
-                    req.executable
-                ))
-            })?
-            .clone();
-        crate::config::ensure_root_owned(&exe)?;
+        let exe = self.executable(&req.executable)?;
         let profile = self.profile(&req, &user)?;
         if req
             .stdin
@@ -259,6 +255,15 @@ impl Helper {
                 Err(e)
             }
         }
+    }
+
+    /// The allow-listed path for `key`, checked to be root-owned.
+    pub(crate) fn executable(&self, key: &str) -> Result<std::path::PathBuf, SpawnError> {
+        let exe = self.config.executables.get(key).ok_or_else(|| {
+            SpawnError::Refused(format!("executable {key:?} is not in the allow-list"))
+        })?;
+        crate::config::ensure_root_owned(exe)?;
+        Ok(exe.clone())
     }
 
     fn stop(
@@ -379,6 +384,7 @@ pub fn error_reply(e: SpawnError) -> HelperReply {
         SpawnError::Refused(_) | SpawnError::Unsafe { .. } => HelperErrorCode::Refused,
         SpawnError::NotFound(_) => HelperErrorCode::NotFound,
         SpawnError::TooLarge(_) => HelperErrorCode::TooLarge,
+        SpawnError::Unavailable(_) => HelperErrorCode::Unavailable,
         _ => HelperErrorCode::Internal,
     };
     HelperReply::Error {

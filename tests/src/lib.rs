@@ -8,6 +8,8 @@ pub mod browser;
 
 pub mod slapd;
 
+pub mod slurm;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
