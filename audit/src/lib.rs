@@ -26,6 +26,7 @@
 
 mod chain;
 pub mod cli;
+mod config;
 mod error;
 mod human;
 mod log;
@@ -42,7 +43,8 @@ pub mod testing;
 
 pub use error::{AuditError, VerifyError};
 pub use human::human_line;
-pub use log::{AuditConfig, AuditLog, AuditStats};
+pub use config::AuditConfig;
+pub use log::{AuditLog, AuditStats};
 pub use record::{events, AuditRecord, Decision, Outcome, RecordKind, SYSTEM_ACTOR};
 pub use scan::audit_files;
 pub use search::{search, search_each, SearchFilter};

@@ -21,7 +21,7 @@
 use crate::chain::{hash_line, hex32, sign_anchor, Domain, Hash, HeadFile};
 use crate::error::AuditError;
 use crate::human::human_line;
-use crate::log::{AuditConfig, Counters, Reply};
+use crate::config::AuditConfig;
 use crate::record::{events, now, AuditRecord, Outcome, RecordKind, SYSTEM_ACTOR};
 use crate::recovery::{continuation, find_record, scan_file, trim_partial_tail, OpenIntents};
 use crate::scan::rotated_files;
@@ -38,6 +38,46 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+pub(crate) type AppendResult = Result<u64, AuditError>;
+
+/// Where the answer to one append goes.
+pub(crate) enum Reply {
+    Async(tokio::sync::oneshot::Sender<AppendResult>),
+    Sync(mpsc::SyncSender<AppendResult>),
+}
+
+impl Reply {
+    pub(crate) fn send(self, r: AppendResult) {
+        // A caller that went away no longer needs the answer; the record is written anyway.
+        match self {
+            Reply::Async(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Sync(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) records: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) failed_commits: AtomicU64,
+    pub(crate) syslog_dropped: AtomicU64,
+    pub(crate) stage_micros: AtomicU64,
+    pub(crate) write_micros: AtomicU64,
+    pub(crate) fsync_micros: AtomicU64,
+    pub(crate) fsync_max_micros: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
 
 /// How often the writer looks again on its own while the log cannot be written.
 const RETRY: Duration = Duration::from_millis(250);
@@ -626,7 +666,7 @@ impl Writer {
         let mut recs = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for (mut rec, reply) in batch.drain(..) {
-            match crate::log::validate(&mut rec) {
+            match crate::record::validate_append(&mut rec) {
                 Ok(()) => {
                     recs.push(rec);
                     replies.push(reply);
