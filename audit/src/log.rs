@@ -6,7 +6,7 @@
 use crate::config::AuditConfig;
 use crate::error::AuditError;
 use crate::record::{validate_append, AuditRecord};
-use crate::writer::{Reply, Shared, Writer};
+use crate::writer::{Msg, Reply, Shared, Writer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -32,10 +32,12 @@ pub struct AuditStats {
     pub fsync_micros: u64,
     /// The longest single flush (µs): the disk's worst stall seen.
     pub fsync_max_micros: u64,
+    /// Head files that could not be written (each stays at an older checkpoint).
+    pub head_failures: u64,
 }
 
 struct Inner {
-    tx: Option<mpsc::Sender<(AuditRecord, Reply)>>,
+    tx: Option<mpsc::Sender<Msg>>,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
@@ -100,7 +102,8 @@ impl AuditLog {
 
     fn submit(&self, rec: AuditRecord, reply: Reply) -> Result<(), AuditError> {
         let tx = self.inner.tx.as_ref().ok_or(AuditError::Closed)?;
-        tx.send((rec, reply)).map_err(|_| AuditError::Closed)
+        tx.send(Msg::Append(rec, reply))
+            .map_err(|_| AuditError::Closed)
     }
 
     /// Appends a record and resolves once it (and its human line) is on disk.
@@ -129,6 +132,19 @@ impl AuditLog {
         rx.recv().map_err(|_| AuditError::Closed)?
     }
 
+    /// Writes a signed checkpoint of everything appended so far and points the heads
+    /// (`audit.head`, and `AuditConfig::head_path` when set) at it before returning.
+    /// The hub calls this when it stops: a log closed this way has no unanchored
+    /// tail, so cutting any record off its end is detected. (Dropping the last handle
+    /// does the same; this is for a process that may exit without dropping.)
+    pub fn checkpoint_now(&self) -> Result<(), AuditError> {
+        let tx = self.inner.tx.as_ref().ok_or(AuditError::Closed)?;
+        let (rtx, rrx) = mpsc::sync_channel(1);
+        tx.send(Msg::Checkpoint(rtx))
+            .map_err(|_| AuditError::Closed)?;
+        rrx.recv().map_err(|_| AuditError::Closed)?
+    }
+
     /// `Err` (with the cause) while the log cannot be written. The writer retries by
     /// itself every 250 ms and with every append, so this clears on its own.
     pub fn health(&self) -> Result<(), AuditError> {
@@ -155,6 +171,7 @@ impl AuditLog {
             write_micros: c.write_micros.load(Ordering::Relaxed),
             fsync_micros: c.fsync_micros.load(Ordering::Relaxed),
             fsync_max_micros: c.fsync_max_micros.load(Ordering::Relaxed),
+            head_failures: c.head_failures.load(Ordering::Relaxed),
         }
     }
 

@@ -126,6 +126,9 @@ pub mod events {
     pub const AUDIT_RESUMED: &str = "audit_resumed";
     /// Written by the log at open when it dropped an unfinished line left by a crash.
     pub const AUDIT_REPAIRED: &str = "audit_repaired";
+    /// At open: the head file outside the log directory was missing, so the log's end
+    /// could not be checked against it.
+    pub const AUDIT_HEAD_MISSING: &str = "audit_head_missing";
 }
 
 /// One audit record. `seq` and `prev` are always set by the log; `time` is set by the
