@@ -25,6 +25,15 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
 type Args = BTreeMap<String, Value>;
+
+/// What an operation names: the operation, and its target within the workflow.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    op: Operation,
+    cycle: Option<&'a str>,
+    task: Option<&'a str>,
+    job: Option<u32>,
+}
 type Line = Arc<str>;
 
 /// Seconds between SIGTERM and SIGKILL for a job being killed.
@@ -781,7 +790,13 @@ impl Sched {
                 args,
                 out,
             } => {
-                let result = self.op(op, cycle.as_deref(), task.as_deref(), job, &args);
+                let at = Target {
+                    op,
+                    cycle: cycle.as_deref(),
+                    task: task.as_deref(),
+                    job,
+                };
+                let result = self.op(at, &args);
                 let (ok, message) = match result {
                     Ok(m) => (true, m),
                     Err(m) => (false, m),
@@ -802,13 +817,13 @@ impl Sched {
     }
 
     /// Task instances a target names: a whole cycle, or one task (and job).
-    fn select(
-        &self,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-        op: Operation,
-    ) -> Result<Vec<usize>, String> {
+    fn select(&self, at: Target<'_>) -> Result<Vec<usize>, String> {
+        let Target {
+            op,
+            cycle,
+            task,
+            job,
+        } = at;
         let Some(cycle) = cycle else {
             return Err(format!(
                 "{op} needs a task id (workflow//cycle/task, or workflow//cycle for a whole cycle), not just the workflow"
@@ -868,27 +883,23 @@ impl Sched {
 
     /// Runs one operation on the run state; the `Ok` or `Err` text is the reply's
     /// message. One function per operation (or pair of operations) below.
-    fn op(
-        &mut self,
-        op: Operation,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-        args: &Args,
-    ) -> Result<String, String> {
+    fn op(&mut self, at: Target<'_>, args: &Args) -> Result<String, String> {
         use Operation as O;
+        let Target {
+            op, cycle, task, ..
+        } = at;
         match op {
             O::Play | O::Resume => self.op_resume(op),
             O::Pause => self.op_pause(),
             O::Stop => self.op_stop(args),
-            O::Hold => self.op_hold(op, cycle, task, job),
-            O::Release => self.op_release(op, cycle, task, job),
-            O::Trigger => self.op_trigger(op, cycle, task, job, args),
-            O::Kill => self.op_kill(op, cycle, task, job),
-            O::Poll => self.op_poll(op, cycle, task, job),
-            O::Set => self.op_set(op, cycle, task, job, args),
-            O::Remove => self.op_remove(op, cycle, task, job),
-            O::Message => self.op_message(op, cycle, task, job, args),
+            O::Hold => self.op_hold(at),
+            O::Release => self.op_release(at),
+            O::Trigger => self.op_trigger(at, args),
+            O::Kill => self.op_kill(at),
+            O::Poll => self.op_poll(at),
+            O::Set => self.op_set(at, args),
+            O::Remove => self.op_remove(at),
+            O::Message => self.op_message(at, args),
             O::Broadcast => self.op_broadcast(cycle, task, args),
             O::Reload => self.op_reload(),
             O::SetHoldPoint => self.op_set_hold_point(cycle, args),
@@ -972,14 +983,8 @@ impl Sched {
     }
 
     /// `hold`: waiting tasks of the target are not submitted until released.
-    fn op_hold(
-        &mut self,
-        op: Operation,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-    ) -> Result<String, String> {
-        let targets = self.select(cycle, task, job, op)?;
+    fn op_hold(&mut self, at: Target<'_>) -> Result<String, String> {
+        let targets = self.select(at)?;
         let mut held = Vec::new();
         let mut skipped = Vec::new();
         for i in targets {
@@ -1004,14 +1009,8 @@ impl Sched {
     }
 
     /// `release`: undoes `hold` on the target's held tasks.
-    fn op_release(
-        &mut self,
-        op: Operation,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-    ) -> Result<String, String> {
-        let targets = self.select(cycle, task, job, op)?;
+    fn op_release(&mut self, at: Target<'_>) -> Result<String, String> {
+        let targets = self.select(at)?;
         let released: Vec<usize> = targets
             .into_iter()
             .filter(|&i| self.st.tasks[i].held)
@@ -1019,7 +1018,11 @@ impl Sched {
         if released.is_empty() {
             return Err(format!(
                 "nothing to release: {} is not held",
-                target_str(&cycle.map(str::to_string), &task.map(str::to_string), None)
+                target_str(
+                    &at.cycle.map(str::to_string),
+                    &at.task.map(str::to_string),
+                    None
+                )
             ));
         }
         for &i in &released {
@@ -1030,21 +1033,14 @@ impl Sched {
     }
 
     /// `trigger`: submits the target's tasks now, optionally with an edited environment.
-    fn op_trigger(
-        &mut self,
-        op: Operation,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-        args: &Args,
-    ) -> Result<String, String> {
+    fn op_trigger(&mut self, at: Target<'_>, args: &Args) -> Result<String, String> {
         let name = self.name.clone();
         let stopping = self.st.status == WorkflowStatus::Stopping;
         if stopping {
             return Err(format!("{name} is stopping; trigger does not apply"));
         }
         let env = arg_env(args, "env")?;
-        let targets = self.select(cycle, task, job, op)?;
+        let targets = self.select(at)?;
         let mut done = Vec::new();
         let mut errors = Vec::new();
         for i in targets {
@@ -1078,14 +1074,8 @@ impl Sched {
     }
 
     /// `kill`: kills the target's running jobs (each job's whole process group).
-    fn op_kill(
-        &mut self,
-        op: Operation,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-    ) -> Result<String, String> {
-        let targets = self.select(cycle, task, job, op)?;
+    fn op_kill(&mut self, at: Target<'_>) -> Result<String, String> {
+        let targets = self.select(at)?;
         let mut killed = Vec::new();
         let mut skipped = Vec::new();
         for i in targets {
@@ -1115,15 +1105,9 @@ impl Sched {
 
     /// `poll`: reports each target job from its process or its `job.status`; a job whose
     /// process is gone is settled on the next tick.
-    fn op_poll(
-        &mut self,
-        op: Operation,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-    ) -> Result<String, String> {
+    fn op_poll(&mut self, at: Target<'_>) -> Result<String, String> {
         let name = self.name.clone();
-        let targets: Vec<usize> = match cycle {
+        let targets: Vec<usize> = match at.cycle {
             None => {
                 let mut v: Vec<usize> = self.jobs.keys().copied().collect();
                 v.sort();
@@ -1132,7 +1116,7 @@ impl Sched {
                 }
                 v
             }
-            Some(_) => self.select(cycle, task, job, op)?,
+            Some(_) => self.select(at)?,
         };
         let mut lines = Vec::new();
         let mut dead = Vec::new();
@@ -1186,15 +1170,8 @@ impl Sched {
     }
 
     /// `set`: completes outputs and/or forces prerequisites on the target tasks.
-    fn op_set(
-        &mut self,
-        op: Operation,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-        args: &Args,
-    ) -> Result<String, String> {
-        let targets = self.select(cycle, task, job, op)?;
+    fn op_set(&mut self, at: Target<'_>, args: &Args) -> Result<String, String> {
+        let targets = self.select(at)?;
         let outputs = arg_str_list(args, "outputs")?;
         let prereqs = arg_str_list(args, "prerequisites")?;
         let outputs = match (&outputs, &prereqs) {
@@ -1301,14 +1278,8 @@ impl Sched {
     }
 
     /// `remove`: takes the target's tasks out of the run, killing their jobs.
-    fn op_remove(
-        &mut self,
-        op: Operation,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-    ) -> Result<String, String> {
-        let targets = self.select(cycle, task, job, op)?;
+    fn op_remove(&mut self, at: Target<'_>) -> Result<String, String> {
+        let targets = self.select(at)?;
         let mut removed = Vec::new();
         for i in targets {
             if self.st.tasks[i].status == TaskStatus::Removed {
@@ -1333,16 +1304,9 @@ impl Sched {
 
     /// `message`: appends a task message to one job's activity log; a message naming a
     /// custom output completes it.
-    fn op_message(
-        &mut self,
-        op: Operation,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-        args: &Args,
-    ) -> Result<String, String> {
+    fn op_message(&mut self, at: Target<'_>, args: &Args) -> Result<String, String> {
         let name = self.name.clone();
-        let targets = self.select(cycle, task, job, op)?;
+        let targets = self.select(at)?;
         let &[i] = targets.as_slice() else {
             return Err("message needs one task (workflow//cycle/task[/job])".into());
         };
@@ -1363,7 +1327,7 @@ impl Sched {
             ));
         }
         let t = &self.st.tasks[i];
-        let submit = job.unwrap_or(t.submit_num);
+        let submit = at.job.unwrap_or(t.submit_num);
         if submit == 0 {
             return Err(format!(
                 "{}: no job has been submitted, so there is no job log to receive a message",
