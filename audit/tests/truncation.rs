@@ -25,6 +25,16 @@ fn short_cfg(root: &Path) -> (AuditConfig, PathBuf) {
     (c, head)
 }
 
+/// A log of `n` records, closed (so its end is anchored and both heads written).
+fn closed_log(n: u64) -> (tempfile::TempDir, AuditConfig, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let (cfg, head) = short_cfg(t.path());
+    let log = AuditLog::open(cfg.clone()).unwrap();
+    append_ops(&log, n);
+    drop(log);
+    (t, cfg, head)
+}
+
 fn append_ops(log: &AuditLog, n: u64) {
     for k in 0..n {
         log.append_blocking(event("login", &format!("user{k}")))
@@ -50,12 +60,8 @@ fn head_seq(path: &Path) -> Option<u64> {
 /// log ended, so verify and the next open refuse it.
 #[test]
 fn cut_tail_of_a_short_log_fails_against_the_outside_head() {
-    let t = tempfile::tempdir().unwrap();
-    let (cfg, head) = short_cfg(t.path());
+    let (_t, cfg, head) = closed_log(53);
     let dir = cfg.dir.clone();
-    let log = AuditLog::open(cfg.clone()).unwrap();
-    append_ops(&log, 53);
-    drop(log);
     let vk = key().verifying_key();
     let ok = verify_dir_with_head(&dir, Some(&vk), Some(&head)).unwrap();
     assert!(ok.outside_head_checked && ok.head_checked, "{ok}");
@@ -173,14 +179,9 @@ fn wait_for_head(head: &Path, seq: u64) {
 /// `checkpoint_now` (the hub's stop) leaves no unanchored tail and a current head.
 #[test]
 fn valid_log_passes_and_reopens_with_the_outside_head() {
-    let t = tempfile::tempdir().unwrap();
-    let (cfg, head) = short_cfg(t.path());
+    let (_t, cfg, head) = closed_log(20);
     let dir = cfg.dir.clone();
     let vk = key().verifying_key();
-    {
-        let log = AuditLog::open(cfg.clone()).unwrap();
-        append_ops(&log, 20);
-    }
     let log = AuditLog::open(cfg.clone()).unwrap();
     append_ops(&log, 7);
     log.checkpoint_now().unwrap();
@@ -197,14 +198,9 @@ fn valid_log_passes_and_reopens_with_the_outside_head() {
 /// open (first start with the setting).
 #[test]
 fn corrupt_or_missing_head_file_is_reported_clearly() {
-    let t = tempfile::tempdir().unwrap();
-    let (cfg, head) = short_cfg(t.path());
+    let (_t, cfg, head) = closed_log(4);
     let dir = cfg.dir.clone();
     let vk = key().verifying_key();
-    {
-        let log = AuditLog::open(cfg.clone()).unwrap();
-        append_ops(&log, 4);
-    }
     std::fs::write(&head, b"{\"seq\":\"many\"\n").unwrap();
     let e = verify_dir_with_head(&dir, Some(&vk), Some(&head)).unwrap_err();
     assert_eq!(e.file, head, "{e}");
