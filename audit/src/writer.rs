@@ -468,6 +468,36 @@ fn lock_dir(dir: &Path) -> Result<File, AuditError> {
     }
 }
 
+/// The outside head must be outside the log directory (else whoever rewrites the
+/// directory rewrites the head too) and its directory must exist (else no head is
+/// ever written and nothing says so until the log is needed).
+fn check_head_place(dir: &Path, head: &Path) -> Result<(), AuditError> {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let parent = match head.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(AuditError::open(
+            dir,
+            format!(
+                "the head file's directory {} does not exist (create it, mode 0700, or change [audit] head)",
+                parent.display()
+            ),
+        ));
+    }
+    if abs(parent).starts_with(abs(dir)) {
+        return Err(AuditError::open(
+            dir,
+            format!(
+                "the head file {} must be outside the audit directory: a copy inside it is `{HEAD_FILE}` already",
+                head.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Writer {
     /// Opens the directory and the files, reads where the chain continues, and
     /// returns the recovery records to write first (repair note, unknown outcomes).
@@ -532,6 +562,7 @@ impl Writer {
         let (next_seq, prev) = continuation(tail);
         let since_checkpoint = tail.map_or(0, |s| s.since_checkpoint);
         if let Some(hp) = &cfg.head_path {
+            check_head_place(&dir, hp)?;
             let vk = cfg.signing_key.as_ref().map(SigningKey::verifying_key);
             let last = (next_seq > 1).then_some((next_seq - 1, prev));
             let found = check_at_open(&dir, hp, vk.as_ref(), last, |seq| {

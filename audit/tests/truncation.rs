@@ -220,3 +220,17 @@ fn corrupt_or_missing_head_file_is_reported_clearly() {
     assert!(text.contains("\"event\":\"audit_head_missing\""), "{text}");
     assert!(verify_dir_with_head(&dir, Some(&vk), Some(&head)).is_ok());
 }
+
+/// A head path inside the log directory, or in a directory that does not exist, is
+/// refused at open with the reason.
+#[test]
+fn head_path_inside_the_log_or_nowhere_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut cfg, _) = short_cfg(t.path());
+    cfg.head_path = Some(cfg.dir.join("copy.head"));
+    let e = AuditLog::open(cfg.clone()).unwrap_err().to_string();
+    assert!(e.contains("must be outside the audit directory"), "{e}");
+    cfg.head_path = Some(t.path().join("missing/audit.head"));
+    let e = AuditLog::open(cfg).unwrap_err().to_string();
+    assert!(e.contains("does not exist"), "{e}");
+}
