@@ -13,6 +13,9 @@ bash scripts/install-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/steward-target}"
 export CARGO_TERM_COLOR=never
 cargo build --workspace --bins --tests --locked
+# Lints, and the MSRV check: clippy's incompatible_msrv refuses any std API newer than
+# the workspace's rust-version in every crate that inherits it.
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # Unit tests of every crate, then the end-to-end suite (real users, cgroups, PAM, slapd,
 # Chromium) from the same build.
 cargo test --workspace --locked --no-fail-fast --exclude steward-e2e

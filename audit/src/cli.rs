@@ -5,7 +5,7 @@ use crate::human::quote;
 use crate::human_line;
 use crate::record::{AuditRecord, Decision, RecordKind};
 use crate::search::{search, search_each, SearchFilter};
-use crate::verify::{verify, verify_dir};
+use crate::verify::{verify_dir_with_head, verify_with_head};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain, the signed checkpoints and audit.head; print the first bad
-    /// record with its file and line. Exit 0 when intact, 1 when not.
+    /// Check the hash chain, the signed checkpoints, audit.head and (with --head) the
+    /// head kept outside the audit directory; print the first bad record with its
+    /// file and line. Exit 0 when intact, 1 when not.
     Verify {
         /// Chain files, oldest first (default: every file in the audit directory).
         files: Vec<PathBuf>,
@@ -29,6 +30,11 @@ pub enum AuditCommand {
         /// Also fail when records follow the last checkpoint (unanchored tail).
         #[arg(long)]
         strict: bool,
+        /// The head file kept outside the audit directory (`[audit] head` in the
+        /// hub's config): fail unless it is valid and the log reaches the seq it
+        /// signed, i.e. unless no records were cut off the end.
+        #[arg(long)]
+        head: Option<PathBuf>,
     },
     /// Print the records that match every given filter.
     Search {
@@ -181,6 +187,7 @@ pub fn run_with(
             dir,
             key,
             strict,
+            head,
         } => {
             let key = match key.as_deref().map(load_verifying_key) {
                 Some(Ok(k)) => Some(k),
@@ -192,9 +199,9 @@ pub fn run_with(
             };
             let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
             let res = if files.is_empty() {
-                verify_dir(&dir, key.as_ref())
+                verify_dir_with_head(&dir, key.as_ref(), head.as_deref())
             } else {
-                verify(&files, key.as_ref())
+                verify_with_head(&files, key.as_ref(), head.as_deref())
             };
             match res {
                 Ok(report) => {

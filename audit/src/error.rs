@@ -20,6 +20,18 @@ pub enum AuditError {
     /// The audit directory cannot be opened or continued.
     #[error("cannot open audit log in {dir}: {what}")]
     Open { dir: PathBuf, what: String },
+    /// The log ends before the checkpoint the head file outside the log directory
+    /// signed: records were cut off its end. The hub must not start on it.
+    #[error(
+        "audit log in {dir} ends at seq {log_ends} but the head file {head} signed seq {head_seq} (written {head_time}): records were cut off the end; run `steward audit verify --head {head}`"
+    )]
+    Truncated {
+        dir: PathBuf,
+        head: PathBuf,
+        log_ends: u64,
+        head_seq: u64,
+        head_time: String,
+    },
     /// A file is not a valid audit log at this line.
     #[error("{}:{line}: {what}", file.display())]
     Corrupt {

@@ -291,6 +291,10 @@ pub fn human_line(rec: &AuditRecord) -> Option<String> {
             "Steward audit log repaired at open".to_string(),
             rec.message.as_deref(),
         ),
+        events::AUDIT_HEAD_MISSING => with_text(
+            "Steward audit head file missing at open".to_string(),
+            rec.message.as_deref(),
+        ),
         other => {
             let mut s = format!("{subj} event {}", tok(other));
             let target = op_target(rec);

@@ -3,9 +3,12 @@
 //! What this crate is: the hub's record of who did what to whose workflow. Every
 //! record is one JSON line in `audit.jsonl`, carrying a sequence number and the
 //! SHA-256 of the previous line, so editing, deleting, inserting, reordering or
-//! cutting lines breaks the chain. Every `checkpoint_every` records the log appends
-//! a checkpoint signed with the hub's Ed25519 key and points `audit.head` at it, which
-//! anchors the chain so that a cut-off tail is detected too. Beside the chain
+//! cutting lines breaks the chain. Every `checkpoint_every` records, once a minute
+//! when records were written (`checkpoint_interval`) and at close, the log appends a
+//! checkpoint signed with the hub's Ed25519 key and points `audit.head` at it — and,
+//! when configured, a second head outside the log directory (`head_path`), which
+//! `open` and `verify` hold the log to, so that a cut-off tail is detected even by
+//! someone who rewrote the whole directory. Beside the chain
 //! the log keeps `audit.log`, one human line per event (`2026-11-23T10:15:02Z User
 //! jacintar stopped atmosphere_stage.clouds.climb.1234 task`).
 //!
@@ -26,7 +29,9 @@
 
 mod chain;
 pub mod cli;
+mod config;
 mod error;
+mod head;
 mod human;
 mod log;
 mod record;
@@ -40,14 +45,15 @@ mod writer;
 #[doc(hidden)]
 pub mod testing;
 
+pub use config::{AuditClock, AuditConfig};
 pub use error::{AuditError, VerifyError};
 pub use human::human_line;
-pub use log::{AuditConfig, AuditLog, AuditStats};
+pub use log::{AuditLog, AuditStats};
 pub use record::{events, AuditRecord, Decision, Outcome, RecordKind, SYSTEM_ACTOR};
 pub use scan::audit_files;
 pub use search::{search, search_each, SearchFilter};
 pub use syslog::{SyslogAddr, SyslogFormat, SyslogTarget};
-pub use verify::{verify, verify_dir, VerifyReport};
+pub use verify::{verify, verify_dir, verify_dir_with_head, verify_with_head, VerifyReport};
 
 /// File name of the current chain file inside the audit directory.
 pub const CURRENT_FILE: &str = "audit.jsonl";

@@ -1,98 +1,17 @@
 //! The audit log handle: configuration, `append`, `health`, `stats`. The files are
 //! owned by the writer (see `writer.rs`); this side only queues records and waits.
+//! It depends on the writer, never the other way round: what both need (the
+//! configuration) lives in `config.rs`, record checks in `record.rs`.
 
+use crate::config::AuditConfig;
 use crate::error::AuditError;
-use crate::record::{normalize_time, AuditRecord, RecordKind};
-use crate::syslog::SyslogTarget;
-use crate::writer::{Shared, Writer};
-use ed25519_dalek::SigningKey;
+use crate::record::{validate_append, AuditRecord};
+use crate::writer::{Msg, Reply, Shared, Writer};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-
-/// Largest record line accepted (a guard against a runaway `extra`).
-const MAX_LINE: usize = 1 << 20;
-
-/// How the log is kept. `AuditConfig::new(dir)` gives the defaults.
-#[derive(Clone)]
-pub struct AuditConfig {
-    /// Directory of `audit.jsonl`, `audit.log`, `audit.head` and rotated files.
-    pub dir: PathBuf,
-    /// Rotate once the current chain file reaches this size (default 64 MiB).
-    pub rotate_bytes: u64,
-    /// Rotate once the current chain file is this old (default: never by time).
-    pub rotate_secs: Option<u64>,
-    /// Write a checkpoint at the end of the group commit that reaches this many
-    /// records since the last one (default 1000; 0: only at rotation and close).
-    pub checkpoint_every: u64,
-    /// The hub's key; checkpoints and `audit.head` are signed with it when set.
-    pub signing_key: Option<SigningKey>,
-    /// Forward durable records to syslog.
-    pub syslog: Option<SyslogTarget>,
-    /// Most records per group commit (default 4096). 1 means one write and fsync per
-    /// record, the baseline the benchmark compares group commit with.
-    pub max_batch: usize,
-}
-
-impl AuditConfig {
-    pub fn new(dir: impl Into<PathBuf>) -> AuditConfig {
-        AuditConfig {
-            dir: dir.into(),
-            rotate_bytes: 64 << 20,
-            rotate_secs: None,
-            checkpoint_every: 1000,
-            signing_key: None,
-            syslog: None,
-            max_batch: 4096,
-        }
-    }
-}
-
-impl fmt::Debug for AuditConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuditConfig")
-            .field("dir", &self.dir)
-            .field("rotate_bytes", &self.rotate_bytes)
-            .field("rotate_secs", &self.rotate_secs)
-            .field("checkpoint_every", &self.checkpoint_every)
-            .field(
-                "signing_key",
-                &self.signing_key.as_ref().map(|k| {
-                    format!(
-                        "<ed25519 key {}>",
-                        hex::encode(k.verifying_key().as_bytes())
-                    )
-                }),
-            )
-            .field("syslog", &self.syslog)
-            .field("max_batch", &self.max_batch)
-            .finish()
-    }
-}
-
-pub(crate) type AppendResult = Result<u64, AuditError>;
-
-/// Where the answer to one append goes.
-pub(crate) enum Reply {
-    Async(tokio::sync::oneshot::Sender<AppendResult>),
-    Sync(mpsc::SyncSender<AppendResult>),
-}
-
-impl Reply {
-    pub(crate) fn send(self, r: AppendResult) {
-        // A caller that went away no longer needs the answer; the record is written anyway.
-        match self {
-            Reply::Async(tx) => {
-                let _ = tx.send(r);
-            }
-            Reply::Sync(tx) => {
-                let _ = tx.send(r);
-            }
-        }
-    }
-}
 
 /// Counters of the writer, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,28 +32,12 @@ pub struct AuditStats {
     pub fsync_micros: u64,
     /// The longest single flush (µs): the disk's worst stall seen.
     pub fsync_max_micros: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) records: AtomicU64,
-    pub(crate) commits: AtomicU64,
-    pub(crate) failed_commits: AtomicU64,
-    pub(crate) syslog_dropped: AtomicU64,
-    pub(crate) stage_micros: AtomicU64,
-    pub(crate) write_micros: AtomicU64,
-    pub(crate) fsync_micros: AtomicU64,
-    pub(crate) fsync_max_micros: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
-    }
+    /// Head files that could not be written (each stays at an older checkpoint).
+    pub head_failures: u64,
 }
 
 struct Inner {
-    tx: Option<mpsc::Sender<(AuditRecord, Reply)>>,
+    tx: Option<mpsc::Sender<Msg>>,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
@@ -176,7 +79,7 @@ impl AuditLog {
         let dir = cfg.dir.clone();
         let (mut writer, mut startup) = Writer::open(cfg)?;
         for r in &mut startup {
-            validate(r)?;
+            validate_append(r)?;
         }
         if !startup.is_empty() {
             writer.commit_and_wait(startup)?;
@@ -199,7 +102,8 @@ impl AuditLog {
 
     fn submit(&self, rec: AuditRecord, reply: Reply) -> Result<(), AuditError> {
         let tx = self.inner.tx.as_ref().ok_or(AuditError::Closed)?;
-        tx.send((rec, reply)).map_err(|_| AuditError::Closed)
+        tx.send(Msg::Append(rec, reply))
+            .map_err(|_| AuditError::Closed)
     }
 
     /// Appends a record and resolves once it (and its human line) is on disk.
@@ -228,6 +132,19 @@ impl AuditLog {
         rx.recv().map_err(|_| AuditError::Closed)?
     }
 
+    /// Writes a signed checkpoint of everything appended so far and points the heads
+    /// (`audit.head`, and `AuditConfig::head_path` when set) at it before returning.
+    /// The hub calls this when it stops: a log closed this way has no unanchored
+    /// tail, so cutting any record off its end is detected. (Dropping the last handle
+    /// does the same; this is for a process that may exit without dropping.)
+    pub fn checkpoint_now(&self) -> Result<(), AuditError> {
+        let tx = self.inner.tx.as_ref().ok_or(AuditError::Closed)?;
+        let (rtx, rrx) = mpsc::sync_channel(1);
+        tx.send(Msg::Checkpoint(rtx))
+            .map_err(|_| AuditError::Closed)?;
+        rrx.recv().map_err(|_| AuditError::Closed)?
+    }
+
     /// `Err` (with the cause) while the log cannot be written. The writer retries by
     /// itself every 250 ms and with every append, so this clears on its own.
     pub fn health(&self) -> Result<(), AuditError> {
@@ -254,6 +171,7 @@ impl AuditLog {
             write_micros: c.write_micros.load(Ordering::Relaxed),
             fsync_micros: c.fsync_micros.load(Ordering::Relaxed),
             fsync_max_micros: c.fsync_max_micros.load(Ordering::Relaxed),
+            head_failures: c.head_failures.load(Ordering::Relaxed),
         }
     }
 
@@ -267,53 +185,4 @@ impl AuditLog {
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
-}
-
-pub(crate) fn validate(rec: &mut AuditRecord) -> Result<(), AuditError> {
-    if rec.kind == RecordKind::Checkpoint {
-        return Err(AuditError::InvalidRecord(
-            "checkpoint records are written by the log itself".into(),
-        ));
-    }
-    if rec.event.is_empty() {
-        return Err(AuditError::InvalidRecord("event is empty".into()));
-    }
-    rec.time = normalize_time(&rec.time)?;
-    // Cheap bound first (escaping grows text at most 6x); serialize only if close.
-    let text: usize = [&rec.event, &rec.actor]
-        .into_iter()
-        .chain(
-            [
-                &rec.actor_addr,
-                &rec.session,
-                &rec.owner,
-                &rec.workflow,
-                &rec.task,
-                &rec.op,
-                &rec.reason,
-                &rec.elevation,
-                &rec.elevation_deadline,
-                &rec.request_id,
-                &rec.message,
-            ]
-            .into_iter()
-            .flatten(),
-        )
-        .map(|s| s.len())
-        .sum();
-    let extra = if rec.extra.is_empty() {
-        0
-    } else {
-        serde_json::to_vec(&rec.extra).map_or(0, |v| v.len())
-    };
-    if text * 6 + extra + 1024 <= MAX_LINE {
-        return Ok(());
-    }
-    let approx = rec.to_line().len();
-    if approx > MAX_LINE {
-        return Err(AuditError::InvalidRecord(format!(
-            "record is {approx} bytes, more than {MAX_LINE}"
-        )));
-    }
-    Ok(())
 }

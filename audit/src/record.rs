@@ -126,6 +126,9 @@ pub mod events {
     pub const AUDIT_RESUMED: &str = "audit_resumed";
     /// Written by the log at open when it dropped an unfinished line left by a crash.
     pub const AUDIT_REPAIRED: &str = "audit_repaired";
+    /// At open: the head file outside the log directory was missing, so the log's end
+    /// could not be checked against it.
+    pub const AUDIT_HEAD_MISSING: &str = "audit_head_missing";
 }
 
 /// One audit record. `seq` and `prev` are always set by the log; `time` is set by the
@@ -369,6 +372,60 @@ pub(crate) fn normalize_time(s: &str) -> Result<String, AuditError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| format_time(t.with_timezone(&Utc)))
         .map_err(|e| AuditError::InvalidRecord(format!("time {s:?} is not RFC 3339: {e}")))
+}
+
+/// Largest record line accepted (a guard against a runaway `extra`).
+const MAX_LINE: usize = 1 << 20;
+
+/// Checks a record handed to `append`: not a checkpoint (only the log writes
+/// those), an event name, a canonical time, and a line no longer than [`MAX_LINE`].
+pub(crate) fn validate_append(rec: &mut AuditRecord) -> Result<(), AuditError> {
+    if rec.kind == RecordKind::Checkpoint {
+        return Err(AuditError::InvalidRecord(
+            "checkpoint records are written by the log itself".into(),
+        ));
+    }
+    if rec.event.is_empty() {
+        return Err(AuditError::InvalidRecord("event is empty".into()));
+    }
+    rec.time = normalize_time(&rec.time)?;
+    // Cheap bound first (escaping grows text at most 6x); serialize only if close.
+    let text: usize = [&rec.event, &rec.actor]
+        .into_iter()
+        .chain(
+            [
+                &rec.actor_addr,
+                &rec.session,
+                &rec.owner,
+                &rec.workflow,
+                &rec.task,
+                &rec.op,
+                &rec.reason,
+                &rec.elevation,
+                &rec.elevation_deadline,
+                &rec.request_id,
+                &rec.message,
+            ]
+            .into_iter()
+            .flatten(),
+        )
+        .map(|s| s.len())
+        .sum();
+    let extra = if rec.extra.is_empty() {
+        0
+    } else {
+        serde_json::to_vec(&rec.extra).map_or(0, |v| v.len())
+    };
+    if text * 6 + extra + 1024 <= MAX_LINE {
+        return Ok(());
+    }
+    let approx = rec.to_line().len();
+    if approx > MAX_LINE {
+        return Err(AuditError::InvalidRecord(format!(
+            "record is {approx} bytes, more than {MAX_LINE}"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -116,15 +116,31 @@ pub(crate) fn scan_file(path: &Path, open: &mut OpenIntents) -> Result<FileScan,
 /// Finds the record with `seq` in the rotated files (each named by its first seq).
 pub(crate) fn find_record(rotated: &[(u64, PathBuf)], seq: u64) -> Option<AuditRecord> {
     let (_, path) = rotated.iter().rev().find(|(first, _)| *first <= seq)?;
+    find_line(path, seq).and_then(|line| AuditRecord::from_line(&line).ok())
+}
+
+/// The line of record `seq` in one chain file.
+fn find_line(path: &Path, seq: u64) -> Option<Vec<u8>> {
     let file = File::open(path).ok()?;
     let needle = format!("{{\"seq\":{seq},");
     for line in BufReader::new(file).split(b'\n') {
         let line = line.ok()?;
         if line.starts_with(needle.as_bytes()) {
-            return AuditRecord::from_line(&line).ok();
+            return Some(line);
         }
     }
     None
+}
+
+/// The line hash of record `seq`, in the current file or the rotated one that holds
+/// it; `None` when no file has it (pruned).
+pub(crate) fn find_line_hash(rotated: &[(u64, PathBuf)], current: &Path, seq: u64) -> Option<Hash> {
+    find_line(current, seq)
+        .or_else(|| {
+            let (_, path) = rotated.iter().rev().find(|(first, _)| *first <= seq)?;
+            find_line(path, seq)
+        })
+        .map(|l| hash_line(&l))
 }
 
 /// Where the chain continues after the files on disk.

@@ -70,6 +70,7 @@ fn severity(rec: &AuditRecord) -> u8 {
                 | events::SPAWN_FAILED
                 | events::AUDIT_RESUMED
                 | events::AUDIT_REPAIRED
+                | events::AUDIT_HEAD_MISSING
         );
     if bad {
         4

@@ -152,3 +152,37 @@ pub fn generate(
     out.flush()?;
     Ok((seq - 1, total))
 }
+
+/// A clock for `AuditConfig::clock` that moves only when told to, so a test of
+/// checkpoints by time runs without waiting.
+#[derive(Clone)]
+pub struct ManualClock {
+    base: std::time::Instant,
+    offset_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock {
+            base: std::time::Instant::now(),
+            offset_ms: Default::default(),
+        }
+    }
+}
+
+impl ManualClock {
+    pub fn advance(&self, d: std::time::Duration) {
+        self.offset_ms
+            .fetch_add(d.as_millis() as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn clock(&self) -> crate::AuditClock {
+        let me = self.clone();
+        crate::AuditClock::from_fn(move || {
+            me.base
+                + std::time::Duration::from_millis(
+                    me.offset_ms.load(std::sync::atomic::Ordering::SeqCst),
+                )
+        })
+    }
+}

@@ -1,6 +1,7 @@
 //! `steward audit verify`: checks that the files form one unbroken hash chain, that
 //! every checkpoint anchors the chain where it says and carries a valid signature,
-//! and that `audit.head` still finds the checkpoint it copies.
+//! and that `audit.head` (and, when given, the head kept outside the log directory)
+//! still finds the checkpoint it copies.
 //!
 //! Each read chunk is split between the cores; every piece is checked on its own
 //! (UTF-8, canonical prefix, full decode, links between its lines, checkpoints) and
@@ -8,9 +9,10 @@
 //! and line number exactly as a sequential pass would.
 
 use crate::chain::{
-    check_anchor_sig, hash_line, hex32, parse_head, parse_hex32, Domain, Hash, HeadFile, GENESIS,
+    check_anchor_sig, hash_line, hex32, parse_head, parse_hex32, Domain, Hash, GENESIS,
 };
 use crate::error::VerifyError;
+use crate::head::read_head;
 use crate::record::{AuditRecord, RecordKind, RecordView};
 use crate::recovery::anchor_of;
 use crate::scan::{audit_files, read_parts};
@@ -37,6 +39,8 @@ pub struct VerifyReport {
     pub unanchored_tail: u64,
     /// `audit.head` was found and matched.
     pub head_checked: bool,
+    /// The head kept outside the log directory was given, and the log reaches it.
+    pub outside_head_checked: bool,
     /// Bytes at the end of the current file that were still being written (a line
     /// not yet complete that grew while verify looked at it); not checked.
     pub in_progress_bytes: u64,
@@ -65,6 +69,9 @@ impl fmt::Display for VerifyReport {
         }
         if self.head_checked {
             write!(f, "; {HEAD_FILE} matches")?;
+        }
+        if self.outside_head_checked {
+            write!(f, "; the outside head file matches")?;
         }
         if self.in_progress_bytes > 0 {
             write!(
@@ -104,8 +111,9 @@ struct Piece {
     error: Option<(u64, Option<u64>, String)>,
     checkpoints: u64,
     last_checkpoint: Option<u64>,
-    /// The record `audit.head` anchors: Ok if its hash matched, Err(index) if not.
-    head_seen: Option<Result<(), u64>>,
+    /// Per head (`audit.head`, then the outside head): the record it anchors was
+    /// seen here, Ok if its hash matched, Err(index) if not.
+    head_seen: [Option<Result<(), u64>>; 2],
 }
 
 /// Why `next` cannot follow (`seq`, `hash`); `Ok(true)` when the previous record is
@@ -176,7 +184,7 @@ fn check_checkpoint(
     Ok(())
 }
 
-fn check_piece(data: &[u8], key: Option<&VerifyingKey>, head: Option<(u64, Hash)>) -> Piece {
+fn check_piece(data: &[u8], key: Option<&VerifyingKey>, heads: [Option<(u64, Hash)>; 2]) -> Piece {
     let mut p = Piece::default();
     let mut start = 0usize;
     for nl in memchr::memchr_iter(b'\n', data) {
@@ -233,9 +241,11 @@ fn check_piece(data: &[u8], key: Option<&VerifyingKey>, head: Option<(u64, Hash)
             return p;
         }
         let hash = hash_line(line);
-        if let Some((hs, hh)) = head {
-            if hs == h.seq {
-                p.head_seen = Some(if hh == hash { Ok(()) } else { Err(idx) });
+        for (seen, head) in p.head_seen.iter_mut().zip(heads) {
+            if let Some((hs, hh)) = head {
+                if hs == h.seq {
+                    *seen = Some(if hh == hash { Ok(()) } else { Err(idx) });
+                }
             }
         }
         p.last = Some((h.seq, hash));
@@ -246,39 +256,22 @@ fn check_piece(data: &[u8], key: Option<&VerifyingKey>, head: Option<(u64, Hash)
     p
 }
 
-fn read_head(path: &Path, key: Option<&VerifyingKey>) -> Result<(HeadFile, Hash), VerifyError> {
-    let bytes = std::fs::read(path).map_err(|e| VerifyError::file(path, e.to_string()))?;
-    let head: HeadFile = serde_json::from_slice(&bytes)
-        .map_err(|e| VerifyError::file(path, format!("not a valid head file: {e}")))?;
-    let hash = parse_hex32(head.hash.as_bytes())
-        .ok_or_else(|| VerifyError::file(path, "hash is not a SHA-256 hex digest"))?;
-    if let Some(key) = key {
-        if let Some(k) = &head.key {
-            if *k != hex::encode(key.as_bytes()) {
-                return Err(VerifyError::file(
-                    path,
-                    format!("head was signed by another key ({k})"),
-                ));
-            }
-        }
-        let sig = head
-            .sig
-            .as_deref()
-            .ok_or_else(|| VerifyError::file(path, "head is not signed, but a key was given"))?;
-        if !check_anchor_sig(key, Domain::Head, head.seq, &hash, sig) {
-            return Err(VerifyError::file(
-                path,
-                "head signature is not valid for this key: forged or altered",
-            ));
-        }
-    }
-    Ok((head, hash))
-}
-
 /// Verifies `files` as one chain, oldest first. When the last file is `audit.jsonl`
 /// and `audit.head` sits beside it, the head is checked too. With `key`, every
 /// checkpoint (and the head) must carry a valid signature by it.
 pub fn verify(files: &[PathBuf], key: Option<&VerifyingKey>) -> Result<VerifyReport, VerifyError> {
+    verify_with_head(files, key, None)
+}
+
+/// [`verify`], and also against the head kept outside the log directory
+/// (`AuditConfig::head_path`): that file must exist and be valid, and the log must
+/// reach the seq it signed with that record unchanged, else records were cut off
+/// the end.
+pub fn verify_with_head(
+    files: &[PathBuf],
+    key: Option<&VerifyingKey>,
+    outside_head: Option<&Path>,
+) -> Result<VerifyReport, VerifyError> {
     let mut report = VerifyReport {
         files: files.len(),
         signatures_checked: key.is_some(),
@@ -289,12 +282,13 @@ pub fn verify(files: &[PathBuf], key: Option<&VerifyingKey>) -> Result<VerifyRep
         .filter(|f| f.file_name().is_some_and(|n| n == CURRENT_FILE))
         .map(|f| f.with_file_name(HEAD_FILE))
         .filter(|p| p.exists());
-    let head = match &head_path {
-        Some(p) => Some(read_head(p, key)?),
-        None => None,
-    };
-    let head_anchor = head.as_ref().map(|(h, hash)| (h.seq, *hash));
-    let mut head_found = false;
+    // [audit.head beside the log, the outside head]: (path, head, hash).
+    let heads = [head_path.as_deref(), outside_head]
+        .map(|p| p.map(|p| read_head(p, key).map(|(h, hash)| (p.to_path_buf(), h, hash))));
+    let [in_dir, outside] = heads;
+    let heads = [in_dir.transpose()?, outside.transpose()?];
+    let head_anchor = [0, 1].map(|i| heads[i].as_ref().map(|(_, h, hash)| (h.seq, *hash)));
+    let mut head_found = [false; 2];
     // (seq, hash, file index, line) of the last good record so far.
     let mut last: Option<(u64, Hash, usize, u64)> = None;
     for (fi, file) in files.iter().enumerate() {
@@ -332,18 +326,23 @@ pub fn verify(files: &[PathBuf], key: Option<&VerifyingKey>) -> Result<VerifyRep
                         report.first_seq = Some(seq);
                     }
                 }
-                match piece.head_seen {
-                    Some(Ok(())) => head_found = true,
-                    Some(Err(idx)) => {
-                        failure = Some(VerifyError::at(
-                            file,
-                            line_base + idx + 1,
-                            head_anchor.map(|h| h.0),
-                            format!("record differs from the one {HEAD_FILE} anchors: altered"),
-                        ));
-                        return false;
+                for (i, seen) in piece.head_seen.iter().enumerate() {
+                    match seen {
+                        Some(Ok(())) => head_found[i] = true,
+                        Some(Err(idx)) => {
+                            let name = heads[i]
+                                .as_ref()
+                                .map_or(String::new(), |h| head_name(i, &h.0));
+                            failure = Some(VerifyError::at(
+                                file,
+                                line_base + idx + 1,
+                                head_anchor[i].map(|h| h.0),
+                                format!("record differs from the one {name} anchors: altered"),
+                            ));
+                            return false;
+                        }
+                        None => {}
                     }
-                    None => {}
                 }
                 report.records += piece.lines;
                 report.bytes += piece.bytes;
@@ -385,28 +384,53 @@ pub fn verify(files: &[PathBuf], key: Option<&VerifyingKey>) -> Result<VerifyRep
         (Some(_), None) => report.records,
         _ => 0,
     };
-    if let (Some((h, _)), Some(hp)) = (&head, &head_path) {
-        let ends = report.last_seq.unwrap_or(0);
-        let starts = report.first_seq.unwrap_or(1);
-        let file = files.last().map(PathBuf::as_path).unwrap_or(hp);
+    let ends = report.last_seq.unwrap_or(0);
+    let starts = report.first_seq.unwrap_or(1);
+    let file = files.last().map(PathBuf::as_path);
+    for (i, head) in heads.iter().enumerate() {
+        let Some((hp, h, _)) = head else {
+            continue;
+        };
+        let file = file.unwrap_or(hp);
         if ends < h.seq {
-            return Err(VerifyError::file(
-                file,
+            let what = if i == 0 {
                 format!(
                     "truncated: {HEAD_FILE} names the checkpoint at seq {} (written {}) but the log ends at seq {ends}: records were cut off the end",
                     h.seq, h.time
+                )
+            } else {
+                format!(
+                    "truncated: log ends at seq {ends} but the head file {} signed seq {} (written {}): records were cut off the end",
+                    hp.display(),
+                    h.seq,
+                    h.time
+                )
+            };
+            return Err(VerifyError::file(file, what));
+        }
+        if h.seq >= starts && !head_found[i] {
+            return Err(VerifyError::file(
+                file,
+                format!(
+                    "{} names seq {} which was not found",
+                    head_name(i, hp),
+                    h.seq
                 ),
             ));
         }
-        if h.seq >= starts && !head_found {
-            return Err(VerifyError::file(
-                file,
-                format!("{HEAD_FILE} names seq {} which was not found", h.seq),
-            ));
-        }
-        report.head_checked = head_found;
     }
+    report.head_checked = heads[0].is_some() && head_found[0];
+    report.outside_head_checked = heads[1].is_some() && head_found[1];
     Ok(report)
+}
+
+/// How an error names head `i`: `audit.head`, or the outside head file by path.
+fn head_name(i: usize, path: &Path) -> String {
+    if i == 0 {
+        HEAD_FILE.to_string()
+    } else {
+        format!("the head file {}", path.display())
+    }
 }
 
 /// True if `file` grows past `seen` bytes within a moment: the unfinished last line is
@@ -423,11 +447,20 @@ fn still_growing(file: &Path, seen: u64) -> bool {
 
 /// Verifies every file of the log in `dir` (see [`audit_files`]).
 pub fn verify_dir(dir: &Path, key: Option<&VerifyingKey>) -> Result<VerifyReport, VerifyError> {
+    verify_dir_with_head(dir, key, None)
+}
+
+/// [`verify_dir`], and against the outside head (see [`verify_with_head`]).
+pub fn verify_dir_with_head(
+    dir: &Path,
+    key: Option<&VerifyingKey>,
+    outside_head: Option<&Path>,
+) -> Result<VerifyReport, VerifyError> {
     let files = audit_files(dir).map_err(|e| VerifyError::file(dir, e.to_string()))?;
     if files.is_empty() {
         return Err(VerifyError::file(dir, "no audit files here"));
     }
-    verify(&files, key)
+    verify_with_head(&files, key, outside_head)
 }
 
 /// UTF-8 check with a fast path for the usual all-ASCII line.

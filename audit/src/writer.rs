@@ -18,12 +18,15 @@
 //! log reports itself unavailable until a later batch is written *and* flushed; that
 //! batch starts with an `audit_resumed` record saying how long and why.
 
-use crate::chain::{hash_line, hex32, sign_anchor, Domain, Hash, HeadFile};
+use crate::chain::{hash_line, hex32, sign_anchor, Domain, Hash};
+use crate::config::{AuditClock, AuditConfig};
 use crate::error::AuditError;
+use crate::head::{check_at_open, HeadAtOpen, HeadSink};
 use crate::human::human_line;
-use crate::log::{AuditConfig, Counters, Reply};
 use crate::record::{events, now, AuditRecord, Outcome, RecordKind, SYSTEM_ACTOR};
-use crate::recovery::{continuation, find_record, scan_file, trim_partial_tail, OpenIntents};
+use crate::recovery::{
+    continuation, find_line_hash, find_record, scan_file, trim_partial_tail, OpenIntents,
+};
 use crate::scan::rotated_files;
 use crate::syslog::SyslogSender;
 use crate::{CURRENT_FILE, HEAD_FILE, HUMAN_FILE};
@@ -38,6 +41,57 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// What the handles send the writer.
+// Nearly every message is an append: boxing the record to shrink the rare checkpoint
+// request would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Msg {
+    Append(AuditRecord, Reply),
+    /// Checkpoint now, write the heads, then answer (see `AuditLog::checkpoint_now`).
+    Checkpoint(mpsc::SyncSender<Result<(), AuditError>>),
+}
+
+pub(crate) type AppendResult = Result<u64, AuditError>;
+
+/// Where the answer to one append goes.
+pub(crate) enum Reply {
+    Async(tokio::sync::oneshot::Sender<AppendResult>),
+    Sync(mpsc::SyncSender<AppendResult>),
+}
+
+impl Reply {
+    pub(crate) fn send(self, r: AppendResult) {
+        // A caller that went away no longer needs the answer; the record is written anyway.
+        match self {
+            Reply::Async(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Sync(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) records: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) failed_commits: AtomicU64,
+    pub(crate) syslog_dropped: AtomicU64,
+    pub(crate) stage_micros: AtomicU64,
+    pub(crate) write_micros: AtomicU64,
+    pub(crate) fsync_micros: AtomicU64,
+    pub(crate) fsync_max_micros: AtomicU64,
+    pub(crate) head_failures: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
 
 /// How often the writer looks again on its own while the log cannot be written.
 const RETRY: Duration = Duration::from_millis(250);
@@ -144,13 +198,18 @@ struct Syncer {
     head_thread: Option<JoinHandle<()>>,
 }
 
-/// Rewrites `audit.head` for the newest checkpoint it is told about.
-fn head_writer(rx: mpsc::Receiver<HeadUpdate>, dir: PathBuf, key: Option<SigningKey>) {
+/// Points the heads at the newest checkpoint it is told about (the fsyncs of the head
+/// files must not hold up the replies to appends).
+fn head_writer(rx: mpsc::Receiver<HeadUpdate>, sink: Arc<HeadSink>, shared: Arc<Shared>) {
     while let Ok(mut h) = rx.recv() {
         while let Ok(newer) = rx.try_recv() {
             h = newer;
         }
-        write_head(&dir, key.as_ref(), h.0, &h.1, &h.2);
+        // A head that could not be written stays at an older checkpoint, which is
+        // safe (it only asks the log to reach that far); the counter shows it.
+        if sink.write(h.0, &h.1, &h.2).is_err() {
+            Counters::add(&shared.counters.head_failures, 1);
+        }
     }
 }
 
@@ -279,35 +338,6 @@ impl Syncer {
     }
 }
 
-/// Points `audit.head` at a flushed checkpoint (its seq and line hash, signed):
-/// write, fsync, rename. A stale head after a crash is harmless: verify only needs
-/// the record it names to exist unchanged. Failures are ignored for the same reason.
-fn write_head(dir: &Path, key: Option<&SigningKey>, seq: u64, hash: &Hash, time: &str) {
-    let head = HeadFile {
-        seq,
-        hash: hex32(hash),
-        time: time.to_string(),
-        sig: key.map(|k| sign_anchor(k, Domain::Head, seq, hash)),
-        key: key.map(|k| hex::encode(k.verifying_key().as_bytes())),
-    };
-    let tmp = dir.join("audit.head.tmp");
-    let r = (|| -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&serde_json::to_vec(&head).unwrap_or_default())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(HEAD_FILE))
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-}
-
 /// An outage of the log, until the `audit_resumed` record that reports it is flushed.
 struct Failure {
     since: String,
@@ -318,11 +348,13 @@ struct Failure {
 }
 
 /// Chain and file state before a batch, to rewind to if its flush fails.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Mark {
     next_seq: u64,
     prev: Hash,
     since_checkpoint: u64,
+    last_checkpoint_at: Instant,
+    last_head: Option<HeadUpdate>,
     json_len: u64,
     human_len: u64,
 }
@@ -359,6 +391,13 @@ pub(crate) struct Writer {
     rotate_bytes: u64,
     rotate_secs: Option<u64>,
     checkpoint_every: u64,
+    checkpoint_interval: Option<Duration>,
+    clock: AuditClock,
+    /// When the last checkpoint was staged (or the log opened), by `clock`.
+    last_checkpoint_at: Instant,
+    /// The newest checkpoint staged: what the heads point at once it is flushed.
+    last_head: Option<HeadUpdate>,
+    heads: Arc<HeadSink>,
     key: Option<SigningKey>,
     max_batch: usize,
     failure: Option<Failure>,
@@ -429,6 +468,36 @@ fn lock_dir(dir: &Path) -> Result<File, AuditError> {
     }
 }
 
+/// The outside head must be outside the log directory (else whoever rewrites the
+/// directory rewrites the head too) and its directory must exist (else no head is
+/// ever written and nothing says so until the log is needed).
+fn check_head_place(dir: &Path, head: &Path) -> Result<(), AuditError> {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let parent = match head.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(AuditError::open(
+            dir,
+            format!(
+                "the head file's directory {} does not exist (create it, mode 0700, or change [audit] head)",
+                parent.display()
+            ),
+        ));
+    }
+    if abs(parent).starts_with(abs(dir)) {
+        return Err(AuditError::open(
+            dir,
+            format!(
+                "the head file {} must be outside the audit directory: a copy inside it is `{HEAD_FILE}` already",
+                head.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Writer {
     /// Opens the directory and the files, reads where the chain continues, and
     /// returns the recovery records to write first (repair note, unknown outcomes).
@@ -492,6 +561,27 @@ impl Writer {
         };
         let (next_seq, prev) = continuation(tail);
         let since_checkpoint = tail.map_or(0, |s| s.since_checkpoint);
+        if let Some(hp) = &cfg.head_path {
+            check_head_place(&dir, hp)?;
+            let vk = cfg.signing_key.as_ref().map(SigningKey::verifying_key);
+            let last = (next_seq > 1).then_some((next_seq - 1, prev));
+            let found = check_at_open(&dir, hp, vk.as_ref(), last, |seq| {
+                find_line_hash(&rotated, &json_path, seq)
+            })?;
+            if found == HeadAtOpen::Missing && last.is_some() {
+                startup.push(AuditRecord {
+                    kind: RecordKind::Event,
+                    event: events::AUDIT_HEAD_MISSING.into(),
+                    actor: SYSTEM_ACTOR.into(),
+                    message: Some(format!(
+                        "the head file {} was not there, so the end of the log (seq {}) could not be checked against it; a new head is written from now on",
+                        hp.display(),
+                        next_seq - 1
+                    )),
+                    ..Default::default()
+                });
+            }
+        }
 
         for (seq, rec) in &open {
             let intent = rec
@@ -526,10 +616,15 @@ impl Writer {
         let shared = Arc::new(Shared::default());
         let (to_syncer, rx) = mpsc::channel();
         let (heads, head_rx) = mpsc::channel();
-        let (head_dir, head_key) = (dir.clone(), cfg.signing_key.clone());
+        let sink = Arc::new(HeadSink::new(
+            dir.join(HEAD_FILE),
+            cfg.head_path.clone(),
+            cfg.signing_key.clone(),
+        ));
+        let (head_sink, head_shared) = (sink.clone(), shared.clone());
         let head_thread = std::thread::Builder::new()
             .name("steward-audit-head".into())
-            .spawn(move || head_writer(head_rx, head_dir, head_key))
+            .spawn(move || head_writer(head_rx, head_sink, head_shared))
             .map_err(|e| open_err(format!("cannot start head thread: {e}")))?;
         let syncer = Syncer {
             rx,
@@ -560,6 +655,11 @@ impl Writer {
                 rotate_bytes: cfg.rotate_bytes.max(1),
                 rotate_secs: cfg.rotate_secs,
                 checkpoint_every: cfg.checkpoint_every,
+                checkpoint_interval: cfg.checkpoint_interval,
+                last_checkpoint_at: cfg.clock.now(),
+                clock: cfg.clock,
+                last_head: None,
+                heads: sink,
                 key: cfg.signing_key,
                 max_batch: cfg.max_batch.max(1),
                 failure: None,
@@ -592,26 +692,37 @@ impl Writer {
         r
     }
 
-    pub(crate) fn run(mut self, rx: mpsc::Receiver<(AuditRecord, Reply)>) {
+    pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
         let mut batch = Vec::with_capacity(self.max_batch);
         loop {
+            let mut wants_head = None;
             match rx.recv_timeout(RETRY) {
-                Ok(m) => batch.push(m),
+                Ok(Msg::Append(rec, reply)) => batch.push((rec, reply)),
+                Ok(Msg::Checkpoint(tx)) => wants_head = Some(tx),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            while batch.len() < self.max_batch {
+            while batch.len() < self.max_batch && wants_head.is_none() {
                 match rx.try_recv() {
-                    Ok(m) => batch.push(m),
+                    Ok(Msg::Append(rec, reply)) => batch.push((rec, reply)),
+                    Ok(Msg::Checkpoint(tx)) => wants_head = Some(tx),
                     Err(_) => break,
                 }
             }
+            let idle = batch.is_empty();
             self.process(&mut batch);
+            if let Some(tx) = wants_head {
+                let _ = tx.send(self.checkpoint_now());
+            } else if idle && self.interval_due() && self.can_checkpoint() {
+                // Records were written, then nothing for a while: anchor them now
+                // rather than with the next append, whenever that comes.
+                let _ = self.commit(Vec::new(), Vec::new(), None, true);
+            }
         }
         // Anchor everything written so far so that a cut of the tail is detectable,
         // and wait for the syncer to answer everything.
         self.check_sync_failure();
-        if !self.needs_resume() && self.since_checkpoint > 0 && self.next_seq > 1 {
+        if self.can_checkpoint() {
             let _ = self.barrier_commit(true);
         }
         self.to_syncer.take();
@@ -626,7 +737,7 @@ impl Writer {
         let mut recs = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for (mut rec, reply) in batch.drain(..) {
-            match crate::log::validate(&mut rec) {
+            match crate::record::validate_append(&mut rec) {
                 Ok(()) => {
                     recs.push(rec);
                     replies.push(reply);
@@ -654,6 +765,42 @@ impl Writer {
         }
     }
 
+    /// A checkpoint is due by time (records were written since the last one is left
+    /// to the caller).
+    fn interval_due(&self) -> bool {
+        self.checkpoint_interval.is_some_and(|d| {
+            self.clock
+                .now()
+                .saturating_duration_since(self.last_checkpoint_at)
+                >= d
+        })
+    }
+
+    /// Records wait for a checkpoint and the log is writable.
+    fn can_checkpoint(&self) -> bool {
+        self.failure.is_none() && self.since_checkpoint > 0 && self.next_seq > 1
+    }
+
+    /// Anchors everything written so far with a flushed checkpoint and writes the
+    /// heads before returning (for `AuditLog::checkpoint_now`, called at hub stop).
+    fn checkpoint_now(&mut self) -> Result<(), AuditError> {
+        self.check_sync_failure();
+        self.settle_failure();
+        if let Some(f) = &self.failure {
+            return Err(f.error.clone());
+        }
+        if self.can_checkpoint() {
+            self.barrier_commit(true)?;
+        }
+        match &self.last_head {
+            Some((seq, hash, time)) => self
+                .heads
+                .write(*seq, hash, time)
+                .map_err(|e| AuditError::io(&self.dir, &e)),
+            None => Ok(()),
+        }
+    }
+
     fn rotation_due(&self) -> bool {
         self.json_len > 0
             && (self.json_len >= self.rotate_bytes
@@ -667,6 +814,8 @@ impl Writer {
             next_seq: self.next_seq,
             prev: self.prev,
             since_checkpoint: self.since_checkpoint,
+            last_checkpoint_at: self.last_checkpoint_at,
+            last_head: self.last_head.clone(),
             json_len: self.json_len,
             human_len: self.human_len,
         }
@@ -676,6 +825,8 @@ impl Writer {
         self.next_seq = m.next_seq;
         self.prev = m.prev;
         self.since_checkpoint = m.since_checkpoint;
+        self.last_checkpoint_at = m.last_checkpoint_at;
+        self.last_head = m.last_head;
         self.json_len = m.json_len;
         self.human_len = m.human_len;
     }
@@ -840,7 +991,7 @@ impl Writer {
             self.unsynced.pop_front();
         }
         if let Some(first) = self.unsynced.front() {
-            let before = first.before;
+            let before = first.before.clone();
             for u in self.unsynced.iter().rev() {
                 for s in &u.opened {
                     self.open_intents.remove(s);
@@ -943,11 +1094,16 @@ impl Writer {
         let n_user = staged.len() - first_user;
         let mut head = None;
         let due = self.checkpoint_every > 0 && self.since_checkpoint >= self.checkpoint_every;
-        if (due || checkpoint) && self.next_seq > 1 && self.since_checkpoint > 0 {
+        if (due || checkpoint || self.interval_due())
+            && self.next_seq > 1
+            && self.since_checkpoint > 0
+        {
             let rec = self.checkpoint_record();
             let time = rec.time.clone();
             self.stage(rec, &mut staged, &mut opened, &mut closed);
             head = Some((self.next_seq - 1, self.prev, time));
+            self.last_checkpoint_at = self.clock.now();
+            self.last_head = head.clone();
         }
         Counters::add(
             &self.shared.counters.stage_micros,

@@ -7,12 +7,13 @@
 //! other tenants of a shared machine inflate it as little as possible; the load
 //! average at the start is printed with the results.
 //!
-//! Run: `cargo bench -p steward-policy --bench latency`
+//! Run: `cargo bench -p steward-policy --bench latency` (`-- flat`: only the table of
+//! flatness at equal merged entries, the first one printed)
 
 mod common;
 
 use casbin::prelude::*;
-use common::{fixture, membership_links, Fixture};
+use common::{disjoint_fixture, fixture, membership_links, Fixture};
 use std::hint::black_box;
 use std::time::Instant;
 use steward_policy::{decide, export, permitted, PolicyStore, SitePolicy, StoreOptions};
@@ -119,6 +120,44 @@ fn entries_merged(f: &Fixture, samples: usize) -> f64 {
     total as f64 / samples.min(f.queries.len()).max(1) as f64
 }
 
+/// Flatness measured fairly: the same decisions (same people, same entries merged)
+/// in policies of 10, 1,000 and 10,000 entries whose extra entries name nobody asked
+/// about (`disjoint_fixture`). A flat engine costs the same at every size; the
+/// per-merged-entry figure is a decision's time over the entries it merged.
+fn flat_at_equal_work() {
+    println!("| entries (site + user each) | entries merged per decision | permitted(): median / p99 ns | per merged entry (median) ns | decide() with reasons: median / p99 µs |");
+    println!("|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for n in [10usize, 1_000, 10_000] {
+        let f = disjoint_fixture(n, 4_000);
+        let merged = entries_merged(&f, f.queries.len());
+        let e = engine(&f, 200_000);
+        let d = engine_decide(&f, 50_000);
+        println!(
+            "| {n} | {merged:.2} | {:.0} / {:.0} | {:.1} | {} / {} |",
+            e.median,
+            e.p99,
+            e.median / merged,
+            us(d.median),
+            us(d.p99)
+        );
+        rows.push((merged, e, d));
+    }
+    let (m0, e0, d0) = rows[0];
+    let (m2, e2, d2) = rows[2];
+    assert!(
+        (m0 - m2).abs() < 1e-9,
+        "the fixture must merge the same entries at every size ({m0} vs {m2})"
+    );
+    println!(
+        "flatness at equal merged entries ({m0:.2} per decision): 10,000 / 10 entries = {:.2} (median), {:.2} (p99) for permitted(); {:.2} (median), {:.2} (p99) for decide() (target ≤ 2)",
+        e2.median / e0.median,
+        e2.p99 / e0.p99,
+        d2.median / d0.median,
+        d2.p99 / d0.p99
+    );
+}
+
 fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -128,6 +167,12 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    flat_at_equal_work();
+    if std::env::args().any(|a| a == "flat") {
+        // `-- flat`: only the fair flatness table.
+        return;
+    }
+    println!();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

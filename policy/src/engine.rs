@@ -387,6 +387,24 @@ macro_rules! line {
     };
 }
 
+/// What an explanation is about, and the lines written so far. One method per part
+/// of the explanation: the grants side (by where the grants came from), the limit
+/// side, and the verdict line put first.
+struct Render<'r, 'a> {
+    trace: &'r Trace<'a>,
+    site: &'r SitePolicy,
+    user: Option<&'r UserPolicy>,
+    /// Actor and owner names.
+    a: &'r str,
+    o: &'r str,
+    workflow: &'r str,
+    op: Operation,
+    lines: Vec<String>,
+    /// Line numbers of matching entries that do not mention `op`: counted, not shown,
+    /// so an explanation stays short however many entries matched.
+    quiet: Vec<u32>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn render(
     out: &Outcome,
@@ -398,32 +416,61 @@ fn render(
     workflow: &str,
     op: Operation,
 ) -> Vec<String> {
-    let a = &actor.name;
-    let o = &owner.name;
-    let on = if workflow.is_empty() {
-        format!("{o}'s workflows")
-    } else {
-        format!("{o}'s workflow {workflow}")
+    let mut r = Render {
+        trace,
+        site,
+        user,
+        a: &actor.name,
+        o: &owner.name,
+        workflow,
+        op,
+        lines: Vec::with_capacity(16),
+        quiet: Vec::new(),
     };
-    if out.source == GrantSource::Owner {
-        return vec![format!(
-            "allowed: {a} owns {on}, and an owner may do everything on their own workflows"
-        )];
+    match out.source {
+        GrantSource::Owner => {
+            let (a, on) = (r.a, r.on());
+            return vec![format!(
+                "allowed: {a} owns {on}, and an owner may do everything on their own workflows"
+            )];
+        }
+        GrantSource::Workflow => r.workflow_grants(),
+        GrantSource::User => r.user_grants(),
+        GrantSource::SiteDefault => r.site_default_grants(),
     }
-    let mut lines = Vec::with_capacity(16);
-    // Only entries that mention the operation get a line of their own; the others
-    // are counted, so an explanation stays short however many entries matched.
-    let mut quiet: Vec<u32> = Vec::new();
-    let mentions = |l: &PermList| l.pos.union(l.neg).contains(op);
-    let flush = |lines: &mut Vec<String>, quiet: &mut Vec<u32>, origin: &str, side: &str| {
+    r.limits();
+    let verdict = r.verdict(out);
+    r.lines.insert(0, verdict);
+    r.lines
+}
+
+impl Render<'_, '_> {
+    /// "alice's workflows" or "alice's workflow wf".
+    fn on(&self) -> String {
+        let o = self.o;
+        if self.workflow.is_empty() {
+            format!("{o}'s workflows")
+        } else {
+            format!("{o}'s workflow {}", self.workflow)
+        }
+    }
+
+    fn mentions(&self, l: &PermList) -> bool {
+        l.pos.union(l.neg).contains(self.op)
+    }
+
+    /// One line counting the quiet entries of a side, if there were any.
+    fn flush(&mut self, origin: &str, side: &str) {
+        let quiet = &mut self.quiet;
         if quiet.is_empty() {
             return;
         }
         quiet.sort_unstable();
         quiet.dedup();
+        let op = self.op;
         let shown: Vec<String> = quiet.iter().take(5).map(u32::to_string).collect();
         let more = if quiet.len() > 5 { ", …" } else { "" };
-        lines.push(line!(
+        self.lines.push(line!(
             "{side}: {} other matching {} not mention {op} ({origin}:{}{more})",
             quiet.len(),
             if quiet.len() == 1 {
@@ -434,152 +481,157 @@ fn render(
             shown.join(", ")
         ));
         quiet.clear();
-    };
+    }
 
-    // Grants side.
-    let granted_pos = out.grants.pos.contains(op);
-    let granted_neg = out.grants.neg.contains(op);
-    match out.source {
-        GrantSource::Owner => unreachable!(),
-        GrantSource::Workflow => {
-            let u = user.expect("workflow grants come from a user file");
-            lines.push(line!(
-                "grants: [[workflows]] entries in {} match {workflow} for {a}, so they replace {o}'s [grants] for this workflow",
-                u.origin
+    /// Grants from `[[workflows]]` entries of the owner's file.
+    fn workflow_grants(&mut self) {
+        let (a, o, op, workflow) = (self.a, self.o, self.op, self.workflow);
+        let u = self.user.expect("workflow grants come from a user file");
+        self.lines.push(line!(
+            "grants: [[workflows]] entries in {} match {workflow} for {a}, so they replace {o}'s [grants] for this workflow",
+            u.origin
+        ));
+        for (w, g) in &self.trace.workflow {
+            if !self.mentions(&g.list) {
+                self.quiet.push(g.pos.line);
+                continue;
+            }
+            self.lines.push(line!(
+                "{}: [[workflows]] match = {:?}, grant {} = {} ({}) {}",
+                At(&u.origin, g.pos.line),
+                w.pattern,
+                KeyText(&g.key),
+                ListText(&g.list),
+                why(&g.key, a),
+                Effect(&g.list, op)
             ));
-            for (w, g) in &trace.workflow {
-                if !mentions(&g.list) {
-                    quiet.push(g.pos.line);
+        }
+        self.flush(&u.origin, "grants");
+    }
+
+    /// Grants from the `[grants]` keys of the owner's file.
+    fn user_grants(&mut self) {
+        let (a, op) = (self.a, self.op);
+        let u = self.user.expect("user grants come from a user file");
+        for &gi in &self.trace.user {
+            let g = &u.grants[gi as usize];
+            if !self.mentions(&g.list) {
+                self.quiet.push(g.pos.line);
+                continue;
+            }
+            let text = u.grant_texts[gi as usize].get_or_init(|| {
+                format!("[grants] {} = {}", KeyText(&g.key), ListText(&g.list)).into()
+            });
+            self.lines.push(line!(
+                "{}: {text} ({}) {}",
+                At(&u.origin, g.pos.line),
+                why(&g.key, a),
+                Effect(&g.list, op)
+            ));
+        }
+        self.flush(&u.origin, "grants");
+    }
+
+    /// Grants from the `default`s of the matching site entries.
+    fn site_default_grants(&mut self) {
+        let (a, o, op, site) = (self.a, self.o, self.op, self.site);
+        match self.user {
+            None => self.lines.push(line!(
+                "grants: {o} has no user policy, so the site defaults apply"
+            )),
+            Some(u) => self.lines.push(line!(
+                "grants: {}'s [grants] has no key for {a} (by name, \"*\" or a group of theirs), so the site defaults apply",
+                u.origin
+            )),
+        }
+        let mut any = false;
+        for e in &self.trace.site {
+            if let Some(d) = &e.default {
+                any = true;
+                if !self.mentions(d) {
+                    self.quiet.push(d.at.line);
                     continue;
                 }
-                lines.push(line!(
-                    "{}: [[workflows]] match = {:?}, grant {} = {} ({}) {}",
-                    At(&u.origin, g.pos.line),
-                    w.pattern,
-                    KeyText(&g.key),
-                    ListText(&g.list),
-                    why(&g.key, a),
-                    Effect(&g.list, op)
+                let text = e.texts[0]
+                    .get_or_init(|| format!("{} default = {}", Header(e), ListText(d)).into());
+                self.lines.push(line!(
+                    "{}: {text} ({}; {}) {}",
+                    At(&site.origin, d.at.line),
+                    why_owner(&e.owner_key, o),
+                    why(&e.user_key, a),
+                    Effect(d, op)
                 ));
             }
-            flush(&mut lines, &mut quiet, &u.origin, "grants");
         }
-        GrantSource::User => {
-            let u = user.expect("user grants come from a user file");
-            for &gi in &trace.user {
-                let g = &u.grants[gi as usize];
-                if !mentions(&g.list) {
-                    quiet.push(g.pos.line);
-                    continue;
-                }
-                let text = u.grant_texts[gi as usize].get_or_init(|| {
-                    format!("[grants] {} = {}", KeyText(&g.key), ListText(&g.list)).into()
-                });
-                lines.push(line!(
-                    "{}: {text} ({}) {}",
-                    At(&u.origin, g.pos.line),
-                    why(&g.key, a),
-                    Effect(&g.list, op)
-                ));
-            }
-            flush(&mut lines, &mut quiet, &u.origin, "grants");
-        }
-        GrantSource::SiteDefault => {
-            match user {
-                None => lines.push(line!(
-                    "grants: {o} has no user policy, so the site defaults apply"
-                )),
-                Some(u) => lines.push(line!(
-                    "grants: {}'s [grants] has no key for {a} (by name, \"*\" or a group of theirs), so the site defaults apply",
-                    u.origin
-                )),
-            }
-            let mut any = false;
-            for e in &trace.site {
-                if let Some(d) = &e.default {
-                    any = true;
-                    if !mentions(d) {
-                        quiet.push(d.at.line);
-                        continue;
-                    }
-                    let text = e.texts[0]
-                        .get_or_init(|| format!("{} default = {}", Header(e), ListText(d)).into());
-                    lines.push(line!(
-                        "{}: {text} ({}; {}) {}",
-                        At(&site.origin, d.at.line),
-                        why_owner(&e.owner_key, o),
-                        why(&e.user_key, a),
-                        Effect(d, op)
-                    ));
-                }
-            }
-            flush(&mut lines, &mut quiet, &site.origin, "grants");
-            if !any {
-                lines.push(line!(
-                    "grants: no site entry for {o} and {a} has a default, so nothing is granted"
-                ));
-            }
+        self.flush(&site.origin, "grants");
+        if !any {
+            self.lines.push(line!(
+                "grants: no site entry for {o} and {a} has a default, so nothing is granted"
+            ));
         }
     }
 
-    // Limit side.
-    let limit_pos = out.limit.pos.contains(op);
-    let limit_neg = out.limit.neg.contains(op);
-    if trace.site.is_empty() {
-        lines.push(line!(
-            "limit: no entry in {} matches owner {o} and user {a}, so nobody but the owner may do anything",
-            site.origin
-        ));
-    }
-    for e in &trace.site {
-        let (what, list) = match (&e.limit, &e.default) {
-            (Some(l), _) => ("limit", Some(l)),
-            (None, Some(d)) => ("limit (none given, so its default)", Some(d)),
-            (None, None) => ("limit (neither limit nor default given)", None),
-        };
-        let line = list.map(|l| l.at.line).unwrap_or(e.pos.line);
-        let Some(list) = list.filter(|l| mentions(l)) else {
-            quiet.push(line);
-            continue;
-        };
-        let text =
-            e.texts[1].get_or_init(|| format!("{} {what} = {}", Header(e), ListText(list)).into());
-        lines.push(line!(
-            "{}: {text} ({}; {}) {}",
-            At(&site.origin, line),
-            why_owner(&e.owner_key, o),
-            why(&e.user_key, a),
-            Effect(list, op)
-        ));
-    }
-    flush(&mut lines, &mut quiet, &site.origin, "limit");
-
-    // Verdict.
-    let grant_ok = granted_pos && !granted_neg;
-    let limit_ok = limit_pos && !limit_neg;
-    let grant_why = if !granted_pos {
-        format!("{op} is not granted to {a}")
-    } else {
-        format!("{op} is granted to {a} but also negated, and a negation wins")
-    };
-    let limit_why = if trace.site.is_empty() {
-        format!("the site policy has no entry for owner {o} and user {a}")
-    } else if !limit_pos {
-        format!("the site limit for {a} on {o}'s workflows does not include {op}")
-    } else {
-        format!("the site limit for {a} on {o}'s workflows negates {op}")
-    };
-    let verdict = match (grant_ok, limit_ok) {
-        (true, true) => {
-            format!("allowed: {a} may {op} on {on}: it is granted and within the site limit")
+    /// The limit side: every matching site entry's limit (or default).
+    fn limits(&mut self) {
+        let (a, o, op, site) = (self.a, self.o, self.op, self.site);
+        if self.trace.site.is_empty() {
+            self.lines.push(line!(
+                "limit: no entry in {} matches owner {o} and user {a}, so nobody but the owner may do anything",
+                site.origin
+            ));
         }
-        (false, true) => format!("denied: {grant_why}"),
-        (true, false) => format!("denied: {limit_why}"),
-        (false, false) => format!("denied: {grant_why}, and {limit_why}"),
-    };
-    debug_assert_eq!(grant_ok && limit_ok, out.result.contains(op));
-    lines.insert(0, verdict);
-    lines
+        for e in &self.trace.site {
+            let (what, list) = match (&e.limit, &e.default) {
+                (Some(l), _) => ("limit", Some(l)),
+                (None, Some(d)) => ("limit (none given, so its default)", Some(d)),
+                (None, None) => ("limit (neither limit nor default given)", None),
+            };
+            let line = list.map(|l| l.at.line).unwrap_or(e.pos.line);
+            let Some(list) = list.filter(|l| self.mentions(l)) else {
+                self.quiet.push(line);
+                continue;
+            };
+            let text = e.texts[1]
+                .get_or_init(|| format!("{} {what} = {}", Header(e), ListText(list)).into());
+            self.lines.push(line!(
+                "{}: {text} ({}; {}) {}",
+                At(&site.origin, line),
+                why_owner(&e.owner_key, o),
+                why(&e.user_key, a),
+                Effect(list, op)
+            ));
+        }
+        self.flush(&site.origin, "limit");
+    }
+
+    /// The first line: allowed or denied, and which side said no.
+    fn verdict(&self, out: &Outcome) -> String {
+        let (a, o, op) = (self.a, self.o, self.op);
+        let grant_ok = out.grants.pos.contains(op) && !out.grants.neg.contains(op);
+        let limit_ok = out.limit.pos.contains(op) && !out.limit.neg.contains(op);
+        let grant_why = if !out.grants.pos.contains(op) {
+            format!("{op} is not granted to {a}")
+        } else {
+            format!("{op} is granted to {a} but also negated, and a negation wins")
+        };
+        let limit_why = if self.trace.site.is_empty() {
+            format!("the site policy has no entry for owner {o} and user {a}")
+        } else if !out.limit.pos.contains(op) {
+            format!("the site limit for {a} on {o}'s workflows does not include {op}")
+        } else {
+            format!("the site limit for {a} on {o}'s workflows negates {op}")
+        };
+        debug_assert_eq!(grant_ok && limit_ok, out.result.contains(op));
+        match (grant_ok, limit_ok) {
+            (true, true) => format!(
+                "allowed: {a} may {op} on {}: it is granted and within the site limit",
+                self.on()
+            ),
+            (false, true) => format!("denied: {grant_why}"),
+            (true, false) => format!("denied: {limit_why}"),
+            (false, false) => format!("denied: {grant_why}, and {limit_why}"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,15 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
 type Args = BTreeMap<String, Value>;
+
+/// What an operation names: the operation, and its target within the workflow.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    op: Operation,
+    cycle: Option<&'a str>,
+    task: Option<&'a str>,
+    job: Option<u32>,
+}
 type Line = Arc<str>;
 
 /// Seconds between SIGTERM and SIGKILL for a job being killed.
@@ -781,7 +790,13 @@ impl Sched {
                 args,
                 out,
             } => {
-                let result = self.op(op, cycle.as_deref(), task.as_deref(), job, &args);
+                let at = Target {
+                    op,
+                    cycle: cycle.as_deref(),
+                    task: task.as_deref(),
+                    job,
+                };
+                let result = self.op(at, &args);
                 let (ok, message) = match result {
                     Ok(m) => (true, m),
                     Err(m) => (false, m),
@@ -802,13 +817,13 @@ impl Sched {
     }
 
     /// Task instances a target names: a whole cycle, or one task (and job).
-    fn select(
-        &self,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-        op: Operation,
-    ) -> Result<Vec<usize>, String> {
+    fn select(&self, at: Target<'_>) -> Result<Vec<usize>, String> {
+        let Target {
+            op,
+            cycle,
+            task,
+            job,
+        } = at;
         let Some(cycle) = cycle else {
             return Err(format!(
                 "{op} needs a task id (workflow//cycle/task, or workflow//cycle for a whole cycle), not just the workflow"
@@ -866,594 +881,678 @@ impl Sched {
         format!("{}/{}", t.cycle, t.task)
     }
 
-    fn op(
-        &mut self,
-        op: Operation,
-        cycle: Option<&str>,
-        task: Option<&str>,
-        job: Option<u32>,
-        args: &Args,
-    ) -> Result<String, String> {
+    /// Runs one operation on the run state; the `Ok` or `Err` text is the reply's
+    /// message. One function per operation (or pair of operations) below.
+    fn op(&mut self, at: Target<'_>, args: &Args) -> Result<String, String> {
         use Operation as O;
-        let name = self.name.clone();
-        let stopping = self.st.status == WorkflowStatus::Stopping;
+        let Target {
+            op, cycle, task, ..
+        } = at;
         match op {
-            O::Play | O::Resume => match self.st.status {
-                WorkflowStatus::Paused => {
-                    self.set_status(WorkflowStatus::Running);
-                    Ok(format!("{name} resumed: submitting tasks again"))
-                }
-                WorkflowStatus::Running if op == O::Play => Err(format!(
-                    "{name} is already running (scheduler pid {})",
-                    std::process::id()
-                )),
-                WorkflowStatus::Running => Err(format!("{name} is not paused")),
-                _ => Err(format!(
-                    "{name} is stopping; it cannot be resumed (play it again once stopped)"
-                )),
-            },
-            O::Pause => match self.st.status {
-                WorkflowStatus::Running => {
-                    self.set_status(WorkflowStatus::Paused);
-                    Ok(format!(
-                        "{name} paused: no new jobs will be submitted ({} running job(s) continue)",
-                        self.jobs.len()
-                    ))
-                }
-                WorkflowStatus::Paused => Err(format!("{name} is already paused")),
-                _ => Err(format!("{name} is stopping; pause does not apply")),
-            },
-            O::Stop => {
-                let mode = arg_str(args, "mode")?.unwrap_or("clean");
-                match mode {
-                    "clean" => {
-                        if stopping {
-                            return Err(format!("{name} is already stopping"));
-                        }
-                        self.set_status(WorkflowStatus::Stopping);
-                        Ok(format!(
-                            "{name} stopping: waiting for {} running job(s) to finish",
-                            self.jobs.len()
-                        ))
-                    }
-                    "now" | "kill" => {
-                        self.set_status(WorkflowStatus::Stopping);
-                        let active: Vec<usize> = self.jobs.keys().copied().collect();
-                        let reason = format!("killed by stop --mode={mode}");
-                        let mut n = 0;
-                        for i in active {
-                            if self.kill_job(i, &reason).is_ok() {
-                                n += 1;
-                            }
-                        }
-                        Ok(format!("{name} stopping: killed {n} running job(s)"))
-                    }
-                    other => Err(format!(
-                        "unknown stop mode {other:?}: expected \"clean\" (wait for running jobs), \"now\" or \"kill\" (kill running jobs)"
-                    )),
-                }
-            }
-            O::Hold => {
-                let targets = self.select(cycle, task, job, op)?;
-                let mut held = Vec::new();
-                let mut skipped = Vec::new();
-                for i in targets {
-                    let t = &mut self.st.tasks[i];
-                    if t.status == TaskStatus::Waiting && !t.held {
-                        t.held = true;
-                        held.push(i);
-                    } else {
-                        skipped.push(format!("{}/{} is {}", t.cycle, t.task, t.wire_state()));
-                    }
-                }
-                for &i in &held {
-                    self.mark(i);
-                }
-                if held.is_empty() {
-                    return Err(format!(
-                        "nothing to hold: {} (hold applies to waiting tasks)",
-                        skipped.join(", ")
-                    ));
-                }
-                Ok(format!("held {}", self.ids(&held)))
-            }
-            O::Release => {
-                let targets = self.select(cycle, task, job, op)?;
-                let released: Vec<usize> = targets
-                    .into_iter()
-                    .filter(|&i| self.st.tasks[i].held)
-                    .collect();
-                if released.is_empty() {
-                    return Err(format!(
-                        "nothing to release: {} is not held",
-                        target_str(&cycle.map(str::to_string), &task.map(str::to_string), None)
-                    ));
-                }
-                for &i in &released {
-                    self.st.tasks[i].held = false;
-                    self.mark(i);
-                }
-                Ok(format!("released {}", self.ids(&released)))
-            }
-            O::Trigger => {
-                if stopping {
-                    return Err(format!("{name} is stopping; trigger does not apply"));
-                }
-                let env = arg_env(args, "env")?;
-                let targets = self.select(cycle, task, job, op)?;
-                let mut done = Vec::new();
-                let mut errors = Vec::new();
-                for i in targets {
-                    if self.jobs.contains_key(&i) {
-                        errors.push(format!(
-                            "{} is already running (job {:02}; kill it first)",
-                            self.id_of(i),
-                            self.st.tasks[i].submit_num
-                        ));
-                        continue;
-                    }
-                    match self.submit(i, env.as_ref()) {
-                        Ok(n) => done.push(format!("{}/{n:02}", self.id_of(i))),
-                        Err(e) => errors.push(e),
-                    }
-                }
-                if done.is_empty() {
-                    return Err(errors.join("; "));
-                }
-                let mut msg = format!("triggered {}", done.join(", "));
-                if let Some(env) = &env {
-                    msg.push_str(&format!(
-                        " with edited environment ({})",
-                        env.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ));
-                }
-                if !errors.is_empty() {
-                    msg.push_str(&format!("; not triggered: {}", errors.join("; ")));
-                }
-                Ok(msg)
-            }
-            O::Kill => {
-                let targets = self.select(cycle, task, job, op)?;
-                let mut killed = Vec::new();
-                let mut skipped = Vec::new();
-                for i in targets {
-                    if self.jobs.contains_key(&i) {
-                        let pid = self.kill_job(i, "killed")?;
-                        killed.push(format!(
-                            "{}/{:02} (pid {pid})",
-                            self.id_of(i),
-                            self.st.tasks[i].submit_num
-                        ));
-                    } else {
-                        skipped.push(format!(
-                            "{} is {}",
-                            self.id_of(i),
-                            self.st.tasks[i].wire_state()
-                        ));
-                    }
-                }
-                if killed.is_empty() {
-                    return Err(format!(
-                        "nothing to kill: {} (kill applies to running jobs)",
-                        skipped.join(", ")
-                    ));
-                }
-                Ok(format!("killed {}", killed.join(", ")))
-            }
-            O::Poll => {
-                let targets: Vec<usize> = match cycle {
-                    None => {
-                        let mut v: Vec<usize> = self.jobs.keys().copied().collect();
-                        v.sort();
-                        if v.is_empty() {
-                            return Err(format!("nothing to poll: {name} has no active jobs"));
-                        }
-                        v
-                    }
-                    Some(_) => self.select(cycle, task, job, op)?,
-                };
-                let mut lines = Vec::new();
-                let mut dead = Vec::new();
-                for i in targets {
-                    let t = &self.st.tasks[i];
-                    let id = self.id_of(i);
-                    if t.submit_num == 0 {
-                        lines.push(format!("{id}: never submitted"));
-                        continue;
-                    }
-                    if let Some(j) = self.jobs.get(&i) {
-                        if pid_alive(j.pid) {
-                            lines.push(format!(
-                                "{id}/{:02}: running (pid {}, process alive)",
-                                t.submit_num, j.pid
-                            ));
-                        } else {
-                            lines.push(format!(
-                                "{id}/{:02}: process {} has gone",
-                                t.submit_num, j.pid
-                            ));
-                            dead.push(i);
-                        }
-                    } else {
-                        let status = std::fs::read_to_string(
-                            self.layout
-                                .job_dir(&name, &t.cycle, &t.task, t.submit_num)
-                                .join("job.status"),
-                        )
-                        .unwrap_or_default();
-                        let exit = status
-                            .lines()
-                            .find_map(|l| l.strip_prefix("STEWARD_JOB_EXIT="))
-                            .unwrap_or("no exit recorded");
-                        lines.push(format!(
-                            "{id}/{:02}: {} (job.status: {exit})",
-                            t.submit_num,
-                            t.wire_state()
-                        ));
-                    }
-                }
-                if lines.iter().all(|l| l.ends_with("never submitted")) {
-                    return Err(format!("nothing to poll: {}", lines.join("; ")));
-                }
-                for i in dead {
-                    if let Some(j) = self.jobs.get_mut(&i) {
-                        j.orphan = true; // the next tick settles it from job.status
-                    }
-                }
-                Ok(lines.join("; "))
-            }
-            O::Set => {
-                let targets = self.select(cycle, task, job, op)?;
-                let outputs = arg_str_list(args, "outputs")?;
-                let prereqs = arg_str_list(args, "prerequisites")?;
-                let outputs = match (&outputs, &prereqs) {
-                    (None, None) => vec!["succeeded".to_string()],
-                    (Some(o), _) => o.clone(),
-                    (None, Some(_)) => vec![],
-                };
-                let mut msgs = Vec::new();
-                for &i in &targets {
-                    let tname = self.st.tasks[i].task.clone();
-                    let def = self.flow.task(&tname).cloned();
-                    for o in &outputs {
-                        let known = BUILTIN_OUTPUTS.contains(&o.as_str())
-                            || def.as_ref().is_some_and(|d| d.outputs.contains(o));
-                        if !known {
-                            return Err(format!(
-                                "{} has no output {o:?} (outputs: started, succeeded, failed{})",
-                                self.id_of(i),
-                                def.as_ref()
-                                    .map(|d| d
-                                        .outputs
-                                        .iter()
-                                        .map(|x| format!(", {x}"))
-                                        .collect::<String>())
-                                    .unwrap_or_default()
-                            ));
-                        }
-                    }
-                    if let Some(ps) = &prereqs {
-                        let valid: Vec<String> = def
-                            .as_ref()
-                            .map(|d| d.after.iter().map(|x| x.to_string()).collect())
-                            .unwrap_or_default();
-                        for p in ps {
-                            let norm = if p.contains(':') {
-                                p.clone()
-                            } else {
-                                format!("{p}:succeeded")
-                            };
-                            if !valid.contains(&norm) {
-                                return Err(format!(
-                                    "{} has no prerequisite {p:?} (prerequisites: {})",
-                                    self.id_of(i),
-                                    if valid.is_empty() {
-                                        "none".to_string()
-                                    } else {
-                                        valid.join(", ")
-                                    }
-                                ));
-                            }
-                        }
-                    }
-                }
-                for &i in &targets {
-                    let active = self.jobs.contains_key(&i);
-                    let t = &mut self.st.tasks[i];
-                    for o in &outputs {
-                        t.outputs.insert(o.clone());
-                        if !active {
-                            match o.as_str() {
-                                "succeeded" => {
-                                    t.status = TaskStatus::Succeeded;
-                                    t.outputs.remove("failed");
-                                    t.held = false;
-                                }
-                                "failed" => {
-                                    t.status = TaskStatus::Failed;
-                                    t.outputs.remove("succeeded");
-                                    t.held = false;
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                    if let Some(ps) = &prereqs {
-                        for p in ps {
-                            let norm = if p.contains(':') {
-                                p.clone()
-                            } else {
-                                format!("{p}:succeeded")
-                            };
-                            t.forced_prereqs.insert(norm);
-                        }
-                    }
-                    msgs.push(format!("{}/{}", t.cycle, t.task));
-                    self.mark(i);
-                }
-                let mut what = Vec::new();
-                if !outputs.is_empty() {
-                    what.push(format!("outputs {}", outputs.join(", ")));
-                }
-                if let Some(ps) = &prereqs {
-                    what.push(format!("prerequisites {}", ps.join(", ")));
-                }
-                Ok(format!("set {} on {}", what.join(" and "), msgs.join(", ")))
-            }
-            O::Remove => {
-                let targets = self.select(cycle, task, job, op)?;
-                let mut removed = Vec::new();
-                for i in targets {
-                    if self.st.tasks[i].status == TaskStatus::Removed {
-                        continue;
-                    }
-                    let mut note = String::new();
-                    if self.jobs.contains_key(&i) {
-                        let pid = self.kill_job(i, "killed because the task was removed")?;
-                        note = format!(" (killed job pid {pid})");
-                    }
-                    let t = &mut self.st.tasks[i];
-                    t.status = TaskStatus::Removed;
-                    t.held = false;
-                    removed.push(format!("{}/{}{note}", t.cycle, t.task));
-                    self.mark(i);
-                }
-                if removed.is_empty() {
-                    return Err("nothing to remove: already removed".to_string());
-                }
-                Ok(format!("removed {}", removed.join(", ")))
-            }
-            O::Message => {
-                let targets = self.select(cycle, task, job, op)?;
-                let &[i] = targets.as_slice() else {
-                    return Err("message needs one task (workflow//cycle/task[/job])".into());
-                };
-                let text = arg_str(args, "message")?
-                    .filter(|m| !m.trim().is_empty())
-                    .ok_or("message needs args.message (the task message text)")?
-                    .to_string();
-                if text.len() > 4096 || text.contains('\n') {
-                    return Err("args.message must be one line of at most 4096 bytes".into());
-                }
-                let severity = arg_str(args, "severity")?
-                    .unwrap_or("INFO")
-                    .to_ascii_uppercase();
-                if !["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "CUSTOM"]
-                    .contains(&severity.as_str())
-                {
-                    return Err(format!(
-                        "unknown severity {severity:?}: expected DEBUG, INFO, WARNING, ERROR, CRITICAL or CUSTOM"
-                    ));
-                }
-                let t = &self.st.tasks[i];
-                let submit = job.unwrap_or(t.submit_num);
-                if submit == 0 {
-                    return Err(format!(
-                        "{}: no job has been submitted, so there is no job log to receive a message",
-                        self.id_of(i)
-                    ));
-                }
-                let dir = self.layout.job_dir(&name, &t.cycle, &t.task, submit);
-                let entry = format!("{} {severity} - {text}", now_rfc3339());
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .open(dir.join("job-activity.log"))
-                    .map_err(|e| format!("cannot append to the job activity log: {e}"))?;
-                writeln!(f, "{entry}")
-                    .map_err(|e| format!("cannot write the job activity log: {e}"))?;
-                let def = self.flow.task(&t.task).cloned();
-                let t = &mut self.st.tasks[i];
-                t.note(format!("{severity}: {text}"));
-                let mut msg = format!(
-                    "message recorded for {}/{}/{submit:02} (job-activity.log)",
-                    t.cycle, t.task
-                );
-                if def.is_some_and(|d| d.outputs.contains(&text)) && t.outputs.insert(text.clone())
-                {
-                    msg.push_str(&format!("; output {text:?} completed"));
-                }
-                self.mark(i);
-                Ok(msg)
-            }
-            O::Broadcast => {
-                if task.is_some() && cycle.is_none() {
-                    return Err("broadcast scope: a task needs a cycle".into());
-                }
-                if let Some(c) = cycle {
-                    if self.flow.cycle_index(c).is_none() {
-                        return Err(format!("cycle point {c:?} is not one of {name}'s cycles"));
-                    }
-                }
-                if let Some(t) = task {
-                    if self.flow.task(t).is_none() {
-                        return Err(format!("{name} has no task {t:?}"));
-                    }
-                }
-                let scope = match (cycle, task) {
-                    (None, _) => "all cycles and tasks".to_string(),
-                    (Some(c), None) => format!("cycle {c}"),
-                    (Some(c), Some(t)) => format!("{c}/{t}"),
-                };
-                let clear = args.get("clear").and_then(Value::as_bool).unwrap_or(false);
-                let (c, t) = (cycle.map(str::to_string), task.map(str::to_string));
-                if clear {
-                    let before = self.st.broadcasts.len();
-                    self.st
-                        .broadcasts
-                        .retain(|b| !(b.cycle == c && b.task == t));
-                    if before == self.st.broadcasts.len() {
-                        return Err(format!("no broadcast to clear for {scope}"));
-                    }
-                    self.dirty = true;
-                    return Ok(format!("cleared broadcasts for {scope}"));
-                }
-                let env = arg_env(args, "env")?.filter(|e| !e.is_empty()).ok_or(
-                    "broadcast needs args.env = {NAME = \"value\", ...} (or args.clear = true)",
-                )?;
-                let keys: Vec<String> = env.keys().cloned().collect();
-                match self
-                    .st
-                    .broadcasts
-                    .iter_mut()
-                    .find(|b| b.cycle == c && b.task == t)
-                {
-                    Some(b) => b.env.extend(env),
-                    None => self.st.broadcasts.push(Broadcast {
-                        cycle: c,
-                        task: t,
-                        env,
-                    }),
-                }
-                self.dirty = true;
-                Ok(format!(
-                    "broadcast {} to {scope}: applies to jobs submitted from now on",
-                    keys.join(", ")
-                ))
-            }
-            O::Reload => {
-                let flow = Flow::load(&self.layout.flow_file(&name))
-                    .map_err(|e| format!("reload failed, keeping the running definition: {e}"))?;
-                let before = self.st.tasks.len();
-                self.flow = flow;
-                self.st.sync_with(&self.flow);
-                // Indexes shift: active jobs are re-keyed by (cycle, task).
-                let old_jobs: Vec<Job> = self.jobs.drain().map(|(_, j)| j).collect();
-                let old_jobs: Vec<(String, String, Job)> = old_jobs
-                    .into_iter()
-                    .filter_map(|j| {
-                        self.st
-                            .tasks
-                            .iter()
-                            .find(|t| t.pid == Some(j.pid) && t.status == TaskStatus::Running)
-                            .map(|t| (t.cycle.clone(), t.task.clone(), j))
-                    })
-                    .collect();
-                self.reindex();
-                for (c, t, j) in old_jobs {
-                    if let Some(&i) = self.index.get(&(c, t)) {
-                        self.jobs.insert(i, j);
-                    }
-                }
-                let state = self.st.clone();
-                self.broadcast(line(&SchedEvent::State { state }));
-                Ok(format!(
-                    "reloaded flow.toml: {} task instance(s) (was {before})",
-                    self.st.tasks.len()
-                ))
-            }
-            O::SetHoldPoint => {
-                let point = arg_str(args, "point")?
-                    .or(cycle)
-                    .ok_or("set_hold_point needs args.point (a cycle point)")?
-                    .to_string();
-                if self.flow.cycle_index(&point).is_none() {
-                    return Err(format!(
-                        "hold point {point:?} is not one of {name}'s cycles ({})",
-                        preview(&self.flow.cycles)
-                    ));
-                }
-                self.st.hold_point = Some(point.clone());
-                self.dirty = true;
-                Ok(format!(
-                    "hold point set to {point}: tasks in later cycles will not be submitted"
-                ))
-            }
-            O::ReleaseHoldPoint => match self.st.hold_point.take() {
-                Some(p) => {
-                    self.dirty = true;
-                    Ok(format!("hold point {p} released"))
-                }
-                None => Err(format!(
-                    "{name} has no hold point to release (set one with set_hold_point)"
-                )),
-            },
-            O::SetVerbosity => {
-                let level = arg_str(args, "level")?
-                    .ok_or(
-                        "set_verbosity needs args.level (DEBUG, INFO, WARNING, ERROR or CRITICAL)",
-                    )?
-                    .to_ascii_uppercase();
-                if !["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"].contains(&level.as_str()) {
-                    return Err(format!(
-                        "unknown level {level:?}: expected DEBUG, INFO, WARNING, ERROR or CRITICAL"
-                    ));
-                }
-                let old = std::mem::replace(&mut self.st.verbosity, level.clone());
-                self.dirty = true;
-                Ok(format!("scheduler log verbosity {old} -> {level}"))
-            }
-            O::SetGraphWindowExtent => {
-                let n = args
-                    .get("extent")
-                    .and_then(Value::as_u64)
-                    .ok_or("set_graph_window_extent needs args.extent (an integer 0..=100)")?;
-                if n > 100 {
-                    return Err(format!("extent {n} is too large (at most 100)"));
-                }
-                let old = self.st.graph_window_extent;
-                self.st.graph_window_extent = n as u32;
-                self.dirty = true;
-                Ok(format!("graph window extent {old} -> {n}"))
-            }
-            O::ExtTrigger => {
-                let msg = arg_str(args, "message")?
-                    .filter(|m| !m.is_empty())
-                    .ok_or("ext_trigger needs args.message (the trigger message a task waits for)")?
-                    .to_string();
-                let cyc = cycle.map(str::to_string);
-                let mut hit = Vec::new();
-                for i in 0..self.st.tasks.len() {
-                    let t = &self.st.tasks[i];
-                    if cyc.as_ref().is_some_and(|c| *c != t.cycle) || t.ext_triggered {
-                        continue;
-                    }
-                    if self
-                        .flow
-                        .task(&t.task)
-                        .is_some_and(|d| d.ext_trigger.as_deref() == Some(msg.as_str()))
-                    {
-                        self.st.tasks[i].ext_triggered = true;
-                        hit.push(i);
-                        self.mark(i);
-                    }
-                }
-                if hit.is_empty() {
-                    return Err(format!(
-                        "no task in {name}{} is waiting for external trigger {msg:?}",
-                        cyc.map(|c| format!(" cycle {c}")).unwrap_or_default()
-                    ));
-                }
-                self.st
-                    .ext_triggers
-                    .push((msg.clone(), cycle.map(str::to_string)));
-                Ok(format!(
-                    "external trigger {msg:?} satisfied for {}",
-                    self.ids(&hit)
-                ))
-            }
+            O::Play | O::Resume => self.op_resume(op),
+            O::Pause => self.op_pause(),
+            O::Stop => self.op_stop(args),
+            O::Hold => self.op_hold(at),
+            O::Release => self.op_release(at),
+            O::Trigger => self.op_trigger(at, args),
+            O::Kill => self.op_kill(at),
+            O::Poll => self.op_poll(at),
+            O::Set => self.op_set(at, args),
+            O::Remove => self.op_remove(at),
+            O::Message => self.op_message(at, args),
+            O::Broadcast => self.op_broadcast(cycle, task, args),
+            O::Reload => self.op_reload(),
+            O::SetHoldPoint => self.op_set_hold_point(cycle, args),
+            O::ReleaseHoldPoint => self.op_release_hold_point(),
+            O::SetVerbosity => self.op_set_verbosity(args),
+            O::SetGraphWindowExtent => self.op_set_graph_window_extent(args),
+            O::ExtTrigger => self.op_ext_trigger(cycle, args),
             O::Read | O::Scan | O::Clean => Err(format!(
                 "{op} is handled by the UI server, not the scheduler"
+            )),
+        }
+    }
+
+    /// `play` (of a running workflow) and `resume`: a paused workflow submits jobs again.
+    fn op_resume(&mut self, op: Operation) -> Result<String, String> {
+        let name = self.name.clone();
+        match self.st.status {
+            WorkflowStatus::Paused => {
+                self.set_status(WorkflowStatus::Running);
+                Ok(format!("{name} resumed: submitting tasks again"))
+            }
+            WorkflowStatus::Running if op == Operation::Play => Err(format!(
+                "{name} is already running (scheduler pid {})",
+                std::process::id()
+            )),
+            WorkflowStatus::Running => Err(format!("{name} is not paused")),
+            _ => Err(format!(
+                "{name} is stopping; it cannot be resumed (play it again once stopped)"
+            )),
+        }
+    }
+
+    /// `pause`: no new jobs are submitted; running jobs continue.
+    fn op_pause(&mut self) -> Result<String, String> {
+        let name = self.name.clone();
+        match self.st.status {
+            WorkflowStatus::Running => {
+                self.set_status(WorkflowStatus::Paused);
+                Ok(format!(
+                    "{name} paused: no new jobs will be submitted ({} running job(s) continue)",
+                    self.jobs.len()
+                ))
+            }
+            WorkflowStatus::Paused => Err(format!("{name} is already paused")),
+            _ => Err(format!("{name} is stopping; pause does not apply")),
+        }
+    }
+
+    /// `stop --mode=clean|now|kill`: clean waits for running jobs, the others kill them.
+    fn op_stop(&mut self, args: &Args) -> Result<String, String> {
+        let name = self.name.clone();
+        let stopping = self.st.status == WorkflowStatus::Stopping;
+        let mode = arg_str(args, "mode")?.unwrap_or("clean");
+        match mode {
+            "clean" => {
+                if stopping {
+                    return Err(format!("{name} is already stopping"));
+                }
+                self.set_status(WorkflowStatus::Stopping);
+                Ok(format!(
+                    "{name} stopping: waiting for {} running job(s) to finish",
+                    self.jobs.len()
+                ))
+            }
+            "now" | "kill" => {
+                self.set_status(WorkflowStatus::Stopping);
+                let active: Vec<usize> = self.jobs.keys().copied().collect();
+                let reason = format!("killed by stop --mode={mode}");
+                let mut n = 0;
+                for i in active {
+                    if self.kill_job(i, &reason).is_ok() {
+                        n += 1;
+                    }
+                }
+                Ok(format!("{name} stopping: killed {n} running job(s)"))
+            }
+            other => Err(format!(
+                "unknown stop mode {other:?}: expected \"clean\" (wait for running jobs), \"now\" or \"kill\" (kill running jobs)"
+            )),
+        }
+    }
+
+    /// `hold`: waiting tasks of the target are not submitted until released.
+    fn op_hold(&mut self, at: Target<'_>) -> Result<String, String> {
+        let targets = self.select(at)?;
+        let mut held = Vec::new();
+        let mut skipped = Vec::new();
+        for i in targets {
+            let t = &mut self.st.tasks[i];
+            if t.status == TaskStatus::Waiting && !t.held {
+                t.held = true;
+                held.push(i);
+            } else {
+                skipped.push(format!("{}/{} is {}", t.cycle, t.task, t.wire_state()));
+            }
+        }
+        for &i in &held {
+            self.mark(i);
+        }
+        if held.is_empty() {
+            return Err(format!(
+                "nothing to hold: {} (hold applies to waiting tasks)",
+                skipped.join(", ")
+            ));
+        }
+        Ok(format!("held {}", self.ids(&held)))
+    }
+
+    /// `release`: undoes `hold` on the target's held tasks.
+    fn op_release(&mut self, at: Target<'_>) -> Result<String, String> {
+        let targets = self.select(at)?;
+        let released: Vec<usize> = targets
+            .into_iter()
+            .filter(|&i| self.st.tasks[i].held)
+            .collect();
+        if released.is_empty() {
+            return Err(format!(
+                "nothing to release: {} is not held",
+                target_str(
+                    &at.cycle.map(str::to_string),
+                    &at.task.map(str::to_string),
+                    None
+                )
+            ));
+        }
+        for &i in &released {
+            self.st.tasks[i].held = false;
+            self.mark(i);
+        }
+        Ok(format!("released {}", self.ids(&released)))
+    }
+
+    /// `trigger`: submits the target's tasks now, optionally with an edited environment.
+    fn op_trigger(&mut self, at: Target<'_>, args: &Args) -> Result<String, String> {
+        let name = self.name.clone();
+        let stopping = self.st.status == WorkflowStatus::Stopping;
+        if stopping {
+            return Err(format!("{name} is stopping; trigger does not apply"));
+        }
+        let env = arg_env(args, "env")?;
+        let targets = self.select(at)?;
+        let mut done = Vec::new();
+        let mut errors = Vec::new();
+        for i in targets {
+            if self.jobs.contains_key(&i) {
+                errors.push(format!(
+                    "{} is already running (job {:02}; kill it first)",
+                    self.id_of(i),
+                    self.st.tasks[i].submit_num
+                ));
+                continue;
+            }
+            match self.submit(i, env.as_ref()) {
+                Ok(n) => done.push(format!("{}/{n:02}", self.id_of(i))),
+                Err(e) => errors.push(e),
+            }
+        }
+        if done.is_empty() {
+            return Err(errors.join("; "));
+        }
+        let mut msg = format!("triggered {}", done.join(", "));
+        if let Some(env) = &env {
+            msg.push_str(&format!(
+                " with edited environment ({})",
+                env.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !errors.is_empty() {
+            msg.push_str(&format!("; not triggered: {}", errors.join("; ")));
+        }
+        Ok(msg)
+    }
+
+    /// `kill`: kills the target's running jobs (each job's whole process group).
+    fn op_kill(&mut self, at: Target<'_>) -> Result<String, String> {
+        let targets = self.select(at)?;
+        let mut killed = Vec::new();
+        let mut skipped = Vec::new();
+        for i in targets {
+            if self.jobs.contains_key(&i) {
+                let pid = self.kill_job(i, "killed")?;
+                killed.push(format!(
+                    "{}/{:02} (pid {pid})",
+                    self.id_of(i),
+                    self.st.tasks[i].submit_num
+                ));
+            } else {
+                skipped.push(format!(
+                    "{} is {}",
+                    self.id_of(i),
+                    self.st.tasks[i].wire_state()
+                ));
+            }
+        }
+        if killed.is_empty() {
+            return Err(format!(
+                "nothing to kill: {} (kill applies to running jobs)",
+                skipped.join(", ")
+            ));
+        }
+        Ok(format!("killed {}", killed.join(", ")))
+    }
+
+    /// `poll`: reports each target job from its process or its `job.status`; a job whose
+    /// process is gone is settled on the next tick.
+    fn op_poll(&mut self, at: Target<'_>) -> Result<String, String> {
+        let name = self.name.clone();
+        let targets: Vec<usize> = match at.cycle {
+            None => {
+                let mut v: Vec<usize> = self.jobs.keys().copied().collect();
+                v.sort();
+                if v.is_empty() {
+                    return Err(format!("nothing to poll: {name} has no active jobs"));
+                }
+                v
+            }
+            Some(_) => self.select(at)?,
+        };
+        let mut lines = Vec::new();
+        let mut dead = Vec::new();
+        for i in targets {
+            let t = &self.st.tasks[i];
+            let id = self.id_of(i);
+            if t.submit_num == 0 {
+                lines.push(format!("{id}: never submitted"));
+                continue;
+            }
+            if let Some(j) = self.jobs.get(&i) {
+                if pid_alive(j.pid) {
+                    lines.push(format!(
+                        "{id}/{:02}: running (pid {}, process alive)",
+                        t.submit_num, j.pid
+                    ));
+                } else {
+                    lines.push(format!(
+                        "{id}/{:02}: process {} has gone",
+                        t.submit_num, j.pid
+                    ));
+                    dead.push(i);
+                }
+            } else {
+                let status = std::fs::read_to_string(
+                    self.layout
+                        .job_dir(&name, &t.cycle, &t.task, t.submit_num)
+                        .join("job.status"),
+                )
+                .unwrap_or_default();
+                let exit = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("STEWARD_JOB_EXIT="))
+                    .unwrap_or("no exit recorded");
+                lines.push(format!(
+                    "{id}/{:02}: {} (job.status: {exit})",
+                    t.submit_num,
+                    t.wire_state()
+                ));
+            }
+        }
+        if lines.iter().all(|l| l.ends_with("never submitted")) {
+            return Err(format!("nothing to poll: {}", lines.join("; ")));
+        }
+        for i in dead {
+            if let Some(j) = self.jobs.get_mut(&i) {
+                j.orphan = true; // the next tick settles it from job.status
+            }
+        }
+        Ok(lines.join("; "))
+    }
+
+    /// `set`: completes outputs and/or forces prerequisites on the target tasks.
+    fn op_set(&mut self, at: Target<'_>, args: &Args) -> Result<String, String> {
+        let targets = self.select(at)?;
+        let outputs = arg_str_list(args, "outputs")?;
+        let prereqs = arg_str_list(args, "prerequisites")?;
+        let outputs = match (&outputs, &prereqs) {
+            (None, None) => vec!["succeeded".to_string()],
+            (Some(o), _) => o.clone(),
+            (None, Some(_)) => vec![],
+        };
+        self.check_set(&targets, &outputs, prereqs.as_deref())?;
+        let mut msgs = Vec::new();
+        for &i in &targets {
+            let active = self.jobs.contains_key(&i);
+            let t = &mut self.st.tasks[i];
+            for o in &outputs {
+                t.outputs.insert(o.clone());
+                if !active {
+                    match o.as_str() {
+                        "succeeded" => {
+                            t.status = TaskStatus::Succeeded;
+                            t.outputs.remove("failed");
+                            t.held = false;
+                        }
+                        "failed" => {
+                            t.status = TaskStatus::Failed;
+                            t.outputs.remove("succeeded");
+                            t.held = false;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(ps) = &prereqs {
+                for p in ps {
+                    let norm = norm_prereq(p);
+                    t.forced_prereqs.insert(norm);
+                }
+            }
+            msgs.push(format!("{}/{}", t.cycle, t.task));
+            self.mark(i);
+        }
+        let mut what = Vec::new();
+        if !outputs.is_empty() {
+            what.push(format!("outputs {}", outputs.join(", ")));
+        }
+        if let Some(ps) = &prereqs {
+            what.push(format!("prerequisites {}", ps.join(", ")));
+        }
+        Ok(format!("set {} on {}", what.join(" and "), msgs.join(", ")))
+    }
+
+    /// `set` changes nothing unless every output and prerequisite it names exists
+    /// on every target task.
+    fn check_set(
+        &self,
+        targets: &[usize],
+        outputs: &[String],
+        prereqs: Option<&[String]>,
+    ) -> Result<(), String> {
+        for &i in targets {
+            let tname = self.st.tasks[i].task.clone();
+            let def = self.flow.task(&tname).cloned();
+            for o in outputs {
+                let known = BUILTIN_OUTPUTS.contains(&o.as_str())
+                    || def.as_ref().is_some_and(|d| d.outputs.contains(o));
+                if !known {
+                    return Err(format!(
+                        "{} has no output {o:?} (outputs: started, succeeded, failed{})",
+                        self.id_of(i),
+                        def.as_ref()
+                            .map(|d| d
+                                .outputs
+                                .iter()
+                                .map(|x| format!(", {x}"))
+                                .collect::<String>())
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+            if let Some(ps) = prereqs {
+                let valid: Vec<String> = def
+                    .as_ref()
+                    .map(|d| d.after.iter().map(|x| x.to_string()).collect())
+                    .unwrap_or_default();
+                for p in ps {
+                    let norm = if p.contains(':') {
+                        p.clone()
+                    } else {
+                        format!("{p}:succeeded")
+                    };
+                    if !valid.contains(&norm) {
+                        return Err(format!(
+                            "{} has no prerequisite {p:?} (prerequisites: {})",
+                            self.id_of(i),
+                            if valid.is_empty() {
+                                "none".to_string()
+                            } else {
+                                valid.join(", ")
+                            }
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `remove`: takes the target's tasks out of the run, killing their jobs.
+    fn op_remove(&mut self, at: Target<'_>) -> Result<String, String> {
+        let targets = self.select(at)?;
+        let mut removed = Vec::new();
+        for i in targets {
+            if self.st.tasks[i].status == TaskStatus::Removed {
+                continue;
+            }
+            let mut note = String::new();
+            if self.jobs.contains_key(&i) {
+                let pid = self.kill_job(i, "killed because the task was removed")?;
+                note = format!(" (killed job pid {pid})");
+            }
+            let t = &mut self.st.tasks[i];
+            t.status = TaskStatus::Removed;
+            t.held = false;
+            removed.push(format!("{}/{}{note}", t.cycle, t.task));
+            self.mark(i);
+        }
+        if removed.is_empty() {
+            return Err("nothing to remove: already removed".to_string());
+        }
+        Ok(format!("removed {}", removed.join(", ")))
+    }
+
+    /// `message`: appends a task message to one job's activity log; a message naming a
+    /// custom output completes it.
+    fn op_message(&mut self, at: Target<'_>, args: &Args) -> Result<String, String> {
+        let name = self.name.clone();
+        let targets = self.select(at)?;
+        let &[i] = targets.as_slice() else {
+            return Err("message needs one task (workflow//cycle/task[/job])".into());
+        };
+        let text = arg_str(args, "message")?
+            .filter(|m| !m.trim().is_empty())
+            .ok_or("message needs args.message (the task message text)")?
+            .to_string();
+        if text.len() > 4096 || text.contains('\n') {
+            return Err("args.message must be one line of at most 4096 bytes".into());
+        }
+        let severity = arg_str(args, "severity")?
+            .unwrap_or("INFO")
+            .to_ascii_uppercase();
+        if !["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "CUSTOM"].contains(&severity.as_str())
+        {
+            return Err(format!(
+                "unknown severity {severity:?}: expected DEBUG, INFO, WARNING, ERROR, CRITICAL or CUSTOM"
+            ));
+        }
+        let t = &self.st.tasks[i];
+        let submit = at.job.unwrap_or(t.submit_num);
+        if submit == 0 {
+            return Err(format!(
+                "{}: no job has been submitted, so there is no job log to receive a message",
+                self.id_of(i)
+            ));
+        }
+        let dir = self.layout.job_dir(&name, &t.cycle, &t.task, submit);
+        let entry = format!("{} {severity} - {text}", now_rfc3339());
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(dir.join("job-activity.log"))
+            .map_err(|e| format!("cannot append to the job activity log: {e}"))?;
+        writeln!(f, "{entry}").map_err(|e| format!("cannot write the job activity log: {e}"))?;
+        let def = self.flow.task(&t.task).cloned();
+        let t = &mut self.st.tasks[i];
+        t.note(format!("{severity}: {text}"));
+        let mut msg = format!(
+            "message recorded for {}/{}/{submit:02} (job-activity.log)",
+            t.cycle, t.task
+        );
+        if def.is_some_and(|d| d.outputs.contains(&text)) && t.outputs.insert(text.clone()) {
+            msg.push_str(&format!("; output {text:?} completed"));
+        }
+        self.mark(i);
+        Ok(msg)
+    }
+
+    /// `broadcast`: sets (or with `clear`, removes) environment for jobs submitted from
+    /// now on in a scope.
+    fn op_broadcast(
+        &mut self,
+        cycle: Option<&str>,
+        task: Option<&str>,
+        args: &Args,
+    ) -> Result<String, String> {
+        let name = self.name.clone();
+        if task.is_some() && cycle.is_none() {
+            return Err("broadcast scope: a task needs a cycle".into());
+        }
+        if let Some(c) = cycle {
+            if self.flow.cycle_index(c).is_none() {
+                return Err(format!("cycle point {c:?} is not one of {name}'s cycles"));
+            }
+        }
+        if let Some(t) = task {
+            if self.flow.task(t).is_none() {
+                return Err(format!("{name} has no task {t:?}"));
+            }
+        }
+        let scope = match (cycle, task) {
+            (None, _) => "all cycles and tasks".to_string(),
+            (Some(c), None) => format!("cycle {c}"),
+            (Some(c), Some(t)) => format!("{c}/{t}"),
+        };
+        let clear = args.get("clear").and_then(Value::as_bool).unwrap_or(false);
+        let (c, t) = (cycle.map(str::to_string), task.map(str::to_string));
+        if clear {
+            let before = self.st.broadcasts.len();
+            self.st
+                .broadcasts
+                .retain(|b| !(b.cycle == c && b.task == t));
+            if before == self.st.broadcasts.len() {
+                return Err(format!("no broadcast to clear for {scope}"));
+            }
+            self.dirty = true;
+            return Ok(format!("cleared broadcasts for {scope}"));
+        }
+        let env = arg_env(args, "env")?
+            .filter(|e| !e.is_empty())
+            .ok_or("broadcast needs args.env = {NAME = \"value\", ...} (or args.clear = true)")?;
+        let keys: Vec<String> = env.keys().cloned().collect();
+        match self
+            .st
+            .broadcasts
+            .iter_mut()
+            .find(|b| b.cycle == c && b.task == t)
+        {
+            Some(b) => b.env.extend(env),
+            None => self.st.broadcasts.push(Broadcast {
+                cycle: c,
+                task: t,
+                env,
+            }),
+        }
+        self.dirty = true;
+        Ok(format!(
+            "broadcast {} to {scope}: applies to jobs submitted from now on",
+            keys.join(", ")
+        ))
+    }
+
+    /// `reload`: rereads `flow.toml`, keeping running jobs attached to their (cycle, task).
+    fn op_reload(&mut self) -> Result<String, String> {
+        let name = self.name.clone();
+        let flow = Flow::load(&self.layout.flow_file(&name))
+            .map_err(|e| format!("reload failed, keeping the running definition: {e}"))?;
+        let before = self.st.tasks.len();
+        self.flow = flow;
+        self.st.sync_with(&self.flow);
+        // Indexes shift: active jobs are re-keyed by (cycle, task).
+        let old_jobs: Vec<Job> = self.jobs.drain().map(|(_, j)| j).collect();
+        let old_jobs: Vec<(String, String, Job)> = old_jobs
+            .into_iter()
+            .filter_map(|j| {
+                self.st
+                    .tasks
+                    .iter()
+                    .find(|t| t.pid == Some(j.pid) && t.status == TaskStatus::Running)
+                    .map(|t| (t.cycle.clone(), t.task.clone(), j))
+            })
+            .collect();
+        self.reindex();
+        for (c, t, j) in old_jobs {
+            if let Some(&i) = self.index.get(&(c, t)) {
+                self.jobs.insert(i, j);
+            }
+        }
+        let state = self.st.clone();
+        self.broadcast(line(&SchedEvent::State { state }));
+        Ok(format!(
+            "reloaded flow.toml: {} task instance(s) (was {before})",
+            self.st.tasks.len()
+        ))
+    }
+
+    /// `set_hold_point`: no task in a later cycle is submitted.
+    fn op_set_hold_point(&mut self, cycle: Option<&str>, args: &Args) -> Result<String, String> {
+        let name = self.name.clone();
+        let point = arg_str(args, "point")?
+            .or(cycle)
+            .ok_or("set_hold_point needs args.point (a cycle point)")?
+            .to_string();
+        if self.flow.cycle_index(&point).is_none() {
+            return Err(format!(
+                "hold point {point:?} is not one of {name}'s cycles ({})",
+                preview(&self.flow.cycles)
+            ));
+        }
+        self.st.hold_point = Some(point.clone());
+        self.dirty = true;
+        Ok(format!(
+            "hold point set to {point}: tasks in later cycles will not be submitted"
+        ))
+    }
+
+    /// `set_verbosity`: the scheduler log level.
+    fn op_set_verbosity(&mut self, args: &Args) -> Result<String, String> {
+        let level = arg_str(args, "level")?
+            .ok_or("set_verbosity needs args.level (DEBUG, INFO, WARNING, ERROR or CRITICAL)")?
+            .to_ascii_uppercase();
+        if !["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"].contains(&level.as_str()) {
+            return Err(format!(
+                "unknown level {level:?}: expected DEBUG, INFO, WARNING, ERROR or CRITICAL"
+            ));
+        }
+        let old = std::mem::replace(&mut self.st.verbosity, level.clone());
+        self.dirty = true;
+        Ok(format!("scheduler log verbosity {old} -> {level}"))
+    }
+
+    /// `set_graph_window_extent`: how far the graph view reaches (0..=100).
+    fn op_set_graph_window_extent(&mut self, args: &Args) -> Result<String, String> {
+        let n = args
+            .get("extent")
+            .and_then(Value::as_u64)
+            .ok_or("set_graph_window_extent needs args.extent (an integer 0..=100)")?;
+        if n > 100 {
+            return Err(format!("extent {n} is too large (at most 100)"));
+        }
+        let old = self.st.graph_window_extent;
+        self.st.graph_window_extent = n as u32;
+        self.dirty = true;
+        Ok(format!("graph window extent {old} -> {n}"))
+    }
+
+    /// `ext_trigger`: satisfies an external trigger for the tasks waiting for that message.
+    fn op_ext_trigger(&mut self, cycle: Option<&str>, args: &Args) -> Result<String, String> {
+        let name = self.name.clone();
+        let msg = arg_str(args, "message")?
+            .filter(|m| !m.is_empty())
+            .ok_or("ext_trigger needs args.message (the trigger message a task waits for)")?
+            .to_string();
+        let cyc = cycle.map(str::to_string);
+        let mut hit = Vec::new();
+        for i in 0..self.st.tasks.len() {
+            let t = &self.st.tasks[i];
+            if cyc.as_ref().is_some_and(|c| *c != t.cycle) || t.ext_triggered {
+                continue;
+            }
+            if self
+                .flow
+                .task(&t.task)
+                .is_some_and(|d| d.ext_trigger.as_deref() == Some(msg.as_str()))
+            {
+                self.st.tasks[i].ext_triggered = true;
+                hit.push(i);
+                self.mark(i);
+            }
+        }
+        if hit.is_empty() {
+            return Err(format!(
+                "no task in {name}{} is waiting for external trigger {msg:?}",
+                cyc.map(|c| format!(" cycle {c}")).unwrap_or_default()
+            ));
+        }
+        self.st
+            .ext_triggers
+            .push((msg.clone(), cycle.map(str::to_string)));
+        Ok(format!(
+            "external trigger {msg:?} satisfied for {}",
+            self.ids(&hit)
+        ))
+    }
+
+    /// `release_hold_point`: later cycles are submitted again.
+    fn op_release_hold_point(&mut self) -> Result<String, String> {
+        let name = self.name.clone();
+        match self.st.hold_point.take() {
+            Some(p) => {
+                self.dirty = true;
+                Ok(format!("hold point {p} released"))
+            }
+            None => Err(format!(
+                "{name} has no hold point to release (set one with set_hold_point)"
             )),
         }
     }
@@ -1461,6 +1560,15 @@ impl Sched {
     fn ids(&self, v: &[usize]) -> String {
         let ids: Vec<String> = v.iter().map(|&i| self.id_of(i)).collect();
         preview(&ids)
+    }
+}
+
+/// A prerequisite as `task:output` (`task` alone means `task:succeeded`).
+fn norm_prereq(p: &str) -> String {
+    if p.contains(':') {
+        p.to_string()
+    } else {
+        format!("{p}:succeeded")
     }
 }
 

@@ -171,3 +171,134 @@ pub fn membership_links() -> String {
     }
     s
 }
+
+/// The people a [`disjoint_fixture`] asks about: owner `user(i)` and actor
+/// `user(100 + i)` for each pair `i`.
+pub const PAIRS: usize = 2;
+
+fn pair_actor(i: usize) -> usize {
+    100 + i
+}
+
+/// A policy of `n` site and `n` user entries whose decisions merge the same entries
+/// at every `n`: a fixed core names the queried people (by name, by a group of
+/// theirs, by `*`, and a `[[workflows]]` glob for half of them), and every other entry
+/// names users, groups and workflows none of them has (`x…` names, `xg…` groups,
+/// `xsuite…` workflows). So a decision's own work is constant and what grows is only
+/// what the decision must not look at. The core is 5 site and 6 user entries, so
+/// `n` ≥ 6.
+pub fn disjoint_fixture(n: usize, n_queries: usize) -> Fixture {
+    let mut rng = Rng::new(0xd15_0000 ^ n as u64);
+    let first_group = |i: usize| groups_of(pair_actor(i))[0].clone();
+    let second_group = |i: usize| groups_of(pair_actor(i))[1].clone();
+    let list = |rng: &mut Rng| LISTS[rng.below(LISTS.len())];
+
+    let mut site = String::from("[owners.\"*\".\"*\"]\ndefault = \"READ\"\n");
+    for i in 0..PAIRS {
+        let (o, a) = (user(i), user(pair_actor(i)));
+        let _ = write!(
+            site,
+            "\n[owners.\"{o}\".\"{a}\"]\ndefault = {}\nlimit = \"ALL\"\n\n[owners.\"{o}\".\"group:{}\"]\ndefault = {}\n",
+            list(&mut rng),
+            first_group(i),
+            list(&mut rng)
+        );
+    }
+    let mut extra = 0;
+    while 1 + 2 * PAIRS + extra < n {
+        let _ = write!(
+            site,
+            "\n[owners.\"{}\".\"{}\"]\ndefault = {}\n",
+            other_key(&mut rng, "x"),
+            other_key(&mut rng, &format!("y{extra}_")),
+            list(&mut rng)
+        );
+        extra += 1;
+    }
+
+    // User file: 2 `[grants]` keys per pair, and for even pairs a `[[workflows]]`
+    // entry of 2 keys (counted as 2 entries, as in `user_source`).
+    let mut user_src = String::from("[grants]\n");
+    for i in 0..PAIRS {
+        let _ = writeln!(
+            user_src,
+            "\"{}\" = {}\n\"group:{}\" = {}",
+            user(pair_actor(i)),
+            list(&mut rng),
+            second_group(i),
+            list(&mut rng)
+        );
+    }
+    let core_user = 2 * PAIRS + 2 * PAIRS.div_ceil(2);
+    let extra_workflows = n.saturating_sub(core_user) / 20;
+    let mut extra_grants = n.saturating_sub(core_user + 2 * extra_workflows);
+    let mut k = 0;
+    while extra_grants > 0 {
+        let _ = writeln!(
+            user_src,
+            "\"{}\" = {}",
+            other_key(&mut rng, &format!("z{k}_")),
+            list(&mut rng)
+        );
+        extra_grants -= 1;
+        k += 1;
+    }
+    for i in (0..PAIRS).step_by(2) {
+        let _ = write!(
+            user_src,
+            "\n[[workflows]]\nmatch = \"suite{i}/*\"\ngrants = {{ \"{}\" = {}, \"group:{}\" = {} }}\n",
+            user(pair_actor(i)),
+            list(&mut rng),
+            second_group(i),
+            list(&mut rng)
+        );
+    }
+    for w in 0..extra_workflows {
+        let _ = write!(
+            user_src,
+            "\n[[workflows]]\nmatch = \"xsuite{w}/*\"\ngrants = {{ \"{}\" = {}, \"{}\" = {} }}\n",
+            other_key(&mut rng, "w1_"),
+            list(&mut rng),
+            other_key(&mut rng, "w2_"),
+            list(&mut rng)
+        );
+    }
+
+    let site_policy = SitePolicy::parse(&site, "site.toml").expect("bench site parses");
+    let user_policy = UserPolicy::parse(&user_src, "user.toml").expect("bench user parses");
+    let subjects = (0..USERS)
+        .map(|i| Subject::new(user(i), groups_of(i)))
+        .collect();
+    let queries = (0..n_queries)
+        .map(|q| {
+            let i = q % PAIRS;
+            Query {
+                owner: i,
+                actor: pair_actor(i),
+                // Even pairs hit their `[[workflows]]` entry, odd ones use `[grants]`.
+                workflow: format!("suite{i}/run{}", q % 3),
+                op: Operation::ALL[(q / PAIRS) % Operation::ALL.len()],
+            }
+        })
+        .collect();
+    Fixture {
+        n,
+        site_src: site,
+        user_src,
+        site: site_policy,
+        user: user_policy,
+        subjects,
+        queries,
+    }
+}
+
+/// A key no subject has: a user `x…`, a group `xg…` (nobody is in one), unique by
+/// `tag` and a random number.
+fn other_key(rng: &mut Rng, tag: &str) -> String {
+    let r = rng.next() % 1_000_000_000;
+    if rng.below(2) == 0 {
+        format!("x{tag}{r}")
+    } else {
+        format!("group:xg{tag}{r}")
+    }
+}
