@@ -8,8 +8,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use steward_audit::{events, AuditRecord, RecordKind};
 
-fn admin(state: &AppState, req: &HttpRequest) -> Result<crate::db::Session, HttpResponse> {
+async fn admin(state: &AppState, req: &HttpRequest) -> Result<crate::store::Session, HttpResponse> {
     let s = current_session(state, req)
+        .await
         .ok_or_else(|| error_json(StatusCode::UNAUTHORIZED, "not logged in"))?;
     if !state.is_admin(&s.user) {
         return Err(error_json(StatusCode::FORBIDDEN, "hub admins only"));
@@ -18,21 +19,32 @@ fn admin(state: &AppState, req: &HttpRequest) -> Result<crate::db::Session, Http
 }
 
 /// An admin's state-changing request: admin and CSRF checked.
-fn admin_changing(state: &AppState, req: &HttpRequest) -> Result<crate::db::Session, HttpResponse> {
-    let s = admin(state, req)?;
+async fn admin_changing(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<crate::store::Session, HttpResponse> {
+    let s = admin(state, req).await?;
     require_csrf(req, &s)?;
     Ok(s)
 }
 
 pub async fn servers(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    if let Err(r) = admin(&state, &req) {
+    if let Err(r) = admin(&state, &req).await {
         return r;
     }
     let list: Vec<_> = state
         .servers
         .all()
         .into_iter()
-        .map(|s| json!({"owner": s.owner, "server": s.name, "pid": s.pid, "port": s.port, "cgroup": s.cgroup}))
+        .map(|s| {
+            let port = match &s.endpoint {
+                steward_protocol::Endpoint::Tcp { port, .. } => Some(*port),
+                steward_protocol::Endpoint::Unix { .. } => None,
+            };
+            json!({"owner": s.owner, "server": s.name, "pid": s.pid, "port": port,
+                   "endpoint": s.endpoint.to_string(), "placement": s.placement.to_string(),
+                   "cgroup": s.cgroup})
+        })
         .collect();
     HttpResponse::Ok().json(json!({ "servers": list }))
 }
@@ -42,7 +54,7 @@ pub async fn stop_server(
     req: HttpRequest,
     owner: web::Path<String>,
 ) -> HttpResponse {
-    let s = match admin_changing(&state, &req) {
+    let s = match admin_changing(&state, &req).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -68,13 +80,14 @@ pub async fn stop_server(
 }
 
 pub async fn sessions(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    if let Err(r) = admin(&state, &req) {
+    if let Err(r) = admin(&state, &req).await {
         return r;
     }
-    let now = state.clock.now_secs();
+    let now = state.store.now();
     let list: Vec<_> = state
-        .db
+        .store
         .sessions()
+        .await
         .unwrap_or_default()
         .into_iter()
         .map(|s| {
@@ -90,14 +103,15 @@ pub async fn revoke_session(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let s = match admin_changing(&state, &req) {
+    let s = match admin_changing(&state, &req).await {
         Ok(s) => s,
         Err(r) => return r,
     };
     let id = id.into_inner();
     let victims: Vec<_> = state
-        .db
+        .store
         .sessions()
+        .await
         .unwrap_or_default()
         .into_iter()
         .filter(|x| session_ref(x) == id)
@@ -106,7 +120,10 @@ pub async fn revoke_session(
         return error_json(StatusCode::NOT_FOUND, format!("no session {id:?}"));
     }
     for v in &victims {
-        let _ = state.db.delete_session(&v.id_hash);
+        let _ = state
+            .store
+            .delete_session(&v.id_hash().unwrap_or_default())
+            .await;
         let rec = AuditRecord {
             session: Some(session_ref(&s)),
             owner: Some(v.user.clone()),

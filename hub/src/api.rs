@@ -1,10 +1,10 @@
 //! JSON API for the web UI and scripts: overview, permissions, explanations, audit
 //! search, and read-only HTTP requests proxied to an owner's UI server.
 
-use crate::db::Session;
 use crate::proxy::UpstreamClients;
 use crate::servers::RunningServer;
 use crate::state::AppState;
+use crate::store::Session;
 use crate::web::{current_session, error_json};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -16,8 +16,10 @@ use steward_audit::Outcome;
 use steward_protocol::wire::WorkflowSummary;
 use steward_protocol::{Operation, WorkflowId};
 
-fn session_or_401(state: &AppState, req: &HttpRequest) -> Result<Session, HttpResponse> {
-    current_session(state, req).ok_or_else(|| error_json(StatusCode::UNAUTHORIZED, "not logged in"))
+async fn session_or_401(state: &AppState, req: &HttpRequest) -> Result<Session, HttpResponse> {
+    current_session(state, req)
+        .await
+        .ok_or_else(|| error_json(StatusCode::UNAUTHORIZED, "not logged in"))
 }
 
 fn valid_owner(owner: &str) -> Result<(), HttpResponse> {
@@ -32,12 +34,12 @@ fn valid_owner(owner: &str) -> Result<(), HttpResponse> {
 }
 
 /// The caller's session, for a request about `owner`'s workflows.
-fn session_for_owner(
+async fn session_for_owner(
     state: &AppState,
     req: &HttpRequest,
     owner: &str,
 ) -> Result<Session, HttpResponse> {
-    let s = session_or_401(state, req)?;
+    let s = session_or_401(state, req).await?;
     valid_owner(owner)?;
     Ok(s)
 }
@@ -79,14 +81,14 @@ pub async fn fetch_summary(
 /// The gscan view: every workflow of every owner the user may read; live where the
 /// server runs, otherwise the last known state marked stale.
 pub async fn overview(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let s = match session_or_401(&state, &req) {
+    let s = match session_or_401(&state, &req).await {
         Ok(s) => s,
         Err(r) => return r,
     };
     let mut owners: BTreeMap<String, (bool, Vec<WorkflowSummary>)> = BTreeMap::new();
-    for (owner, json, _) in state.db.overviews().unwrap_or_default() {
-        if let Ok(w) = serde_json::from_str::<Vec<WorkflowSummary>>(&json) {
-            owners.insert(owner, (true, w));
+    for row in state.store.overviews().await.unwrap_or_default() {
+        if let Ok(w) = serde_json::from_str::<Vec<WorkflowSummary>>(&row.workflows_json) {
+            owners.insert(row.owner, (true, w));
         }
     }
     let running = state.servers.all();
@@ -95,11 +97,16 @@ pub async fn overview(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
         let actor = s.user.clone();
         async move { (srv.owner.clone(), fetch_summary(&st, srv, &actor).await) }
     });
-    let now = state.clock.now_secs();
+    let now = state.store.now();
     for (owner, result) in futures_util::future::join_all(fetches).await {
         if let Ok(workflows) = result {
             if let Ok(json) = serde_json::to_string(&workflows) {
-                let _ = state.db.save_overview(&owner, &json, now);
+                let row = crate::store::OverviewRow {
+                    owner: owner.clone(),
+                    workflows_json: json,
+                    updated: now,
+                };
+                let _ = state.store.save_overview(&row).await;
             }
             owners.insert(owner, (false, workflows));
         }
@@ -138,13 +145,13 @@ pub async fn permitted(
     req: HttpRequest,
     q: web::Query<PermQuery>,
 ) -> HttpResponse {
-    let s = match session_for_owner(&state, &req, &q.owner) {
+    let s = match session_for_owner(&state, &req, &q.owner).await {
         Ok(s) => s,
         Err(r) => return r,
     };
     // One set computation for what is allowed; the full decision (with its reasons) only
     // for the operations that are not.
-    let now = state.clock.now_secs();
+    let now = state.store.now();
     let ops = state
         .policy_ops(&q.owner, &s, &q.workflow)
         .await
@@ -173,7 +180,7 @@ pub async fn explain(
     req: HttpRequest,
     q: web::Query<ExplainQuery>,
 ) -> HttpResponse {
-    let s = match session_for_owner(&state, &req, &q.owner) {
+    let s = match session_for_owner(&state, &req, &q.owner).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -232,7 +239,7 @@ pub async fn audit_search(
     req: HttpRequest,
     q: web::Query<AuditQuery>,
 ) -> HttpResponse {
-    let s = match session_or_401(&state, &req) {
+    let s = match session_or_401(&state, &req).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -311,7 +318,7 @@ pub async fn proxy_get(
     path: web::Path<(String, String)>,
     q: web::Query<WorkflowParam>,
 ) -> HttpResponse {
-    let s = match session_or_401(&state, &req) {
+    let s = match session_or_401(&state, &req).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -426,7 +433,7 @@ pub async fn proxy_op(
     path: web::Path<String>,
     body: web::Bytes,
 ) -> HttpResponse {
-    let mut s = match session_or_401(&state, &req) {
+    let mut s = match session_or_401(&state, &req).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -465,7 +472,7 @@ pub async fn proxy_op(
             buckets.retain(|_, b| !b.refilled_completely());
         }
         buckets
-            .entry(s.id_hash.clone())
+            .entry(s.kind.key())
             .or_insert_with(|| crate::ratelimit::TokenBucket::full(rate))
             .take(rate)
     };
@@ -580,7 +587,7 @@ pub async fn start_own_server(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let s = match session_or_401(&state, &req) {
+    let s = match session_or_401(&state, &req).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -623,7 +630,7 @@ pub async fn start_own_server(
 
 /// `DELETE /hub/api/server`: stop your own server (your workflows keep running).
 pub async fn stop_own_server(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let s = match session_or_401(&state, &req) {
+    let s = match session_or_401(&state, &req).await {
         Ok(s) => s,
         Err(r) => return r,
     };

@@ -2,8 +2,8 @@
 //! always expiring, revocable. A token that can execute or write can only be made from a
 //! session elevated to at least that class, and never outlives `elevation.token_max_secs`.
 
-use crate::db::{hash_secret, Session, TokenRow};
 use crate::state::AppState;
+use crate::store::{hash_secret, Session, TokenRow};
 use crate::web::{audit, current_session, error_json, random_token, require_csrf};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -17,7 +17,7 @@ pub const TOKEN_PREFIX: &str = "stw_";
 pub const READ_TOKEN_MAX_SECS: u64 = 90 * 24 * 3600;
 
 /// Resolves `Authorization: Bearer stw_<id>_<secret>` into a session-like value.
-pub fn session_from_bearer(state: &AppState, req: &HttpRequest) -> Option<Session> {
+pub async fn session_from_bearer(state: &AppState, req: &HttpRequest) -> Option<Session> {
     let value = req.headers().get("authorization")?.to_str().ok()?;
     let token = value.strip_prefix("Bearer ")?.trim();
     validate(
@@ -27,13 +27,14 @@ pub fn session_from_bearer(state: &AppState, req: &HttpRequest) -> Option<Sessio
             .map(|a| a.ip().to_string())
             .unwrap_or_default(),
     )
+    .await
 }
 
-pub fn validate(state: &AppState, token: &str, addr: &str) -> Option<Session> {
+pub async fn validate(state: &AppState, token: &str, addr: &str) -> Option<Session> {
     let rest = token.strip_prefix(TOKEN_PREFIX)?;
     let (id, secret) = rest.split_once('_')?;
-    let row = state.db.token(id).ok()??;
-    let now = state.clock.now_secs();
+    let row = state.store.token(id).await.ok()??;
+    let now = state.store.now();
     let hash = hash_secret(secret);
     let same = hash.len() == row.hash.len()
         && hash
@@ -49,24 +50,26 @@ pub fn validate(state: &AppState, token: &str, addr: &str) -> Option<Session> {
 
 fn token_session(state: &AppState, row: &TokenRow, addr: &str) -> Session {
     Session {
-        id_hash: format!("token:{}", row.id),
+        kind: crate::store::SessionKind::Token { id: row.id.clone() },
         user: row.user.clone(),
         groups: state.groups_of(&row.user),
         class: row.class,
         deadline: (row.class != OpClass::Read).then_some(row.expires),
         csrf: String::new(),
         created: row.created,
-        last_seen: state.clock.now_secs(),
+        last_seen: state.store.now(),
         addr: addr.to_string(),
         expiry_audited: true,
     }
 }
 
 /// Re-checks a token-backed session (revocation, expiry) before an operation.
-pub fn revalidate(state: &AppState, s: &Session) -> Option<Session> {
-    let id = s.id_hash.strip_prefix("token:")?;
-    let row = state.db.token(id).ok()??;
-    if row.revoked || state.clock.now_secs() >= row.expires {
+pub async fn revalidate(state: &AppState, s: &Session) -> Option<Session> {
+    let crate::store::SessionKind::Token { id } = &s.kind else {
+        return None;
+    };
+    let row = state.store.token(id).await.ok()??;
+    if row.revoked || state.store.now() >= row.expires {
         return None;
     }
     Some(token_session(state, &row, &s.addr))
@@ -86,10 +89,10 @@ pub async fn create(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let Some(s) = current_session(&state, &req) else {
+    let Some(s) = current_session(&state, &req).await else {
         return error_json(StatusCode::UNAUTHORIZED, "not logged in");
     };
-    if s.id_hash.starts_with("token:") {
+    if s.is_token() {
         return error_json(StatusCode::FORBIDDEN, "tokens cannot create tokens; log in");
     }
     if let Err(r) = require_csrf(&req, &s) {
@@ -120,7 +123,7 @@ pub async fn create(
             "expires_in_secs: every token must expire",
         );
     }
-    let now = state.clock.now_secs();
+    let now = state.store.now();
     let max = if class == OpClass::Read {
         READ_TOKEN_MAX_SECS
     } else {
@@ -150,7 +153,7 @@ pub async fn create(
         expires: now + body.expires_in_secs as i64,
         revoked: false,
     };
-    if let Err(e) = state.db.insert_token(&row) {
+    if let Err(e) = state.store.insert_token(&row).await {
         return error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
     }
     let rec = AuditRecord {
@@ -164,7 +167,7 @@ pub async fn create(
     }
     .with_extra("token_id", id.clone());
     if let Err(e) = audit(&state, rec).await {
-        let _ = state.db.revoke_token(&id);
+        let _ = state.store.revoke_token(&id).await;
         return error_json(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("audit log unavailable, token not created: {e}"),
@@ -180,15 +183,15 @@ pub async fn create(
 }
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Some(s) = current_session(&state, &req) else {
+    let Some(s) = current_session(&state, &req).await else {
         return error_json(StatusCode::UNAUTHORIZED, "not logged in");
     };
     let who = if state.is_admin(&s.user) && req.query_string().contains("all=1") {
-        "*"
+        None
     } else {
-        s.user.as_str()
+        Some(s.user.as_str())
     };
-    match state.db.tokens(who) {
+    match state.store.tokens(who).await {
         Ok(rows) => HttpResponse::Ok().json(json!({ "tokens": rows })),
         Err(e) => error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
@@ -199,20 +202,20 @@ pub async fn revoke(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let Some(s) = current_session(&state, &req) else {
+    let Some(s) = current_session(&state, &req).await else {
         return error_json(StatusCode::UNAUTHORIZED, "not logged in");
     };
     if let Err(r) = require_csrf(&req, &s) {
         return r;
     }
     let id = id.into_inner();
-    let Ok(Some(row)) = state.db.token(&id) else {
+    let Ok(Some(row)) = state.store.token(&id).await else {
         return error_json(StatusCode::NOT_FOUND, format!("no token {id:?}"));
     };
     if row.user != s.user && !state.is_admin(&s.user) {
         return error_json(StatusCode::NOT_FOUND, format!("no token {id:?}"));
     }
-    let _ = state.db.revoke_token(&id);
+    let _ = state.store.revoke_token(&id).await;
     let rec = AuditRecord {
         session: Some(crate::web::session_ref(&s)),
         owner: Some(row.user.clone()),

@@ -1,11 +1,10 @@
 //! Building the hub from its config and running both listeners until a signal.
 
 use crate::ca::{self, Ca};
-use crate::clock::Clock;
 use crate::config::HubConfig;
-use crate::db::Db;
 use crate::servers::ServerManager;
 use crate::state::AppState;
+use crate::store::{Clock, SqliteStore, Store};
 use crate::tokens::TokenSigner;
 use crate::{fsutil, relay, web};
 use actix_web::{web as aw, App, HttpServer};
@@ -28,15 +27,15 @@ pub struct Hub {
     pub state: aw::Data<AppState>,
 }
 
-pub fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
+pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
     fsutil::private_dir(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))?;
-    let db = Arc::new(Db::open(&cfg.data_dir.join("hub.db"))?);
+    let clock = Clock::with_offset_file(cfg.testing.clock_offset_file.clone());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join("hub.db"), clock)?);
     let ca = Arc::new(Ca::load_or_create(&cfg.data_dir)?);
     let signer = Arc::new(TokenSigner::load_or_create(
         &cfg.data_dir.join("jwt-ed25519.der"),
     )?);
-    let clock = Clock::with_offset_file(cfg.testing.clock_offset_file.clone());
     let mut spawner = SpawnerClient::new(
         cfg.spawner.helper.clone(),
         cfg.spawner.config.clone(),
@@ -52,15 +51,16 @@ pub fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
         cfg.spawner.max_pending,
         ca.clone(),
         signer.clone(),
-        db.clone(),
-    )?;
+        store.clone(),
+    )
+    .await?;
     servers.args = cfg.spawner.args.clone();
     let servers = Arc::new(servers);
     let mut audit_cfg = AuditConfig::new(cfg.audit.dir.clone());
     audit_cfg.signing_key = Some(signer.signing_key.clone());
     let audit = AuditLog::open(audit_cfg)?;
     let site = load_site_policy(&cfg.policy.site)?;
-    let state = AppState::new(cfg, db, clock, signer, ca, servers, spawner, audit, site)?;
+    let state = AppState::new(cfg, store, signer, ca, servers, spawner, audit, site)?;
     Ok(Hub {
         state: aw::Data::new(state),
     })

@@ -162,7 +162,7 @@ pub async fn adopt_servers(state: &AppState) {
 
 /// Stops servers nobody watched or used for `cull_idle_secs` (workflows keep running).
 pub async fn cull_idle(state: &AppState) {
-    let now = state.clock.now_secs();
+    let now = state.store.now();
     let limit = state.cfg.uiserver.cull_idle_secs as i64;
     for s in state.servers.all() {
         let (last, watchers) = state

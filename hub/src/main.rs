@@ -90,7 +90,7 @@ fn main() {
             init_logging();
             run_async(async move {
                 let cfg = steward_hub::config::HubConfig::load(&config)?;
-                let hub = steward_hub::app::build(cfg)?;
+                let hub = steward_hub::app::build(cfg).await?;
                 steward_hub::app::serve(hub).await
             })
         }
@@ -111,7 +111,7 @@ fn main() {
                 let (config_path, creds) = steward_hub::demo::prepare(&opts)?;
                 let cfg = steward_hub::config::HubConfig::load(&config_path)?;
                 let url = cfg.public_url.clone();
-                let hub = steward_hub::app::build(cfg)?;
+                let hub = steward_hub::app::build(cfg).await?;
                 let state = hub.state.clone();
                 println!("Steward demo hub: {url}/hub/");
                 println!(

@@ -3,8 +3,8 @@
 //! (policy ∩ elevation), make the intent durable, sign a single-use JWT. The caller
 //! forwards the signed request and closes the record with [`finish`].
 
-use crate::db::Session;
 use crate::state::AppState;
+use crate::store::Session;
 use crate::web::{audit, deadline_rfc3339, session_ref};
 use actix_web::http::StatusCode;
 use steward_audit::{events, AuditRecord, Decision as AuditDecision, Outcome, RecordKind};
@@ -59,11 +59,16 @@ fn parse_target(target: &str, owner: &str) -> Result<(WorkflowId, Option<String>
 
 /// Re-reads the session: it may have been revoked or its elevation may have expired
 /// since the connection opened.
-fn fresh_session(state: &AppState, session: &Session) -> Option<Session> {
-    if session.id_hash.starts_with("token:") {
-        crate::apitokens::revalidate(state, session)
+async fn fresh_session(state: &AppState, session: &Session) -> Option<Session> {
+    if session.is_token() {
+        crate::apitokens::revalidate(state, session).await
     } else {
-        state.db.session(&session.id_hash).ok().flatten()
+        state
+            .store
+            .session(&session.id_hash().unwrap_or_default())
+            .await
+            .ok()
+            .flatten()
     }
 }
 
@@ -109,7 +114,7 @@ pub async fn authorize(
             ),
         ));
     }
-    *session = fresh_session(state, session).ok_or_else(|| {
+    *session = fresh_session(state, session).await.ok_or_else(|| {
         error(
             StatusCode::UNAUTHORIZED,
             "your session has ended; log in again",

@@ -2,14 +2,16 @@
 
 use crate::servers::RunningServer;
 use std::collections::HashMap;
+use std::net::ToSocketAddrs;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use steward_protocol::bootstrap::uiserver_dns_name;
+use steward_protocol::Endpoint;
 
 /// One pooled client per server (its name resolves to that server's port only).
 #[derive(Default)]
 pub struct UpstreamClients {
-    clients: Mutex<HashMap<(String, u16), reqwest::Client>>,
+    clients: Mutex<HashMap<(String, Endpoint), reqwest::Client>>,
 }
 
 impl UpstreamClients {
@@ -18,16 +20,26 @@ impl UpstreamClients {
         tls: &Arc<rustls::ClientConfig>,
         s: &RunningServer,
     ) -> Result<reqwest::Client, String> {
-        let key = (s.owner.clone(), s.port);
+        let key = (s.owner.clone(), s.endpoint.clone());
         if let Ok(map) = self.clients.lock() {
             if let Some(c) = map.get(&key) {
                 return Ok(c.clone());
             }
         }
         let dns = uiserver_dns_name(&s.owner, &s.name);
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls((**tls).clone())
-            .resolve(&dns, std::net::SocketAddr::from(([127, 0, 0, 1], s.port)))
+        let builder = reqwest::Client::builder().use_preconfigured_tls((**tls).clone());
+        // The URL names the server's certificate; the endpoint says where it really is.
+        let builder = match &s.endpoint {
+            Endpoint::Tcp { host, port } => {
+                let addrs: Vec<std::net::SocketAddr> = (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("{}: {e}", s.endpoint))?
+                    .collect();
+                builder.resolve_to_addrs(&dns, &addrs)
+            }
+            Endpoint::Unix { path } => builder.unix_socket(std::path::PathBuf::from(path)),
+        };
+        let client = builder
             .timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)
@@ -57,11 +69,10 @@ impl UpstreamClients {
     }
 
     pub fn url(s: &RunningServer, path_and_query: &str) -> String {
-        format!(
-            "https://{}:{}{}",
-            uiserver_dns_name(&s.owner, &s.name),
-            s.port,
-            path_and_query
-        )
+        let dns = uiserver_dns_name(&s.owner, &s.name);
+        match &s.endpoint {
+            Endpoint::Tcp { port, .. } => format!("https://{dns}:{port}{path_and_query}"),
+            Endpoint::Unix { .. } => format!("https://{dns}{path_and_query}"),
+        }
     }
 }

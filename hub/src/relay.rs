@@ -7,11 +7,11 @@
 //! deltas, log tails) passes through untouched unless the watcher is not the owner, in
 //! which case workflows they may not read are filtered out.
 
-use crate::db::Session;
 use crate::ops::{finish, finish_detached, PendingOp, Refusal};
 use crate::ratelimit::TokenBucket;
 use crate::servers::{RunningServer, ServerError, SpawnOutcome};
 use crate::state::AppState;
+use crate::store::Session;
 use crate::web::{audit, current_session, error_json};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -116,7 +116,7 @@ pub async fn user_ws(
             "WebSocket Origin missing or not this hub's public URL",
         ));
     }
-    let Some(session) = current_session(&state, &req) else {
+    let Some(session) = current_session(&state, &req).await else {
         return Ok(error_json(StatusCode::UNAUTHORIZED, "not logged in"));
     };
     if !steward_protocol::ids::validate_user_name(&owner)
@@ -184,7 +184,7 @@ pub async fn user_ws(
         Err(first) => {
             // The server may have died or been culled since we last saw it: start afresh once.
             tracing::info!(owner, error = %first, "server unreachable; respawning");
-            state.servers.forget(&owner);
+            state.servers.forget(&owner).await;
             let server = match ensure_server(&state, &owner, &session.user).await {
                 Ok(s) => s,
                 Err(e) => return Ok(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),

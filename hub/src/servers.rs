@@ -2,7 +2,7 @@
 //! wait for its registration, remember it, connect to it.
 
 use crate::ca::Ca;
-use crate::db::{Db, ServerRow};
+use crate::store::{Expect, ServerRow, Store};
 use crate::tokens::TokenSigner;
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
@@ -13,6 +13,7 @@ use steward_protocol::bootstrap::{
     uiserver_dns_name, Registration, UiServerBootstrap, HUB_INTERNAL_NAME,
 };
 use steward_protocol::helper::{HelperReply, HelperRequest, StartRequest};
+use steward_protocol::{Endpoint, Placement};
 use steward_spawner::SpawnerClient;
 use tokio::sync::{oneshot, Semaphore};
 
@@ -35,12 +36,56 @@ pub struct RunningServer {
     pub owner: String,
     pub name: String,
     pub pid: u32,
-    pub port: u16,
+    pub placement: Placement,
+    pub endpoint: Endpoint,
     pub cgroup: String,
+    /// The store row's epoch when this hub last wrote or read it.
+    pub epoch: i64,
 }
 
+impl From<ServerRow> for RunningServer {
+    fn from(r: ServerRow) -> Self {
+        RunningServer {
+            owner: r.owner,
+            name: r.name,
+            pid: r.pid,
+            placement: r.placement,
+            endpoint: r.endpoint,
+            cgroup: r.cgroup,
+            epoch: r.epoch,
+        }
+    }
+}
+
+/// A byte stream to a UI server, over TCP or a Unix socket.
+pub trait UpstreamIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> UpstreamIo for T {}
+
 pub type UpstreamWs =
-    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<Box<dyn UpstreamIo>>>;
+
+/// A server the local helper started must listen on this host: a loopback address or
+/// an absolute Unix socket path. Anything else would have the hub dial out on its behalf.
+fn local_endpoint_ok(e: &Endpoint) -> bool {
+    match e {
+        Endpoint::Tcp { host, .. } => host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        Endpoint::Unix { path } => path.starts_with('/'),
+    }
+}
+
+/// Opens a stream to `endpoint` (TCP with Nagle off, or a Unix socket).
+pub async fn connect_endpoint(endpoint: &Endpoint) -> std::io::Result<Box<dyn UpstreamIo>> {
+    match endpoint {
+        Endpoint::Tcp { host, port } => {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+            let _ = tcp.set_nodelay(true);
+            Ok(Box::new(tcp))
+        }
+        Endpoint::Unix { path } => Ok(Box::new(tokio::net::UnixStream::connect(path).await?)),
+    }
+}
 
 pub struct ServerManager {
     spawner: SpawnerClient,
@@ -50,7 +95,7 @@ pub struct ServerManager {
     idle_timeout_secs: u64,
     ca: Arc<Ca>,
     signer: Arc<TokenSigner>,
-    db: Arc<Db>,
+    store: Arc<dyn Store>,
     pub client_tls: Arc<rustls::ClientConfig>,
     running: Mutex<HashMap<String, RunningServer>>,
     owner_locks: crate::keyed::KeyedLocks,
@@ -70,7 +115,7 @@ pub enum SpawnOutcome {
 
 impl ServerManager {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub async fn new(
         spawner: SpawnerClient,
         executable: String,
         start_timeout: Duration,
@@ -79,25 +124,14 @@ impl ServerManager {
         max_pending: usize,
         ca: Arc<Ca>,
         signer: Arc<TokenSigner>,
-        db: Arc<Db>,
-    ) -> Result<ServerManager, crate::ca::CaError> {
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<ServerManager> {
         let client_tls = ca.client_config()?;
-        let running = db
+        let running = store
             .servers()
-            .unwrap_or_default()
+            .await?
             .into_iter()
-            .map(|r| {
-                (
-                    r.owner.clone(),
-                    RunningServer {
-                        owner: r.owner,
-                        name: r.name,
-                        pid: r.pid,
-                        port: r.port,
-                        cgroup: r.cgroup,
-                    },
-                )
-            })
+            .map(|r| (r.owner.clone(), RunningServer::from(r)))
             .collect();
         Ok(ServerManager {
             spawner,
@@ -107,7 +141,7 @@ impl ServerManager {
             idle_timeout_secs,
             ca,
             signer,
-            db,
+            store,
             client_tls,
             running: Mutex::new(running),
             owner_locks: Default::default(),
@@ -145,14 +179,18 @@ impl ServerManager {
             .unwrap_or(false)
     }
 
-    pub fn forget(&self, owner: &str) {
+    /// Drops the owner's server from memory and the store. Only the row this hub knew
+    /// is deleted: one another hub wrote since (a newer epoch) stays.
+    pub async fn forget(&self, owner: &str) {
         if let Ok(mut s) = self.oom_reported.lock() {
             s.remove(owner);
         }
-        if let Ok(mut m) = self.running.lock() {
-            m.remove(owner);
-        }
-        let _ = self.db.delete_server(owner, DEFAULT_SERVER);
+        let known = self.running.lock().ok().and_then(|mut m| m.remove(owner));
+        let expect = known.map_or(Expect::Any, |s| Expect::Epoch(s.epoch));
+        let _ = self
+            .store
+            .delete_server(owner, DEFAULT_SERVER, expect)
+            .await;
     }
 
     /// Called by the internal listener; true if a spawn was waiting for this token.
@@ -291,21 +329,37 @@ impl ServerManager {
                 });
             }
         };
-        let server = RunningServer {
+        if !local_endpoint_ok(&reg.endpoint) {
+            cleanup_token();
+            let _ = self
+                .spawner
+                .call(&HelperRequest::Stop {
+                    user: owner.into(),
+                    server: DEFAULT_SERVER.into(),
+                    grace_secs: Some(0),
+                })
+                .await;
+            return Err(fail(format!(
+                "it registered {}, which is not on this host (loopback TCP or a Unix socket)",
+                reg.endpoint
+            )));
+        }
+        let mut row = ServerRow {
             owner: owner.to_string(),
             name: DEFAULT_SERVER.into(),
             pid,
-            port: reg.port,
+            // Everything this hub spawns runs through the local helper (direct or sudo).
+            placement: Placement::Local,
+            endpoint: reg.endpoint,
             cgroup,
+            started: self.store.now(),
+            epoch: 0,
         };
-        let _ = self.db.upsert_server(&ServerRow {
-            owner: server.owner.clone(),
-            name: server.name.clone(),
-            pid: server.pid,
-            port: server.port,
-            cgroup: server.cgroup.clone(),
-            started: chrono::Utc::now().timestamp(),
-        });
+        // The owner lock is held and no server is known, so any row left is stale.
+        if let Ok(Some(epoch)) = self.store.put_server(&row, Expect::Any).await {
+            row.epoch = epoch;
+        }
+        let server = RunningServer::from(row);
         if let Ok(mut m) = self.running.lock() {
             m.insert(owner.to_string(), server.clone());
         }
@@ -322,7 +376,7 @@ impl ServerManager {
                 grace_secs: None,
             })
             .await;
-        self.forget(owner);
+        self.forget(owner).await;
         match reply {
             Ok(HelperReply::Stopped { .. }) => Ok(()),
             Ok(HelperReply::Error {
@@ -357,13 +411,12 @@ impl ServerManager {
             message,
         };
         let dns = uiserver_dns_name(&server.owner, &server.name);
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        let io = connect_endpoint(&server.endpoint)
             .await
-            .map_err(|e| err(e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
+            .map_err(|e| err(format!("{}: {e}", server.endpoint)))?;
         let name = ServerName::try_from(dns.clone()).map_err(|e| err(e.to_string()))?;
         let tls = tokio_rustls::TlsConnector::from(self.client_tls.clone())
-            .connect(name, tcp)
+            .connect(name, io)
             .await
             .map_err(|e| err(format!("TLS: {e}")))?;
         let mut req = format!("wss://{dns}/ws")

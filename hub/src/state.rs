@@ -2,10 +2,9 @@
 
 use crate::auth;
 use crate::ca::Ca;
-use crate::clock::Clock;
 use crate::config::HubConfig;
-use crate::db::{Db, Session};
 use crate::servers::ServerManager;
+use crate::store::{Session, Store};
 use crate::tokens::TokenSigner;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,8 +19,7 @@ const USER_POLICY_TTL: Duration = Duration::from_secs(5);
 
 pub struct AppState {
     pub cfg: HubConfig,
-    pub db: Arc<Db>,
-    pub clock: Clock,
+    pub store: Arc<dyn Store>,
     pub signer: Arc<TokenSigner>,
     pub ca: Arc<Ca>,
     pub servers: Arc<ServerManager>,
@@ -59,8 +57,7 @@ impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: HubConfig,
-        db: Arc<Db>,
-        clock: Clock,
+        store: Arc<dyn Store>,
         signer: Arc<TokenSigner>,
         ca: Arc<Ca>,
         servers: Arc<ServerManager>,
@@ -76,8 +73,7 @@ impl AppState {
         );
         Ok(AppState {
             cfg,
-            db,
-            clock,
+            store,
             signer,
             ca,
             servers,
@@ -122,7 +118,7 @@ impl AppState {
 
     /// Records activity on an owner's server (keeps it from being culled).
     pub fn touch(&self, owner: &str, ws_delta: isize) {
-        let now = self.clock.now_secs();
+        let now = self.store.now();
         if let Ok(mut a) = self.activity.lock() {
             let e = a.entry(owner.to_string()).or_insert((now, 0));
             e.0 = now;
@@ -250,7 +246,7 @@ impl AppState {
         let (o, a) = self.subjects(owner, actor);
         let decision =
             steward_policy::decide(&self.site(), user_policy.as_deref(), &o, &a, workflow, op);
-        let now = self.clock.now_secs();
+        let now = self.store.now();
         let class_now = actor.class_at(now);
         let class_ok = self.class_ops(owner, actor, now).contains(op);
         let allowed = decision.allowed && class_ok;

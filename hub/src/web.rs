@@ -2,8 +2,8 @@
 //! listener (`/internal/register`).
 
 use crate::auth::{self, AuthError};
-use crate::db::{hash_secret, Session};
 use crate::state::AppState;
+use crate::store::{hash_secret, Session};
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -44,29 +44,29 @@ fn session_cookie(id: &str) -> Cookie<'static> {
 }
 
 /// The session behind the request's cookie, if it is live (idle and lifetime checked).
-pub fn current_session(state: &AppState, req: &HttpRequest) -> Option<Session> {
+pub async fn current_session(state: &AppState, req: &HttpRequest) -> Option<Session> {
     if req.headers().contains_key("authorization") {
-        return crate::apitokens::session_from_bearer(state, req);
+        return crate::apitokens::session_from_bearer(state, req).await;
     }
     let cookie = req.cookie(SESSION_COOKIE)?;
     let id_hash = hash_secret(cookie.value());
-    let s = state.db.session(&id_hash).ok()??;
-    let now = state.clock.now_secs();
+    let s = state.store.session(&id_hash).await.ok()??;
+    let now = state.store.now();
     if now - s.last_seen > state.cfg.sessions.idle_secs as i64
         || now - s.created > state.cfg.sessions.lifetime_secs as i64
     {
-        let _ = state.db.delete_session(&id_hash);
+        let _ = state.store.delete_session(&id_hash).await;
         return None;
     }
     if now - s.last_seen > 30 {
-        let _ = state.db.touch_session(&id_hash, now);
+        let _ = state.store.touch_session(&id_hash, now).await;
     }
     Some(s)
 }
 
 pub fn require_csrf(req: &HttpRequest, s: &Session) -> Result<(), HttpResponse> {
     // Bearer tokens are not sent by browsers on their own, so they need no CSRF token.
-    if s.id_hash.starts_with("token:") {
+    if s.is_token() {
         return Ok(());
     }
     match req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
@@ -83,7 +83,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Creates a fresh session (new id: no fixation) and returns it with its cookie value.
-fn new_session(
+async fn new_session(
     state: &AppState,
     user: &str,
     addr: &str,
@@ -92,9 +92,11 @@ fn new_session(
     directory_groups: &[String],
 ) -> Result<(Session, String), HttpResponse> {
     let id = random_token();
-    let now = state.clock.now_secs();
+    let now = state.store.now();
     let s = Session {
-        id_hash: hash_secret(&id),
+        kind: crate::store::SessionKind::Cookie {
+            id_hash: hash_secret(&id),
+        },
         user: user.to_string(),
         groups: {
             let mut g = state.groups_of(user);
@@ -111,7 +113,7 @@ fn new_session(
         addr: addr.to_string(),
         expiry_audited: false,
     };
-    state.db.insert_session(&s).map_err(|e| {
+    state.store.insert_session(&s).await.map_err(|e| {
         error_json(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("session store unavailable: {e}"),
@@ -122,7 +124,7 @@ fn new_session(
 
 pub fn session_ref(s: &Session) -> String {
     // A prefix of the hash identifies the session in the audit log without revealing it.
-    s.id_hash.chars().take(16).collect()
+    s.kind.reference()
 }
 
 pub fn deadline_rfc3339(deadline: Option<i64>) -> Option<String> {
@@ -166,7 +168,7 @@ async fn authenticate_limited(
     password: &str,
     addr: &str,
 ) -> Result<Result<Vec<String>, AuthError>, HttpResponse> {
-    let now = state.clock.now_secs();
+    let now = state.store.now();
     // Limit on the name as typed (truncated), so over-long names share one bucket.
     let key: String = user.chars().take(64).collect();
     if let Some(secs) = state.limiter.check(&key, addr, now) {
@@ -224,7 +226,9 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
                 OpClass::Read,
                 None,
                 &dir_groups,
-            ) {
+            )
+            .await
+            {
                 Ok(x) => x,
                 Err(resp) => return resp,
             };
@@ -235,7 +239,10 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
                 ..AuditRecord::new(RecordKind::Event, events::LOGIN, &s.user)
             };
             if let Err(e) = audit(&state, rec).await {
-                let _ = state.db.delete_session(&s.id_hash);
+                let _ = state
+                    .store
+                    .delete_session(&s.id_hash().unwrap_or_default())
+                    .await;
                 return error_json(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("audit log unavailable, login refused: {e}"),
@@ -274,13 +281,16 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
 }
 
 pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Some(s) = current_session(&state, &req) else {
+    let Some(s) = current_session(&state, &req).await else {
         return error_json(StatusCode::UNAUTHORIZED, "not logged in");
     };
     if let Err(r) = require_csrf(&req, &s) {
         return r;
     }
-    let _ = state.db.delete_session(&s.id_hash);
+    let _ = state
+        .store
+        .delete_session(&s.id_hash().unwrap_or_default())
+        .await;
     let rec = AuditRecord {
         actor_addr: Some(client_addr(&req)),
         session: Some(session_ref(&s)),
@@ -294,9 +304,13 @@ pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
 
 /// Audits the silent drop of an elapsed elevation, once per session.
 pub async fn audit_expiry_once(state: &AppState, s: &Session) {
-    let now = state.clock.now_secs();
+    let now = state.store.now();
     if s.class != OpClass::Read && s.deadline.is_some_and(|d| now >= d) && !s.expiry_audited {
-        if let Ok(true) = state.db.mark_expiry_audited(&s.id_hash) {
+        if let Ok(true) = state
+            .store
+            .mark_expiry_audited(&s.id_hash().unwrap_or_default())
+            .await
+        {
             let rec = AuditRecord {
                 session: Some(session_ref(s)),
                 elevation: Some(s.class.name().into()),
@@ -309,11 +323,11 @@ pub async fn audit_expiry_once(state: &AppState, s: &Session) {
 }
 
 pub async fn me(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Some(s) = current_session(&state, &req) else {
+    let Some(s) = current_session(&state, &req).await else {
         return error_json(StatusCode::UNAUTHORIZED, "not logged in");
     };
     audit_expiry_once(&state, &s).await;
-    let now = state.clock.now_secs();
+    let now = state.store.now();
     let class = s.class_at(now);
     let left = s
         .deadline
@@ -346,7 +360,7 @@ pub async fn elevate(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let Some(s) = current_session(&state, &req) else {
+    let Some(s) = current_session(&state, &req).await else {
         return error_json(StatusCode::UNAUTHORIZED, "not logged in");
     };
     if let Err(r) = require_csrf(&req, &s) {
@@ -397,12 +411,16 @@ pub async fn elevate(
         .seconds
         .unwrap_or(group_default.unwrap_or(cfg.default_secs))
         .clamp(1, cfg.max_secs);
-    let deadline = state.clock.now_secs() + secs as i64;
-    let _ = state.db.delete_session(&s.id_hash);
-    let (ns, id) = match new_session(&state, &s.user, &addr, class, Some(deadline), &dir_groups) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let deadline = state.store.now() + secs as i64;
+    let _ = state
+        .store
+        .delete_session(&s.id_hash().unwrap_or_default())
+        .await;
+    let (ns, id) =
+        match new_session(&state, &s.user, &addr, class, Some(deadline), &dir_groups).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
     let rec = AuditRecord {
         actor_addr: Some(addr),
         session: Some(session_ref(&ns)),
@@ -411,7 +429,10 @@ pub async fn elevate(
         ..AuditRecord::new(RecordKind::Event, events::ELEVATE, &s.user)
     };
     if let Err(e) = audit(&state, rec).await {
-        let _ = state.db.delete_session(&ns.id_hash);
+        let _ = state
+            .store
+            .delete_session(&ns.id_hash().unwrap_or_default())
+            .await;
         return error_json(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("audit log unavailable, elevation refused: {e}"),
@@ -424,15 +445,18 @@ pub async fn elevate(
 
 /// Back to read-only, early: one click, new session id.
 pub async fn drop_privileges(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let Some(s) = current_session(&state, &req) else {
+    let Some(s) = current_session(&state, &req).await else {
         return error_json(StatusCode::UNAUTHORIZED, "not logged in");
     };
     if let Err(r) = require_csrf(&req, &s) {
         return r;
     }
     let addr = client_addr(&req);
-    let _ = state.db.delete_session(&s.id_hash);
-    let (ns, id) = match new_session(&state, &s.user, &addr, OpClass::Read, None, &s.groups) {
+    let _ = state
+        .store
+        .delete_session(&s.id_hash().unwrap_or_default())
+        .await;
+    let (ns, id) = match new_session(&state, &s.user, &addr, OpClass::Read, None, &s.groups).await {
         Ok(x) => x,
         Err(r) => return r,
     };

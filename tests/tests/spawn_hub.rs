@@ -50,7 +50,7 @@ fn start_timeout_kills_the_cgroup_and_the_queue_refuses_past_its_limit() {
     let _l = demo_lock();
     let (_data, cfg) = never_ready_hub(1, 1, 1);
     actix_web::rt::System::new().block_on(async move {
-        let hub = steward_hub::app::build(cfg).unwrap();
+        let hub = steward_hub::app::build(cfg).await.unwrap();
         let state = hub.state.clone();
         actix_web::rt::spawn(async move {
             let _ = steward_hub::app::serve(hub).await;

@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     hub_cfg.spawner.concurrency = 64;
     let sys = actix_web::rt::System::new();
     let result = sys.block_on(async move {
-        let hub = steward_hub::app::build(hub_cfg)?;
+        let hub = steward_hub::app::build(hub_cfg).await?;
         let state = hub.state.clone();
         actix_web::rt::spawn(async move {
             let _ = steward_hub::app::serve(hub).await;

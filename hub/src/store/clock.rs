@@ -1,5 +1,5 @@
-//! The hub's notion of "now". Injected so tests can move time (elevation expiry, idle
-//! culling) instead of sleeping.
+//! The SQLite store's notion of "now" (see `Store::now`). Injected so tests can move
+//! time (elevation expiry, idle culling) instead of sleeping.
 
 use chrono::{DateTime, Duration, Utc};
 use std::path::PathBuf;
@@ -11,10 +11,6 @@ pub struct Clock {
 }
 
 impl Clock {
-    pub fn system() -> Clock {
-        Clock { offset_file: None }
-    }
-
     pub fn with_offset_file(path: Option<PathBuf>) -> Clock {
         Clock { offset_file: path }
     }
