@@ -128,7 +128,7 @@ fn main() -> anyhow::Result<()> {
         let conc = t.elapsed();
         let ok = all.iter().filter(|r| r.is_ok()).count();
         assert_eq!(ok, users.len(), "some spawns failed");
-        steward_hub::demo::stop_all(&state).await;
+        steward_hub::cli::demo::stop_all(&state).await;
         actix_web::rt::System::current().stop();
         Ok::<_, anyhow::Error>((one, conc))
     });

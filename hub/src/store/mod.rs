@@ -18,15 +18,16 @@
 //!
 //! Before two hubs can share one store, these in-memory maps must move behind it (each
 //! is correct today only because one process holds it):
-//! - pending registrations (`servers::ServerManager::pending`: register token → waiting
-//!   spawn; a server may register with the other hub);
-//! - running servers (`servers::ServerManager::running`, a cache of the `servers` table
-//!   that must follow [`Change::Server`]);
-//! - WebSocket slots and owner activity (`servers::Activity`, `relay` slot counts:
-//!   `limits.ws_per_user` and idle culling must count both hubs' connections);
+//! - pending registrations (`servers::manager::ServerManager::pending`: register token
+//!   → waiting spawn; a server may register with the other hub);
+//! - running servers (`ServerManager::running`, a cache of the `servers` table that
+//!   must follow [`Change::Server`]);
+//! - WebSocket slots (`relay::limit::WsSlots`) and owner activity
+//!   (`ServerManager::activity`): `limits.ws_per_user` and idle culling must count
+//!   both hubs' connections;
 //! - the session cache (`sqlite.rs`, one second; must follow [`Change::Session`]);
-//! - the login-failure and operation rate limiters (`auth::ratelimit`,
-//!   `relay::limit`), which would otherwise allow twice the configured rate.
+//! - the rate limiters (`auth::ratelimit::FailureLimiter`, `relay::limit::OpLimiter`),
+//!   which would otherwise allow twice the configured rate.
 
 mod clock;
 pub mod sqlite;

@@ -4,7 +4,7 @@
 //! single accepted algorithm leaves no room for algorithm confusion at the UI server.
 
 use base64::Engine;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::{Signer, SigningKey};
 use std::path::Path;
 use steward_protocol::claims::{audience_for, OpClaims, HUB_ISSUER};
@@ -16,10 +16,39 @@ pub const TOKEN_LIFETIME_SECS: u64 = 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("signing key {path}: {message}")]
-    Key { path: String, message: String },
+    #[error(transparent)]
+    Key(#[from] super::KeyError),
     #[error("signing a token: {0}")]
     Sign(#[from] serde_json::Error),
+}
+
+/// What one token lets `actor` do on `owner`'s server.
+pub struct Grant<'a> {
+    pub owner: &'a str,
+    pub actor: &'a str,
+    pub ops: Vec<Operation>,
+    /// The one workflow it is for (None: any of the owner's, read-only uses).
+    pub workflow: Option<String>,
+    /// Ties the UI server's log line to the hub's audit record.
+    pub request_id: &'a str,
+}
+
+impl<'a> Grant<'a> {
+    /// Read access for a connection or a read request.
+    pub fn read(
+        owner: &'a str,
+        actor: &'a str,
+        workflow: Option<String>,
+        request_id: &'a str,
+    ) -> Self {
+        Grant {
+            owner,
+            actor,
+            ops: vec![Operation::Read],
+            workflow,
+            request_id,
+        }
+    }
 }
 
 /// `{"alg":"EdDSA","typ":"JWT"}`, base64url: the same for every token.
@@ -33,21 +62,13 @@ pub struct TokenSigner {
 impl TokenSigner {
     /// Loads the hub's Ed25519 key from `path` (PKCS#8 DER), creating it on first start.
     pub fn load_or_create(path: &Path) -> Result<TokenSigner, TokenError> {
-        let key_err = |message: String| TokenError::Key {
-            path: path.display().to_string(),
-            message,
-        };
-        let signing_key = if path.exists() {
-            let der = std::fs::read(path).map_err(|e| key_err(e.to_string()))?;
-            SigningKey::from_pkcs8_der(&der).map_err(|e| key_err(e.to_string()))?
-        } else {
-            let key = SigningKey::generate(&mut rand::rngs::OsRng);
-            let der = key.to_pkcs8_der().map_err(|e| key_err(e.to_string()))?;
-            crate::fsutil::write_private(path, der.as_bytes())
-                .map_err(|e| key_err(e.to_string()))?;
-            key
-        };
-        Self::from_key(signing_key).map_err(|e| key_err(e.to_string()))
+        let signing_key = super::load_or_create_key(path)?;
+        Self::from_key(signing_key).map_err(|message| {
+            TokenError::Key(super::KeyError {
+                path: path.display().to_string(),
+                message,
+            })
+        })
     }
 
     pub fn from_key(signing_key: SigningKey) -> Result<TokenSigner, String> {
@@ -61,27 +82,21 @@ impl TokenSigner {
         })
     }
 
-    /// Signs a token for `actor` acting on `owner`'s server.
-    pub fn sign(
-        &self,
-        now: u64,
-        owner: &str,
-        actor: &str,
-        ops: Vec<Operation>,
-        workflow: Option<String>,
-        request_id: &str,
-    ) -> Result<String, TokenError> {
+    /// The one place the hub signs a forwarded-request token: `grant`, valid from now
+    /// for [`TOKEN_LIFETIME_SECS`], single use (fresh `jti`).
+    pub fn sign(&self, grant: Grant<'_>) -> Result<String, TokenError> {
+        let now = jwt_now();
         let claims = OpClaims {
             iss: HUB_ISSUER.into(),
-            aud: audience_for(owner),
-            sub: actor.into(),
+            aud: audience_for(grant.owner),
+            sub: grant.actor.into(),
             iat: now,
             nbf: now.saturating_sub(5),
             exp: now + TOKEN_LIFETIME_SECS,
             jti: uuid::Uuid::new_v4().simple().to_string(),
-            ops,
-            workflow,
-            rid: request_id.into(),
+            ops: grant.ops,
+            workflow: grant.workflow,
+            rid: grant.request_id.into(),
         };
         // Encoded here rather than by `jsonwebtoken::encode`, which rebuilds the Ed25519
         // key from DER (a second scalar multiplication) on every call: that doubled the
@@ -101,7 +116,7 @@ impl TokenSigner {
 
 /// Token times come from the real clock, never the injected one: the UI server checks
 /// them against its own wall clock.
-pub fn jwt_now() -> u64 {
+fn jwt_now() -> u64 {
     chrono::Utc::now().timestamp().max(0) as u64
 }
 
@@ -114,14 +129,13 @@ mod tests {
     fn jsonwebtoken_accepts_our_tokens_and_rejects_tampered_ones() {
         let signer = TokenSigner::from_key(SigningKey::from_bytes(&[7u8; 32])).unwrap();
         let token = signer
-            .sign(
-                jwt_now(),
-                "alice",
-                "bob",
-                vec![Operation::Pause],
-                Some("wf".into()),
-                "r1",
-            )
+            .sign(Grant {
+                owner: "alice",
+                actor: "bob",
+                ops: vec![Operation::Pause],
+                workflow: Some("wf".into()),
+                request_id: "r1",
+            })
             .unwrap();
         let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(JWT_HEADER_B64)

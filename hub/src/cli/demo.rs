@@ -12,7 +12,7 @@ use std::process::Command;
 
 pub const DEMO_USERS: [&str; 3] = ["alice", "bob", "carl"];
 pub const DEMO_GROUP: &str = "steward-ops";
-const PAM_FILE: &str = include_str!("../../etc/pam.d/steward");
+const PAM_FILE: &str = include_str!("../../../etc/pam.d/steward");
 
 pub struct DemoOptions {
     pub data_dir: PathBuf,
@@ -212,7 +212,7 @@ pub fn prepare_from(
     set_mode(&tls, 0o700)?;
     if !tls.join("hub.key").exists() {
         let (cert, key, ca) =
-            crate::ca::self_signed_public(vec!["127.0.0.1".into(), "localhost".into()])?;
+            crate::pki::ca::self_signed_public(vec!["127.0.0.1".into(), "localhost".into()])?;
         write(&tls.join("hub.crt"), &cert, 0o644)?;
         write(&tls.join("ca.crt"), &ca, 0o644)?;
         write(&tls.join("hub.key"), &key, 0o600)?;
@@ -272,6 +272,7 @@ pub async fn stop_all(state: &crate::state::AppState) {
     }
     for user in DEMO_USERS {
         let _ = state
+            .servers
             .spawner
             .call(&steward_protocol::helper::HelperRequest::Stop {
                 user: user.to_string(),

@@ -36,7 +36,7 @@ macro_rules! asset {
         Asset {
             name: $name,
             content_type: $ct,
-            body: include_bytes!(concat!("../assets/", $name)),
+            body: include_bytes!(concat!("../../assets/", $name)),
         }
     };
 }
@@ -152,7 +152,7 @@ async fn to_hub() -> HttpResponse {
     )
 }
 
-/// Mounted on the public listener by `app.rs`.
+/// Mounted on the public listener by `app::serve`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(to_hub))
         .route("/hub", web::get().to(to_hub))

@@ -1,46 +1,24 @@
-//! Everything a request handler needs, built once at start.
+//! What may this session do to that owner's workflow: the site policy, the owner's own
+//! file (read as the owner through the helper, cached briefly), and the session's
+//! elevation, combined into one [`Effective`] answer with reasons.
+//!
+//! This module must not write the audit log, read sessions from the store or talk to
+//! UI servers: it is handed a session and answers.
 
-use crate::auth;
-use crate::ca::Ca;
-use crate::config::HubConfig;
-use crate::servers::ServerManager;
-use crate::store::{Session, Store};
-use crate::tokens::TokenSigner;
+use crate::auth::Groups;
+use crate::store::Session;
+use crate::util::keyed::KeyedLocks;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use steward_audit::AuditLog;
-use steward_policy::{Decision, OpClass, OpSet, Operation, SitePolicy, Subject, UserPolicy};
+use steward_policy::{
+    Decision, OpClass, OpSet, Operation, PolicyStore, SitePolicy, Subject, UserPolicy,
+};
 use steward_protocol::helper::{HelperReply, HelperRequest};
 use steward_spawner::SpawnerClient;
 
-/// How long an owner's policy file and groups are reused before being read again.
+/// How long an owner's policy file is reused before being read again.
 const USER_POLICY_TTL: Duration = Duration::from_secs(5);
-
-pub struct AppState {
-    pub cfg: HubConfig,
-    pub store: Arc<dyn Store>,
-    pub signer: Arc<TokenSigner>,
-    pub ca: Arc<Ca>,
-    pub servers: Arc<ServerManager>,
-    pub spawner: SpawnerClient,
-    pub audit: AuditLog,
-    pub policy: steward_policy::PolicyStore,
-    pub metrics: crate::metrics::Metrics,
-    /// Last activity (unix secs) and open WebSockets per owner, for idle culling.
-    pub activity: Mutex<HashMap<String, (i64, usize)>>,
-    /// Open WebSockets per person, for `limits.ws_per_user`.
-    pub open_ws: Mutex<HashMap<String, usize>>,
-    pub user_pattern: regex::Regex,
-    pub upstream: crate::proxy::UpstreamClients,
-    pub limiter: crate::ratelimit::FailureLimiter,
-    pub drain: crate::drain::Drain,
-    /// Token buckets for `limits.ops_per_sec` on `POST /user/<owner>/api/op`, per session.
-    pub http_op_buckets: Mutex<HashMap<String, crate::ratelimit::TokenBucket>>,
-    user_policies: Mutex<HashMap<String, CachedUserPolicy>>,
-    user_policy_reads: crate::keyed::KeyedLocks,
-    groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
-}
 
 /// An owner's policy file as last read (None: missing or broken), and when.
 type CachedUserPolicy = (Instant, Option<Arc<UserPolicy>>);
@@ -53,93 +31,38 @@ pub struct Effective {
     pub reason: String,
 }
 
-impl AppState {
-    #[allow(clippy::too_many_arguments)]
+pub struct Decider {
+    /// The site policy (reloaded by `app` on change or SIGHUP).
+    pub policy: PolicyStore,
+    spawner: SpawnerClient,
+    user_file: String,
+    owners_must_elevate: bool,
+    groups: Arc<Groups>,
+    user_policies: Mutex<HashMap<String, CachedUserPolicy>>,
+    user_policy_reads: KeyedLocks,
+}
+
+impl Decider {
     pub fn new(
-        cfg: HubConfig,
-        store: Arc<dyn Store>,
-        signer: Arc<TokenSigner>,
-        ca: Arc<Ca>,
-        servers: Arc<ServerManager>,
+        policy: PolicyStore,
         spawner: SpawnerClient,
-        audit: AuditLog,
-        policy: steward_policy::PolicyStore,
-    ) -> anyhow::Result<AppState> {
-        let user_pattern = regex::Regex::new(&cfg.auth.user_pattern)?;
-        let limiter = crate::ratelimit::FailureLimiter::new(
-            cfg.auth.failure_window_secs,
-            cfg.auth.max_failures_per_user,
-            cfg.auth.max_failures_per_address,
-        );
-        Ok(AppState {
-            cfg,
-            store,
-            signer,
-            ca,
-            servers,
-            spawner,
-            audit,
+        user_file: String,
+        owners_must_elevate: bool,
+        groups: Arc<Groups>,
+    ) -> Decider {
+        Decider {
             policy,
-            metrics: crate::metrics::Metrics::new()?,
-            activity: Mutex::new(HashMap::new()),
-            open_ws: Mutex::new(HashMap::new()),
-            user_pattern,
-            upstream: Default::default(),
-            limiter,
-            drain: Default::default(),
-            http_op_buckets: Mutex::new(HashMap::new()),
+            spawner,
+            user_file,
+            owners_must_elevate,
+            groups,
             user_policies: Mutex::new(HashMap::new()),
             user_policy_reads: Default::default(),
-            groups: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     pub fn site(&self) -> Arc<SitePolicy> {
         self.policy.current()
-    }
-
-    /// Takes one of `user`'s WebSocket slots; false when all are in use.
-    pub fn take_ws_slot(&self, user: &str) -> bool {
-        let mut m = self.open_ws.lock().unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(user.to_string()).or_insert(0);
-        if *n >= self.cfg.limits.ws_per_user {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    pub fn release_ws_slot(&self, user: &str) {
-        let mut m = self.open_ws.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(user) {
-            *n = n.saturating_sub(1);
-        }
-    }
-
-    /// Records activity on an owner's server (keeps it from being culled).
-    pub fn touch(&self, owner: &str, ws_delta: isize) {
-        let now = self.store.now();
-        if let Ok(mut a) = self.activity.lock() {
-            let e = a.entry(owner.to_string()).or_insert((now, 0));
-            e.0 = now;
-            e.1 = (e.1 as isize + ws_delta).max(0) as usize;
-        }
-    }
-
-    /// NSS groups of a user, cached briefly.
-    pub fn groups_of(&self, user: &str) -> Vec<String> {
-        if let Ok(cache) = self.groups.lock() {
-            if let Some((at, g)) = cache.get(user) {
-                if at.elapsed() < USER_POLICY_TTL {
-                    return g.clone();
-                }
-            }
-        }
-        let g = auth::nss_groups(user);
-        if let Ok(mut cache) = self.groups.lock() {
-            cache.insert(user.to_string(), (Instant::now(), g.clone()));
-        }
-        g
     }
 
     /// The owner's policy file, read *as the owner* through the helper so the hub never
@@ -165,13 +88,13 @@ impl AppState {
             .spawner
             .call(&HelperRequest::ReadUserFile {
                 user: owner.to_string(),
-                path: self.cfg.policy.user_file.clone(),
+                path: self.user_file.clone(),
                 max_bytes: Some(256 * 1024),
             })
             .await;
         let policy = match reply {
             Ok(HelperReply::File { content, .. }) => {
-                let origin = format!("~{owner}/{}", self.cfg.policy.user_file);
+                let origin = format!("~{owner}/{}", self.user_file);
                 match UserPolicy::parse(&content, &origin) {
                     Ok(p) => Some(Arc::new(p)),
                     Err(diags) => {
@@ -200,7 +123,7 @@ impl AppState {
         (
             Subject {
                 name: owner.to_string(),
-                groups: self.groups_of(owner),
+                groups: self.groups.of(owner),
             },
             Subject {
                 name: actor.user.clone(),
@@ -226,27 +149,36 @@ impl AppState {
         steward_policy::permitted(&self.site(), user_policy.as_deref(), &o, &a, workflow)
     }
 
-    /// Operations the session's current class allows on `owner`'s workflows.
+    /// Whether the actor may read anything of `owner`'s (always, for the owner).
+    pub async fn may_read(&self, owner: &str, actor: &Session, workflow: &str) -> bool {
+        owner == actor.user
+            || self
+                .policy_ops(owner, actor, workflow)
+                .await
+                .contains(Operation::Read)
+    }
+
+    /// Operations the session's class allows at `now` on `owner`'s workflows.
     pub fn class_ops(&self, owner: &str, actor: &Session, now: i64) -> OpSet {
-        if owner == actor.user && !self.cfg.elevation.owners_must_elevate {
+        if owner == actor.user && !self.owners_must_elevate {
             return OpSet::ALL;
         }
         actor.class_at(now).session_ops()
     }
 
-    /// policy ∩ elevation for one operation, with a reason a person can act on.
+    /// policy ∩ elevation at `now` for one operation, with a reason a person can act on.
     pub async fn effective(
         &self,
         owner: &str,
         actor: &Session,
         workflow: &str,
         op: Operation,
+        now: i64,
     ) -> Effective {
         let user_policy = self.user_policy_for(owner, actor).await;
         let (o, a) = self.subjects(owner, actor);
         let decision =
             steward_policy::decide(&self.site(), user_policy.as_deref(), &o, &a, workflow, op);
-        let now = self.store.now();
         let class_now = actor.class_at(now);
         let class_ok = self.class_ops(owner, actor, now).contains(op);
         let allowed = decision.allowed && class_ok;
@@ -267,9 +199,5 @@ impl AppState {
             allowed,
             reason,
         }
-    }
-
-    pub fn is_admin(&self, user: &str) -> bool {
-        self.cfg.admins.iter().any(|a| a == user)
     }
 }

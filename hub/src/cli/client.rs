@@ -75,7 +75,7 @@ fn client(conn: &Conn) -> anyhow::Result<reqwest::Client> {
             .split("-----END CERTIFICATE-----")
             .filter(|b| b.contains("BEGIN CERTIFICATE"))
         {
-            let der = crate::ca::pem_to_der(&format!("{block}-----END CERTIFICATE-----"))?;
+            let der = crate::pki::ca::pem_to_der(&format!("{block}-----END CERTIFICATE-----"))?;
             roots.add(rustls::pki_types::CertificateDer::from(der))?;
         }
     }

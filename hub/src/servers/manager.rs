@@ -1,9 +1,10 @@
-//! Each owner's UI server: start on demand (one spawn however many visitors wait),
-//! wait for its registration, remember it, connect to it.
+//! The mechanics of each owner's UI server: start on demand (one spawn however many
+//! visitors wait), wait for its registration, remember it in the store, connect to it.
 
-use crate::ca::Ca;
+use crate::pki::ca::Ca;
+use crate::pki::jwt::TokenSigner;
+use crate::record::{Metrics, Recorder};
 use crate::store::{Expect, ServerRow, Store};
-use crate::tokens::TokenSigner;
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -87,18 +88,36 @@ pub async fn connect_endpoint(endpoint: &Endpoint) -> std::io::Result<Box<dyn Up
     }
 }
 
-pub struct ServerManager {
-    spawner: SpawnerClient,
-    executable: String,
+/// What a manager is configured with (from `spawner.*` and `uiserver.*`).
+pub struct ServerOptions {
+    pub executable: String,
     pub args: Vec<String>,
+    pub start_timeout: Duration,
+    /// Passed to each server: it exits when unwatched this long.
+    pub idle_timeout_secs: u64,
+    /// The hub stops a server nobody used for this long.
+    pub cull_idle_secs: u64,
+    pub concurrency: usize,
+    pub max_pending: usize,
+}
+
+pub struct ServerManager {
+    pub spawner: SpawnerClient,
+    executable: String,
+    args: Vec<String>,
     start_timeout: Duration,
     idle_timeout_secs: u64,
+    pub(super) cull_idle_secs: u64,
+    pub(super) recorder: Arc<Recorder>,
+    pub(super) metrics: Arc<Metrics>,
+    /// Last activity (store seconds) and open WebSockets per owner, for idle culling.
+    pub(super) activity: Mutex<HashMap<String, (i64, usize)>>,
     ca: Arc<Ca>,
     signer: Arc<TokenSigner>,
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     pub client_tls: Arc<rustls::ClientConfig>,
     running: Mutex<HashMap<String, RunningServer>>,
-    owner_locks: crate::keyed::KeyedLocks,
+    owner_locks: crate::util::keyed::KeyedLocks,
     pending: Mutex<HashMap<String, oneshot::Sender<Registration>>>,
     slots: Semaphore,
     waiting: std::sync::atomic::AtomicUsize,
@@ -115,16 +134,15 @@ pub enum SpawnOutcome {
 
 impl ServerManager {
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         spawner: SpawnerClient,
-        executable: String,
-        start_timeout: Duration,
-        idle_timeout_secs: u64,
-        concurrency: usize,
-        max_pending: usize,
+        opts: ServerOptions,
         ca: Arc<Ca>,
         signer: Arc<TokenSigner>,
         store: Arc<dyn Store>,
+        recorder: Arc<Recorder>,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<ServerManager> {
         let client_tls = ca.client_config()?;
         let running = store
@@ -135,10 +153,14 @@ impl ServerManager {
             .collect();
         Ok(ServerManager {
             spawner,
-            executable,
-            args: vec![],
-            start_timeout,
-            idle_timeout_secs,
+            executable: opts.executable,
+            args: opts.args,
+            start_timeout: opts.start_timeout,
+            idle_timeout_secs: opts.idle_timeout_secs,
+            cull_idle_secs: opts.cull_idle_secs,
+            recorder,
+            metrics,
+            activity: Mutex::new(HashMap::new()),
             ca,
             signer,
             store,
@@ -146,9 +168,9 @@ impl ServerManager {
             running: Mutex::new(running),
             owner_locks: Default::default(),
             pending: Mutex::new(HashMap::new()),
-            slots: Semaphore::new(concurrency),
+            slots: Semaphore::new(opts.concurrency),
             waiting: Default::default(),
-            max_pending,
+            max_pending: opts.max_pending,
             internal_addr: Mutex::new(None),
             oom_reported: Mutex::new(Default::default()),
         })
@@ -260,7 +282,7 @@ impl ServerManager {
             .ca
             .issue_uiserver(owner, DEFAULT_SERVER)
             .map_err(|e| fail(e.to_string()))?;
-        let token = crate::web::random_token();
+        let token = crate::util::random_token();
         let bootstrap = UiServerBootstrap {
             owner: owner.to_string(),
             server: DEFAULT_SERVER.to_string(),

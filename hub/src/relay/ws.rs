@@ -7,195 +7,108 @@
 //! deltas, log tails) passes through untouched unless the watcher is not the owner, in
 //! which case workflows they may not read are filtered out.
 
-use crate::ops::{finish, finish_detached, PendingOp, Refusal};
-use crate::ratelimit::TokenBucket;
-use crate::servers::{RunningServer, ServerError, SpawnOutcome};
-use crate::state::AppState;
-use crate::store::Session;
-use crate::web::{audit, current_session, error_json};
-use actix_web::http::StatusCode;
+use super::op::Refusal;
+use super::Relay;
+use crate::http::{peer_addr, ApiError};
+use crate::pki::jwt::Grant;
+use crate::record::PendingOp;
+use crate::servers::ServerError;
+use crate::session::{Authed, Session};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
-use steward_audit::{events, AuditRecord, Outcome, RecordKind};
+use std::sync::Arc;
+use steward_audit::Outcome;
 use steward_protocol::wire::{ClientMessage, OpRequest, ServerMessage};
-use steward_protocol::{Operation, WorkflowId};
+use steward_protocol::WorkflowId;
 use tokio_tungstenite::tungstenite::Message as UpMessage;
 
-/// Starts (or finds) the owner's server, auditing a start with the actor who caused it.
-pub async fn ensure_server(
-    state: &AppState,
-    owner: &str,
-    actor: &str,
-) -> Result<RunningServer, ServerError> {
-    match ensure_server_profile(state, owner, actor, None).await? {
-        SpawnOutcome::AlreadyRunning(s) | SpawnOutcome::Started(s) => Ok(s),
-    }
-}
-
-/// [`ensure_server`] on a chosen profile (recorded in the audit record when given). Says
-/// whether it started the server: one already running may be on another profile.
-pub async fn ensure_server_profile(
-    state: &AppState,
-    owner: &str,
-    actor: &str,
-    profile: Option<String>,
-) -> Result<SpawnOutcome, ServerError> {
-    match state.servers.ensure_profile(owner, profile.clone()).await {
-        Ok(SpawnOutcome::AlreadyRunning(s)) => Ok(SpawnOutcome::AlreadyRunning(s)),
-        Ok(SpawnOutcome::Started(s)) => {
-            state.metrics.spawns.inc();
-            let rec = AuditRecord {
-                owner: Some(owner.to_string()),
-                message: Some(format!("pid {} in {}", s.pid, s.cgroup)),
-                ..AuditRecord::new(RecordKind::Event, events::SPAWN, actor)
-            }
-            .with_extra("server", s.name.clone());
-            let rec = match profile {
-                Some(p) => rec.with_extra("profile", p),
-                None => rec,
-            };
-            let _ = audit(state, rec).await;
-            Ok(SpawnOutcome::Started(s))
-        }
-        Err(e) => {
-            state.metrics.spawn_failures.inc();
-            let rec = AuditRecord {
-                owner: Some(owner.to_string()),
-                message: Some(e.to_string()),
-                outcome: Some(Outcome::Error),
-                ..AuditRecord::new(RecordKind::Event, events::SPAWN_FAILED, actor)
-            };
-            let _ = audit(state, rec).await;
-            Err(e)
-        }
-    }
-}
-
-/// Stops an owner's server through the helper and audits who did it and why.
-pub async fn stop_server_audited(
-    state: &AppState,
-    owner: &str,
-    actor: &str,
-    session: Option<String>,
-    why: &str,
-) -> Result<(), ServerError> {
-    let result = state.servers.stop(owner).await;
-    let rec = AuditRecord {
-        session,
-        owner: Some(owner.to_string()),
-        message: Some(match &result {
-            Ok(()) => why.to_string(),
-            Err(e) => e.to_string(),
-        }),
-        ..AuditRecord::new(RecordKind::Event, events::STOP, actor)
-    }
-    .with_extra("server", crate::servers::DEFAULT_SERVER);
-    let _ = audit(state, rec).await;
-    result
-}
-
-fn origin_ok(state: &AppState, req: &HttpRequest) -> bool {
-    let expected = state.cfg.public_origin();
+fn origin_ok(relay: &Relay, req: &HttpRequest) -> bool {
+    let expected = &relay.public_origin;
     req.headers()
         .get("origin")
         .and_then(|o| o.to_str().ok())
-        .is_some_and(|o| o.trim_end_matches('/') == expected)
+        .is_some_and(|o| o.trim_end_matches('/') == expected.as_str())
 }
 
+/// `GET /user/<owner>/ws`: checks Origin, session and owner, takes a connection slot,
+/// starts the owner's server if needed, connects to it and hands both ends to the relay.
 pub async fn user_ws(
-    state: web::Data<AppState>,
+    relay: web::Data<Relay>,
     req: HttpRequest,
     body: web::Payload,
     path: web::Path<String>,
+    authed: Result<Authed, ApiError>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let owner = path.into_inner();
-    if !origin_ok(&state, &req) {
-        return Ok(error_json(
-            StatusCode::FORBIDDEN,
-            "WebSocket Origin missing or not this hub's public URL",
-        ));
+    if !origin_ok(&relay, &req) {
+        return Err(
+            ApiError::forbidden("WebSocket Origin missing or not this hub's public URL").into(),
+        );
     }
-    let Some(session) = current_session(&state, &req).await else {
-        return Ok(error_json(StatusCode::UNAUTHORIZED, "not logged in"));
-    };
+    let Authed(session) = authed?;
     if !steward_protocol::ids::validate_user_name(&owner)
         || nix::unistd::User::from_name(&owner)
             .ok()
             .flatten()
             .is_none()
     {
-        return Ok(error_json(
-            StatusCode::NOT_FOUND,
-            format!("no such owner {owner:?}"),
-        ));
+        return Err(ApiError::not_found(format!("no such owner {owner:?}")).into());
     }
-    if !state.take_ws_slot(&session.user) {
-        return Ok(HttpResponse::TooManyRequests()
-            .insert_header(("Retry-After", "10"))
-            .json(serde_json::json!({"error": format!(
+    if !relay.ws_slots.take(&session.user) {
+        return Err(ApiError::too_many(
+            format!(
                 "too many open connections: at most {} per person; close other tabs or windows",
-                state.cfg.limits.ws_per_user
-            )})));
+                relay.ws_slots.max()
+            ),
+            10,
+        )
+        .into());
     }
     // From here on the slot is released when this function returns early or the relay ends.
     let slot = WsSlot {
-        state: state.clone().into_inner(),
+        relay: relay.clone().into_inner(),
         user: session.user.clone(),
         armed: true,
     };
     // Visiting starts the owner's server only for someone who may read something there.
-    if owner != session.user
-        && !state
-            .policy_ops(&owner, &session, "")
-            .await
-            .contains(Operation::Read)
-    {
-        return Ok(error_json(
-            StatusCode::FORBIDDEN,
-            format!("you may not read {owner}'s workflows"),
-        ));
+    if !relay.decider.may_read(&owner, &session, "").await {
+        return Err(ApiError::forbidden(format!("you may not read {owner}'s workflows")).into());
     }
-    let server = match ensure_server(&state, &owner, &session.user).await {
-        Ok(s) => s,
-        Err(ServerError::Busy) => {
-            return Ok(HttpResponse::TooManyRequests()
-                .insert_header(("Retry-After", "5"))
-                .json(serde_json::json!({"error": ServerError::Busy.to_string()})))
-        }
-        Err(e) => return Ok(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    let server = match relay
+        .servers
+        .ensure_audited(&owner, &session.user, None)
+        .await
+    {
+        Ok(s) => s.server(),
+        Err(e @ ServerError::Busy) => return Err(ApiError::too_many(e.to_string(), 5).into()),
+        Err(e) => return Err(ApiError::unavailable(e.to_string()).into()),
     };
     let rid = uuid::Uuid::new_v4().simple().to_string();
-    let now = crate::tokens::jwt_now();
-    let jwt = state
-        .signer
-        .sign(
-            now,
-            &owner,
-            &session.user,
-            vec![Operation::Read],
-            None,
-            &rid,
-        )
-        .map_err(actix_web::error::ErrorInternalServerError)?;
-    let max = state.cfg.limits.ws_message_bytes;
-    let upstream = match state.servers.connect_ws(&server, &jwt, max).await {
+    let read_token = || {
+        relay
+            .signer
+            .sign(Grant::read(&owner, &session.user, None, &rid))
+            .map_err(|e| ApiError::internal(e.to_string()))
+    };
+    let max = relay.limits.ws_message_bytes;
+    let upstream = match relay.servers.connect_ws(&server, &read_token()?, max).await {
         Ok(ws) => ws,
         Err(first) => {
             // The server may have died or been culled since we last saw it: start afresh once.
             tracing::info!(owner, error = %first, "server unreachable; respawning");
-            state.servers.forget(&owner).await;
-            let server = match ensure_server(&state, &owner, &session.user).await {
-                Ok(s) => s,
-                Err(e) => return Ok(error_json(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
-            };
-            match state
+            relay.servers.forget(&owner).await;
+            let server = match relay
                 .servers
-                .connect_ws(&server, &jwt_again(&state, &owner, &session, &rid)?, max)
+                .ensure_audited(&owner, &session.user, None)
                 .await
             {
+                Ok(s) => s.server(),
+                Err(e) => return Err(ApiError::unavailable(e.to_string()).into()),
+            };
+            match relay.servers.connect_ws(&server, &read_token()?, max).await {
                 Ok(ws) => ws,
-                Err(e) => return Ok(error_json(StatusCode::BAD_GATEWAY, e.to_string())),
+                Err(e) => return Err(ApiError::bad_gateway(e.to_string()).into()),
             }
         }
     };
@@ -204,14 +117,11 @@ pub async fn user_ws(
         .max_frame_size(max)
         .aggregate_continuations()
         .max_continuation_size(max);
-    let addr = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let addr = peer_addr(&req);
     let mut slot = slot;
     slot.armed = false;
-    actix_web::rt::spawn(relay(
-        state.into_inner(),
+    actix_web::rt::spawn(run(
+        relay.into_inner(),
         owner,
         session,
         addr,
@@ -222,22 +132,9 @@ pub async fn user_ws(
     Ok(response)
 }
 
-fn jwt_again(
-    state: &AppState,
-    owner: &str,
-    s: &Session,
-    rid: &str,
-) -> Result<String, actix_web::Error> {
-    let now = crate::tokens::jwt_now();
-    state
-        .signer
-        .sign(now, owner, &s.user, vec![Operation::Read], None, rid)
-        .map_err(actix_web::error::ErrorInternalServerError)
-}
-
 /// Gives a WebSocket slot back if the upgrade fails before the relay starts.
 struct WsSlot {
-    state: std::sync::Arc<AppState>,
+    relay: Arc<Relay>,
     user: String,
     armed: bool,
 }
@@ -245,18 +142,18 @@ struct WsSlot {
 impl Drop for WsSlot {
     fn drop(&mut self) {
         if self.armed {
-            self.state.release_ws_slot(&self.user);
+            self.relay.ws_slots.release(&self.user);
         }
     }
 }
 
-struct Relay {
-    state: std::sync::Arc<AppState>,
+/// One relayed connection.
+struct Conn {
+    relay: Arc<Relay>,
     owner: String,
     session: Session,
     addr: String,
     pending: HashMap<String, PendingOp>,
-    op_bucket: TokenBucket,
     /// Set on SIGTERM: no new operations; the relay ends once `pending` is empty.
     draining: bool,
 }
@@ -268,8 +165,8 @@ async fn send_browser(ws: &mut actix_ws::Session, msg: &ServerMessage) -> bool {
     }
 }
 
-async fn relay(
-    state: std::sync::Arc<AppState>,
+async fn run(
+    relay: Arc<Relay>,
     owner: String,
     session: Session,
     addr: String,
@@ -277,14 +174,13 @@ async fn relay(
     mut stream: actix_ws::AggregatedMessageStream,
     upstream: crate::servers::UpstreamWs,
 ) {
-    let state_for_guard = state.clone();
+    let relay_for_guard = relay.clone();
     // Registered even when the hub is already draining: this relay then just ends at once.
-    let _busy = state_for_guard.drain.enter();
-    let mut shutdown = state.drain.subscribe();
+    let _busy = relay_for_guard.drain.enter();
+    let mut shutdown = relay.drain.subscribe();
     let (mut up_tx, mut up_rx) = upstream.split();
-    let mut r = Relay {
-        op_bucket: TokenBucket::full(state.cfg.limits.ops_per_sec),
-        state,
+    let mut r = Conn {
+        relay,
         owner,
         session,
         addr,
@@ -304,7 +200,7 @@ async fn relay(
             changed = shutdown.wait_for(|d| *d), if !r.draining => {
                 if changed.is_err() { continue; }
                 r.draining = true;
-                let grace = std::time::Duration::from_secs(r.state.cfg.limits.shutdown_drain_secs);
+                let grace = std::time::Duration::from_secs(r.relay.limits.shutdown_drain_secs);
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + grace);
             }
             _ = &mut drain_deadline => {
@@ -361,11 +257,14 @@ async fn relay(
         "connection closed before the server answered"
     };
     for (_, p) in r.pending.drain() {
-        finish(&r.state, p, Outcome::Unknown, Some(why.into())).await;
+        r.relay
+            .recorder
+            .outcome(p, Outcome::Unknown, Some(why.into()))
+            .await;
     }
-    r.state.metrics.open_websockets.dec();
-    r.state.release_ws_slot(&r.session.user);
-    r.state.touch(&r.owner, -1);
+    r.relay.metrics.open_websockets.dec();
+    r.relay.ws_slots.release(&r.session.user);
+    r.relay.servers.touch(&r.owner, -1);
     // 1012 (service restart) tells the page to reconnect, which reaches the next hub.
     let close = ended_by_drain.then(|| actix_ws::CloseReason {
         code: actix_ws::CloseCode::Restart,
@@ -388,7 +287,7 @@ enum Forward {
     Browser(ServerMessage),
 }
 
-impl Relay {
+impl Conn {
     async fn handle_browser(&mut self, text: &str) -> Forward {
         // Pings are the only browser traffic that is not an operation and may be large
         // (round-trip checks): pass them on without building a parse tree.
@@ -449,30 +348,26 @@ impl Relay {
                 Ok(_) => return err("tail: workflow belongs to another owner".into()),
                 Err(e) => return err(format!("tail: workflow: {e}")),
             };
-            if self.session.user != self.owner
-                && !self
-                    .state
-                    .policy_ops(&self.owner, &self.session, &workflow.name)
-                    .await
-                    .contains(Operation::Read)
+            if !self
+                .relay
+                .decider
+                .may_read(&self.owner, &self.session, &workflow.name)
+                .await
             {
                 return err(format!("tail: you may not read {}", workflow.name));
             }
         }
-        self.state.touch(&self.owner, 0);
+        self.relay.servers.touch(&self.owner, 0);
         Some(Forward::Upstream(text.to_string()))
     }
 
     async fn operation(&mut self, req: OpRequest) -> Forward {
         let id = req.id.clone();
-        if !self.op_bucket.take(self.state.cfg.limits.ops_per_sec) {
+        if !self.relay.ops.take(&self.session.kind.key()) {
             tracing::warn!(user = %self.session.user, owner = %self.owner, "operation rate limit hit");
             return Forward::Browser(ServerMessage::Error {
                 id: Some(id),
-                message: format!(
-                    "too many operations: at most {} per second on one connection; slow down",
-                    self.state.cfg.limits.ops_per_sec
-                ),
+                message: self.relay.ops.refusal(),
             });
         }
         if self.draining {
@@ -487,7 +382,9 @@ impl Relay {
                 message: format!("an operation with id {id:?} is still in flight"),
             });
         }
-        match crate::ops::authorize(&self.state, &self.owner, &mut self.session, &self.addr, req)
+        match self
+            .relay
+            .authorize(&self.owner, &mut self.session, &self.addr, req)
             .await
         {
             Ok(auth) => {
@@ -499,9 +396,9 @@ impl Relay {
             Err(Refusal::Denied { op, reason }) => {
                 Forward::Browser(ServerMessage::Denied { id, op, reason })
             }
-            Err(Refusal::Error { message, .. }) => Forward::Browser(ServerMessage::Error {
+            Err(Refusal::Error(e)) => Forward::Browser(ServerMessage::Error {
                 id: Some(id),
-                message,
+                message: e.message,
             }),
         }
     }
@@ -528,7 +425,9 @@ impl Relay {
             } => {
                 if let Some(p) = self.pending.remove(id) {
                     let outcome = if ok { Outcome::Ok } else { Outcome::Error };
-                    finish_detached(&self.state, p, outcome, Some(message.clone()));
+                    self.relay
+                        .recorder
+                        .outcome_detached(p, outcome, Some(message.clone()));
                 }
                 Some(text.to_string())
             }
@@ -536,10 +435,10 @@ impl Relay {
                 let mut visible = vec![];
                 for w in workflows {
                     if self
-                        .state
-                        .policy_ops(&self.owner, &self.session, &w.name)
+                        .relay
+                        .decider
+                        .may_read(&self.owner, &self.session, &w.name)
                         .await
-                        .contains(Operation::Read)
                     {
                         visible.push(w);
                     }
@@ -548,10 +447,10 @@ impl Relay {
             }
             ServerMessage::Delta { ref workflow, .. } => {
                 let ok = self
-                    .state
-                    .policy_ops(&self.owner, &self.session, workflow)
-                    .await
-                    .contains(Operation::Read);
+                    .relay
+                    .decider
+                    .may_read(&self.owner, &self.session, workflow)
+                    .await;
                 ok.then(|| text.to_string())
             }
             _ => Some(text.to_string()),

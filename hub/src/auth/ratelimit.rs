@@ -5,43 +5,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Instant;
-
-/// `rate` operations per second with bursts of twice that (`limits.ops_per_sec`).
-pub struct TokenBucket {
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl TokenBucket {
-    pub fn full(rate: u32) -> Self {
-        TokenBucket {
-            tokens: 2.0 * rate as f64,
-            refilled: Instant::now(),
-        }
-    }
-
-    /// Untouched for two seconds, a bucket has refilled to its burst (2 × rate from
-    /// empty), so dropping it and starting a fresh one later changes nothing.
-    pub fn refilled_completely(&self) -> bool {
-        self.refilled.elapsed() >= std::time::Duration::from_secs(2)
-    }
-
-    /// True when one more operation may go now.
-    pub fn take(&mut self, rate: u32) -> bool {
-        let rate = rate as f64;
-        let now = Instant::now();
-        let refill = now.duration_since(self.refilled).as_secs_f64() * rate;
-        self.refilled = now;
-        self.tokens = (self.tokens + refill).min(2.0 * rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 pub struct FailureLimiter {
     window_secs: i64,

@@ -58,7 +58,7 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
 }
 
 fn write_private(path: &Path, data: &str) -> Result<(), CaError> {
-    crate::fsutil::write_private(path, data.as_bytes()).map_err(|source| CaError::Io {
+    crate::util::fsutil::write_private(path, data.as_bytes()).map_err(|source| CaError::Io {
         path: path.display().to_string(),
         source,
     })

@@ -1,4 +1,5 @@
-//! HTTP requests to an owner's UI server over mutual TLS, with a per-request JWT.
+//! HTTP clients to owners' UI servers over mutual TLS (one pooled client per server,
+//! reaching it at its stored endpoint), and the overview's summary fetch.
 
 use crate::servers::RunningServer;
 use std::collections::HashMap;
@@ -6,6 +7,7 @@ use std::net::ToSocketAddrs;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use steward_protocol::bootstrap::uiserver_dns_name;
+use steward_protocol::wire::WorkflowSummary;
 use steward_protocol::Endpoint;
 
 /// One pooled client per server (its name resolves to that server's port only).
@@ -75,4 +77,35 @@ impl UpstreamClients {
             Endpoint::Unix { .. } => format!("https://{dns}{path_and_query}"),
         }
     }
+}
+
+/// Fetches a server's gscan summary with a read token for `actor`.
+pub async fn fetch_summary(
+    relay: &super::Relay,
+    server: &RunningServer,
+    actor: &str,
+) -> Result<Vec<WorkflowSummary>, String> {
+    let client = relay.upstream.client(&relay.servers.client_tls, server)?;
+    let jwt = relay
+        .signer
+        .sign(crate::pki::jwt::Grant::read(
+            &server.owner,
+            actor,
+            None,
+            "overview",
+        ))
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .get(UpstreamClients::url(server, "/api/summary"))
+        .bearer_auth(jwt)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("summary: HTTP {}", resp.status()));
+    }
+    resp.json::<Vec<WorkflowSummary>>()
+        .await
+        .map_err(|e| e.to_string())
 }
