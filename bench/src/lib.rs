@@ -65,13 +65,13 @@ pub fn demo_data_dir_with_credentials(exe_dir: &std::path::Path) -> anyhow::Resu
         .prefix("steward-bench-hub-")
         .tempdir_in("/tmp")?;
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o711))?;
-    let opts = steward_hub::demo::DemoOptions {
+    let opts = steward_hub::cli::demo::DemoOptions {
         data_dir: data.path().to_path_buf(),
         listen: "127.0.0.1:0".parse()?,
         credentials_file: None,
         clock_offset_file: None,
     };
-    let (config, creds) = steward_hub::demo::prepare_from(&opts, exe_dir)?;
+    let (config, creds) = steward_hub::cli::demo::prepare_from(&opts, exe_dir)?;
     Ok((data, config, creds))
 }
 

@@ -42,27 +42,15 @@ enum Command {
     Audit(steward_audit::cli::AuditCommand),
     /// Running UI servers (hub admins).
     #[command(subcommand)]
-    Servers(steward_hub::client::ServersCmd),
+    Servers(steward_hub::cli::client::ServersCmd),
     /// Live sessions (hub admins).
     #[command(subcommand)]
-    Sessions(steward_hub::client::SessionsCmd),
+    Sessions(steward_hub::cli::client::SessionsCmd),
     /// API tokens for scripts.
     #[command(subcommand)]
-    Token(steward_hub::client::TokenCmd),
+    Token(steward_hub::cli::client::TokenCmd),
     /// Every workflow you may read, with state counts (the overview, in a terminal).
-    Scan(steward_hub::client::Conn),
-}
-
-struct NssGroups;
-
-impl steward_policy::cli::GroupLookup for NssGroups {
-    fn groups_of(&self, user: &str) -> Result<Vec<String>, String> {
-        match nix::unistd::User::from_name(user) {
-            Ok(Some(_)) => Ok(steward_hub::auth::nss_groups(user)),
-            Ok(None) => Err(format!("no such user {user:?}")),
-            Err(e) => Err(format!("looking up {user:?}: {e}")),
-        }
-    }
+    Scan(steward_hub::cli::client::Conn),
 }
 
 fn init_logging() {
@@ -78,19 +66,21 @@ fn init_logging() {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Policy(cmd) => steward_policy::cli::run(cmd, &NssGroups),
+        Command::Policy(cmd) => {
+            steward_policy::cli::run(cmd, &steward_hub::auth::Groups::default())
+        }
         Command::Audit(cmd) => {
             steward_audit::cli::run(cmd, std::path::Path::new("/var/log/steward/audit"), None)
         }
-        Command::Servers(cmd) => run_async(steward_hub::client::servers(cmd)),
-        Command::Sessions(cmd) => run_async(steward_hub::client::sessions(cmd)),
-        Command::Token(cmd) => run_async(steward_hub::client::token(cmd)),
-        Command::Scan(conn) => run_async(steward_hub::client::scan(conn)),
+        Command::Servers(cmd) => run_async(steward_hub::cli::client::servers(cmd)),
+        Command::Sessions(cmd) => run_async(steward_hub::cli::client::sessions(cmd)),
+        Command::Token(cmd) => run_async(steward_hub::cli::client::token(cmd)),
+        Command::Scan(conn) => run_async(steward_hub::cli::client::scan(conn)),
         Command::Serve { config } => {
             init_logging();
             run_async(async move {
                 let cfg = steward_hub::config::HubConfig::load(&config)?;
-                let hub = steward_hub::app::build(cfg)?;
+                let hub = steward_hub::app::build(cfg).await?;
                 steward_hub::app::serve(hub).await
             })
         }
@@ -102,16 +92,16 @@ fn main() {
         } => {
             init_logging();
             run_async(async move {
-                let opts = steward_hub::demo::DemoOptions {
+                let opts = steward_hub::cli::demo::DemoOptions {
                     data_dir,
                     listen,
                     credentials_file,
                     clock_offset_file,
                 };
-                let (config_path, creds) = steward_hub::demo::prepare(&opts)?;
+                let (config_path, creds) = steward_hub::cli::demo::prepare(&opts)?;
                 let cfg = steward_hub::config::HubConfig::load(&config_path)?;
                 let url = cfg.public_url.clone();
-                let hub = steward_hub::app::build(cfg)?;
+                let hub = steward_hub::app::build(cfg).await?;
                 let state = hub.state.clone();
                 println!("Steward demo hub: {url}/hub/");
                 println!(
@@ -124,7 +114,7 @@ fn main() {
                 }
                 println!(
                     "alice's forecast may be controlled by group {} (bob); carl is a hub admin.",
-                    steward_hub::demo::DEMO_GROUP
+                    steward_hub::cli::demo::DEMO_GROUP
                 );
                 println!(
                     "Audit log: {}/audit/audit.log   Press Ctrl-C to stop.",
@@ -132,10 +122,10 @@ fn main() {
                 );
                 if let Some(path) = &opts.credentials_file {
                     let json = serde_json::json!({ "url": url, "users": creds.iter().map(|(u, p)| serde_json::json!({"user": u, "password": p})).collect::<Vec<_>>() });
-                    steward_hub::fsutil::write_private(path, json.to_string().as_bytes())?;
+                    steward_hub::util::fsutil::write_private(path, json.to_string().as_bytes())?;
                 }
                 let res = steward_hub::app::serve(hub).await;
-                steward_hub::demo::stop_all(&state).await;
+                steward_hub::cli::demo::stop_all(&state).await;
                 println!("steward demo: stopped; demo servers stopped.");
                 res
             })

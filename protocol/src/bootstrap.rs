@@ -41,7 +41,8 @@ impl std::fmt::Debug for UiServerBootstrap {
 pub struct Registration {
     pub owner: String,
     pub server: String,
-    pub port: u16,
+    /// Where the server listens; the hub connects there (and checks the certificate).
+    pub endpoint: crate::Endpoint,
     pub pid: u32,
     pub register_token: String,
 }

@@ -196,6 +196,82 @@ impl WorkflowId {
     }
 }
 
+/// What an operation acts on: a whole workflow, or a cycle point, task or job inside it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Target {
+    pub workflow: WorkflowId,
+    pub cycle: Option<String>,
+    pub task: Option<String>,
+    pub job: Option<u32>,
+}
+
+impl Target {
+    /// Parses `workflow` or `workflow//cycle[/task[/job]]`, each with an optional
+    /// `~owner/` (`default_owner` fills in a missing one). Checking that the owner is the
+    /// one the caller serves is the caller's business.
+    pub fn parse(id: &str, default_owner: &str) -> Result<Target, IdError> {
+        if id.contains("//") {
+            let t = TaskId::parse(id, default_owner)?;
+            Ok(Target {
+                workflow: t.workflow,
+                cycle: Some(t.cycle),
+                task: t.task,
+                job: t.job,
+            })
+        } else {
+            Ok(Target {
+                workflow: WorkflowId::parse(id, default_owner)?,
+                cycle: None,
+                task: None,
+                job: None,
+            })
+        }
+    }
+
+    /// `cycle[/task][/job]` for a target inside a workflow; None for a whole workflow.
+    pub fn task_path(&self) -> Option<String> {
+        let cycle = self.cycle.as_ref()?;
+        let mut s = cycle.clone();
+        if let Some(t) = &self.task {
+            s.push('/');
+            s.push_str(t);
+        }
+        if let Some(j) = self.job {
+            s.push_str(&format!("/{j:02}"));
+        }
+        Some(s)
+    }
+}
+
+/// Relative to the owner: `workflow[//cycle[/task[/job]]]`.
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.workflow.name)?;
+        match self.task_path() {
+            Some(p) => write!(f, "//{p}"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_workflows_tasks_and_jobs() {
+        let t = Target::parse("forecast", "alice").unwrap();
+        assert_eq!(t.workflow.owner, "alice");
+        assert_eq!((t.task_path(), t.to_string()), (None, "forecast".into()));
+        let t = Target::parse("~bob/forecast//20260101T00/model/2", "alice").unwrap();
+        assert_eq!(t.workflow.owner, "bob");
+        assert_eq!(t.task_path().as_deref(), Some("20260101T00/model/02"));
+        assert_eq!(t.to_string(), "forecast//20260101T00/model/02");
+        assert!(Target::parse("forecast//1/a/b/c", "alice").is_err());
+        assert!(Target::parse("", "alice").is_err());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

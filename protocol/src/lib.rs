@@ -16,6 +16,6 @@ pub mod location;
 pub mod ops;
 pub mod wire;
 
-pub use ids::{IdError, TaskId, WorkflowId};
+pub use ids::{IdError, Target, TaskId, WorkflowId};
 pub use location::{Endpoint, Placement};
 pub use ops::{OpClass, OpSet, Operation};

@@ -190,8 +190,8 @@ async fn policy_and_elevation_decide_every_operation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_csrf_rate_limits_tokens_and_admin() {
-    if !require_root("sessions_tokens_admin") {
+async fn sessions_need_csrf_and_limit_logins_and_end_idle_or_logged_out() {
+    if !require_root("sessions_csrf_limits") {
         return;
     }
     let _l = demo_lock();
@@ -275,7 +275,77 @@ async fn sessions_csrf_rate_limits_tokens_and_admin() {
         .unwrap();
     assert!(retry > 0 && retry <= 300);
     d.set_clock_offset(400);
-    let (carl, carl_csrf) = d.login("carl").await;
+    // After the window the right password works again.
+    let _carl = d.login("carl").await;
+
+    // Idle sessions end: eight idle hours later the cookie is dead (time moved, not slept).
+    let (idle, _) = d.login("bob").await;
+    assert_eq!(
+        idle.get(format!("{}/hub/api/me", d.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    d.set_clock_offset(400 + 9 * 3600);
+    assert_eq!(
+        idle.get(format!("{}/hub/api/me", d.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "idle session survived"
+    );
+    d.set_clock_offset(400);
+
+    // Logout revokes on the server: the old cookie is dead.
+    let r = alice
+        .post(format!("{}/hub/api/logout", d.base))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        alice
+            .get(format!("{}/hub/api/me", d.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let metrics = d
+        .client()
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for m in [
+        "steward_logins_total",
+        "steward_spawns_total",
+        "steward_audit_write_seconds",
+        "steward_running_servers",
+        "steward_policy_reload_errors_total",
+    ] {
+        assert!(metrics.contains(m), "{m} missing from /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_are_hashed_bounded_by_elevation_and_revocable() {
+    if !require_root("api_tokens") {
+        return;
+    }
+    let _l = demo_lock();
+    let d = Demo::start();
+    let (alice, csrf) = d.login("alice").await;
 
     // Tokens: read token works as Bearer; an execute token needs an elevated session.
     let r = alice
@@ -363,6 +433,22 @@ async fn sessions_csrf_rate_limits_tokens_and_admin() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "revoked token still works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_stop_servers_but_not_workflows_and_the_cli_uses_tokens() {
+    if !require_root("admin_and_cli") {
+        return;
+    }
+    let _l = demo_lock();
+    let d = Demo::start();
+    let (alice, csrf) = d.login("alice").await;
+    let (carl, carl_csrf) = d.login("carl").await;
+    // A visit makes sure alice's server is up (her login starts it in the background).
+    let (visitor, _) = login_cookie(&d.base, &d.ca(), "bob", &d.password("bob")).await;
+    let mut w = ws(&d, "alice", &visitor).await;
+    ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    drop(w);
 
     // Admin: carl may list and stop servers; alice may not; admins gain no workflow rights.
     let r = alice
@@ -381,7 +467,7 @@ async fn sessions_csrf_rate_limits_tokens_and_admin() {
         "{servers}"
     );
     // alice's forecast runs; stopping her server must not stop it.
-    let (csrf3, alice_cookie) = d.elevate(&alice, &csrf2, "alice", "execute").await;
+    let (_csrf3, alice_cookie) = d.elevate(&alice, &csrf, "alice", "execute").await;
     let mut w = ws(&d, "alice", &alice_cookie).await;
     ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
     let r = op(&mut w, "play", "play", "alice_forecast").await;
@@ -483,65 +569,6 @@ async fn sessions_csrf_rate_limits_tokens_and_admin() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("bob"));
-
-    // Idle sessions end: eight idle hours later the cookie is dead (time moved, not slept).
-    let (idle, _) = d.login("bob").await;
-    assert_eq!(
-        idle.get(format!("{}/hub/api/me", d.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    d.set_clock_offset(400 + 9 * 3600);
-    assert_eq!(
-        idle.get(format!("{}/hub/api/me", d.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401,
-        "idle session survived"
-    );
-    d.set_clock_offset(400);
-
-    // Logout revokes on the server: the old cookie is dead.
-    let r = alice
-        .post(format!("{}/hub/api/logout", d.base))
-        .header("x-csrf-token", &csrf3)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        alice
-            .get(format!("{}/hub/api/me", d.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-
-    let metrics = d
-        .client()
-        .get(format!("{}/metrics", d.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for m in [
-        "steward_logins_total",
-        "steward_spawns_total",
-        "steward_audit_write_seconds",
-        "steward_running_servers",
-        "steward_policy_reload_errors_total",
-    ] {
-        assert!(metrics.contains(m), "{m} missing from /metrics");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -792,8 +819,8 @@ fn outcome_of(d: &Demo, op: &str, workflow: &str) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_operations_are_decided_and_sigterm_drains_operations_in_flight() {
-    if !require_root("http_ops_and_drain") {
+async fn http_operations_take_the_decided_audited_path() {
+    if !require_root("http_ops") {
         return;
     }
     let _l = demo_lock();
@@ -801,7 +828,7 @@ async fn http_operations_are_decided_and_sigterm_drains_operations_in_flight() {
     // `steward serve`, not the demo: on SIGTERM it leaves the servers running.
     d.serve_with("");
     let (alice, csrf) = d.login("alice").await;
-    let (csrf, cookie) = d.elevate(&alice, &csrf, "alice", "execute").await;
+    let (csrf, _cookie) = d.elevate(&alice, &csrf, "alice", "execute").await;
 
     // An operation over HTTP takes the same path as one over the WebSocket.
     let (status, body) = http_op(
@@ -897,6 +924,30 @@ async fn http_operations_are_decided_and_sigterm_drains_operations_in_flight() {
         .audit_records()
         .iter()
         .any(|r| r["actor"] == "bob" && r["op"] == "stop" && r["decision"] == "deny"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_operations_in_flight_and_leaves_servers_running() {
+    if !require_root("drain") {
+        return;
+    }
+    let _l = demo_lock();
+    let mut d = Demo::start();
+    // `steward serve`, not the demo: on SIGTERM it leaves the servers running.
+    d.serve_with("");
+    let (alice, csrf) = d.login("alice").await;
+    let (csrf, cookie) = d.elevate(&alice, &csrf, "alice", "execute").await;
+
+    // The workflow must run for its scheduler to hold an operation.
+    let (status, body) = http_op(
+        &d,
+        &alice,
+        &csrf,
+        "alice",
+        json!({"id": "h1", "op": "play", "target": "alice_forecast"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 
     // SIGTERM while an operation is in flight: the workflow's scheduler is stopped
     // (SIGSTOP), so a `pause` sent to it waits until it is continued. The hub takes no

@@ -13,7 +13,7 @@ fn never_ready_hub(
     max_pending: usize,
 ) -> (tempfile::TempDir, steward_hub::config::HubConfig) {
     let data = traversable_tempdir();
-    let opts = steward_hub::demo::DemoOptions {
+    let opts = steward_hub::cli::demo::DemoOptions {
         data_dir: data.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         credentials_file: None,
@@ -37,9 +37,9 @@ fn never_ready_hub(
 }
 
 fn prepare_with_bins(
-    opts: &steward_hub::demo::DemoOptions,
+    opts: &steward_hub::cli::demo::DemoOptions,
 ) -> (std::path::PathBuf, Vec<(String, String)>) {
-    steward_hub::demo::prepare_from(opts, &bin_dir()).unwrap()
+    steward_hub::cli::demo::prepare_from(opts, &bin_dir()).unwrap()
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn start_timeout_kills_the_cgroup_and_the_queue_refuses_past_its_limit() {
     let _l = demo_lock();
     let (_data, cfg) = never_ready_hub(1, 1, 1);
     actix_web::rt::System::new().block_on(async move {
-        let hub = steward_hub::app::build(cfg).unwrap();
+        let hub = steward_hub::app::build(cfg).await.unwrap();
         let state = hub.state.clone();
         actix_web::rt::spawn(async move {
             let _ = steward_hub::app::serve(hub).await;

@@ -8,68 +8,21 @@ use crate::state::{TaskStatus, WorkflowState};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use steward_protocol::{Operation, TaskId, WorkflowId};
+use steward_protocol::Operation;
 
-/// A parsed operation target, relative to this server's owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub workflow: String,
-    pub cycle: Option<String>,
-    pub task: Option<String>,
-    pub job: Option<u32>,
-}
+pub use steward_protocol::Target;
 
-/// Parses `workflow`, `workflow//cycle[/task[/job]]`, or the same with `~owner/`.
+/// Parses `workflow`, `workflow//cycle[/task[/job]]`, or the same with `~owner/`, and
+/// refuses a target of another owner.
 pub fn parse_target(s: &str, owner: &str) -> Result<Target, String> {
-    let s = s.trim();
-    let t = if s.contains("//") {
-        let id = TaskId::parse(s, owner).map_err(|e| e.to_string())?;
-        Target {
-            workflow: id.workflow.name.clone(),
-            cycle: Some(id.cycle.clone()),
-            task: id.task.clone(),
-            job: id.job,
-        }
-        .with_owner(&id.workflow, owner)?
-    } else {
-        let id = WorkflowId::parse(s, owner).map_err(|e| e.to_string())?;
-        Target {
-            workflow: id.name.clone(),
-            cycle: None,
-            task: None,
-            job: None,
-        }
-        .with_owner(&id, owner)?
-    };
+    let t = Target::parse(s.trim(), owner).map_err(|e| e.to_string())?;
+    if t.workflow.owner != owner {
+        return Err(format!(
+            "target {} belongs to ~{}, but this server serves ~{owner}",
+            t.workflow, t.workflow.owner
+        ));
+    }
     Ok(t)
-}
-
-impl Target {
-    fn with_owner(self, id: &WorkflowId, owner: &str) -> Result<Target, String> {
-        if id.owner != owner {
-            return Err(format!(
-                "target {id} belongs to ~{}, but this server serves ~{owner}",
-                id.owner
-            ));
-        }
-        Ok(self)
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.workflow)?;
-        if let Some(c) = &self.cycle {
-            write!(f, "//{c}")?;
-            if let Some(t) = &self.task {
-                write!(f, "/{t}")?;
-                if let Some(j) = self.job {
-                    write!(f, "/{j:02}")?;
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Makes sure `wf` is known (rescanning once for a workflow created since start).
@@ -95,7 +48,7 @@ pub async fn perform(
     target: &Target,
     args: BTreeMap<String, Value>,
 ) -> Result<String, String> {
-    let wf = target.workflow.as_str();
+    let wf = target.workflow.name.as_str();
     if op == Operation::Scan {
         let (all, new) = reg.scan().await;
         if !all.iter().any(|n| n == wf) {

@@ -22,7 +22,7 @@ pub async fn register(b: &UiServerBootstrap, port: u16) -> anyhow::Result<()> {
     let reg = Registration {
         owner: b.owner.clone(),
         server: b.server.clone(),
-        port,
+        endpoint: steward_protocol::Endpoint::loopback(port),
         pid: std::process::id(),
         register_token: b.register_token.clone(),
     };

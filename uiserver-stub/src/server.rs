@@ -388,7 +388,7 @@ async fn run_op(st: &AppState, req: OpRequest, token: Option<&str>, peer: &str) 
         Ok(t) => t,
         Err(e) => return fail(format!("bad target {:?}: {e}", req.target)),
     };
-    let claims = match st.verifier.verify(token, op, Some(&target.workflow)) {
+    let claims = match st.verifier.verify(token, op, Some(&target.workflow.name)) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(check = e.check(), error = %e, %op, target = %target, peer, "refused operation");
@@ -442,7 +442,7 @@ async fn http_op(req: HttpRequest, st: web::Data<AppState>, body: web::Bytes) ->
             )
         }
     };
-    let claims = match st.verifier.verify(token, op, Some(&target.workflow)) {
+    let claims = match st.verifier.verify(token, op, Some(&target.workflow.name)) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(check = e.check(), error = %e, %op, target = %target, peer = %peer(&req), "refused operation");

@@ -22,7 +22,7 @@ async fn registers_over_mutual_tls_with_port_and_pid() {
     assert_eq!(ui.reg.owner, OWNER);
     assert_eq!(ui.reg.server, SERVER);
     assert_eq!(ui.reg.pid, ui.child.id());
-    assert!(ui.reg.port > 0);
+    assert!(matches!(ui.reg.endpoint, steward_protocol::Endpoint::Tcp { port, .. } if port > 0));
     // The key never reaches disk or the log.
     let log = env.log_text();
     assert!(!log.contains("PRIVATE KEY"), "{log}");

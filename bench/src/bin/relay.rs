@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use steward_bench::*;
-use steward_hub::tokens::{jwt_now, TokenSigner};
+use steward_hub::pki::jwt::{Grant, TokenSigner};
 use steward_protocol::bootstrap::uiserver_dns_name;
 use steward_protocol::Operation;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -76,14 +76,7 @@ impl Env {
     fn read_token(&self) -> String {
         let rid = format!("bench-{}", rand_id());
         self.signer
-            .sign(
-                jwt_now(),
-                "alice",
-                "alice",
-                vec![Operation::Read],
-                None,
-                &rid,
-            )
+            .sign(Grant::read("alice", "alice", None, &rid))
             .expect("sign")
     }
 
@@ -362,14 +355,13 @@ fn signed_op(env: &Env, path: Path, id: &str) -> String {
         _ => {
             let token = env
                 .signer
-                .sign(
-                    jwt_now(),
-                    "alice",
-                    "alice",
-                    vec![Operation::Pause],
-                    Some("housekeeping".into()),
-                    id,
-                )
+                .sign(Grant {
+                    owner: "alice",
+                    actor: "alice",
+                    ops: vec![Operation::Pause],
+                    workflow: Some("housekeeping".into()),
+                    request_id: id,
+                })
                 .expect("sign");
             format!(
                 r#"{{"type":"op","id":"{id}","op":"pause","target":"housekeeping","token":"{token}"}}"#
@@ -622,7 +614,7 @@ fn start_baseline<T>(
 /// both in `proxy-client.pem`): a certificate from the hub's internal CA, which the UI
 /// server requires of every client; and that CA (`internal-ca.crt`) to verify it by.
 fn proxy_identity(env_dir: &std::path::Path, data: &std::path::Path) -> anyhow::Result<()> {
-    let ca = steward_hub::ca::Ca::load_or_create(&data.join("state"))?;
+    let ca = steward_hub::pki::ca::Ca::load_or_create(&data.join("state"))?;
     let id = ca.issue_uiserver("bench", "proxy")?;
     std::fs::write(env_dir.join("proxy-client.crt"), &id.cert_pem)?;
     std::fs::write(env_dir.join("proxy-client.key"), &id.key_pem)?;
@@ -883,7 +875,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let state_dir = data.path().join("state");
-    let ca = steward_hub::ca::Ca::load_or_create(&state_dir)?;
+    let ca = steward_hub::pki::ca::Ca::load_or_create(&state_dir)?;
     let signer = TokenSigner::load_or_create(&state_dir.join("jwt-ed25519.der"))?;
     let work = tempfile::tempdir()?;
     let up_tls = ca.client_config()?;

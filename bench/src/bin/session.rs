@@ -6,16 +6,25 @@
 
 use std::time::Instant;
 use steward_bench::*;
-use steward_hub::db::{hash_secret, Db, Session};
+use steward_hub::store::{hash_secret, Clock, Session, SessionKind, SqliteStore, Store};
 use steward_policy::{OpClass, Operation, SitePolicy, Subject, UserPolicy};
 
 fn main() -> anyhow::Result<()> {
+    // The SQLite store answers without awaiting anything; one thread runs it as the hub does.
+    tokio::runtime::Builder::new_current_thread()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let db = Db::open(&dir.path().join("hub.db"))?;
+    let db = SqliteStore::open(&dir.path().join("hub.db"), Clock::default())?;
     let sessions = 10_000;
     for i in 0..sessions {
         db.insert_session(&Session {
-            id_hash: hash_secret(&format!("cookie-{i}")),
+            kind: SessionKind::Cookie {
+                id_hash: hash_secret(&format!("cookie-{i}")),
+            },
             user: format!("user{}", i % 500),
             groups: vec!["ops".into(), format!("g{}", i % 50)],
             class: OpClass::Execute,
@@ -25,7 +34,8 @@ fn main() -> anyhow::Result<()> {
             last_seen: 0,
             addr: "127.0.0.1".into(),
             expiry_audited: false,
-        })?;
+        })
+        .await?;
     }
     let mut site_src = String::from("[owners.\"*\".\"*\"]\ndefault = \"READ\"\n[owners.\"*\".\"group:ops\"]\ndefault = [\"READ\"]\nlimit = [\"READ\", \"CONTROL\", \"!clean\"]\n");
     for i in 0..1000 {
@@ -50,7 +60,7 @@ fn main() -> anyhow::Result<()> {
     for i in 0..n {
         let cookie = format!("cookie-{}", (i * 7919) % sessions);
         let t = Instant::now();
-        let s = db.session(&hash_secret(&cookie))?.expect("session");
+        let s = db.session(&hash_secret(&cookie)).await?.expect("session");
         lookup_only.push(t.elapsed());
         let actor = Subject {
             name: s.user.clone(),

@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     hub_cfg.spawner.concurrency = 64;
     let sys = actix_web::rt::System::new();
     let result = sys.block_on(async move {
-        let hub = steward_hub::app::build(hub_cfg)?;
+        let hub = steward_hub::app::build(hub_cfg).await?;
         let state = hub.state.clone();
         actix_web::rt::spawn(async move {
             let _ = steward_hub::app::serve(hub).await;
@@ -128,7 +128,7 @@ fn main() -> anyhow::Result<()> {
         let conc = t.elapsed();
         let ok = all.iter().filter(|r| r.is_ok()).count();
         assert_eq!(ok, users.len(), "some spawns failed");
-        steward_hub::demo::stop_all(&state).await;
+        steward_hub::cli::demo::stop_all(&state).await;
         actix_web::rt::System::current().stop();
         Ok::<_, anyhow::Error>((one, conc))
     });

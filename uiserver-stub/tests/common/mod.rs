@@ -383,7 +383,10 @@ impl Env {
         };
         self.ui = Some(Ui {
             child,
-            port: reg.port,
+            port: match &reg.endpoint {
+                steward_protocol::Endpoint::Tcp { port, .. } => *port,
+                other => panic!("the stub registered {other}, not a loopback port"),
+            },
             reg,
             log,
         });

@@ -1,0 +1,98 @@
+//! What the hub does on its own: re-adopt servers after a restart, start configured
+//! servers, cull idle ones, and reload policy and certificates on change or SIGHUP.
+
+use crate::pki::ca::ReloadableCert;
+use crate::state::AppState;
+use actix_web::web;
+use std::sync::Arc;
+use std::time::Duration;
+use steward_audit::{events, AuditRecord, Outcome, RecordKind, SYSTEM_ACTOR};
+
+pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
+    let st = state.clone();
+    actix_web::rt::spawn(async move {
+        st.servers.adopt_all().await;
+        for owner in st.cfg.uiserver.prestart.clone() {
+            let _ = st.servers.ensure_audited(&owner, SYSTEM_ACTOR, None).await;
+        }
+    });
+    let st = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut last_mtime = policy_mtime(&st);
+        let mut since_cull = 0u32;
+        loop {
+            tick.tick().await;
+            let m = policy_mtime(&st);
+            if m != last_mtime {
+                last_mtime = m;
+                reload_policy(&st, "file change").await;
+            }
+            since_cull += 1;
+            if since_cull.is_multiple_of(3) {
+                st.servers.check_all().await;
+            }
+            if since_cull >= 15 {
+                since_cull = 0;
+                st.servers.cull_idle().await;
+            }
+        }
+    });
+    // Registered before the hub says it is ready: a SIGHUP that arrives before the task
+    // first runs must be queued, not take the default action (terminate).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let st = state;
+    actix_web::rt::spawn(async move {
+        let mut hup = match hup {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGHUP handler; reload by restarting");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading policy and TLS certificate");
+            reload_policy(&st, "SIGHUP").await;
+            match cert.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificate reload failed; keeping the old one")
+                }
+            }
+        }
+    });
+}
+
+fn policy_mtime(state: &AppState) -> Option<std::time::SystemTime> {
+    std::fs::metadata(&state.cfg.policy.site)
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+/// Reloads the site policy; a bad file never takes effect and is logged, counted, audited.
+pub async fn reload_policy(state: &AppState, why: &str) {
+    match state.decider.policy.reload() {
+        Ok(report) => {
+            state.metrics.policy_reloads.inc();
+            tracing::info!(why, sha256 = %report.sha256, entries = report.entries, "site policy reloaded");
+            let rec = AuditRecord {
+                outcome: Some(Outcome::Ok),
+                message: Some(format!("{} ({})", report.path.display(), why)),
+                ..AuditRecord::new(RecordKind::Event, events::POLICY_RELOAD, SYSTEM_ACTOR)
+            }
+            .with_extra("sha256", report.sha256.clone())
+            .with_extra("entries", report.entries as u64);
+            let _ = state.recorder.append(rec).await;
+        }
+        Err(diags) => {
+            state.metrics.policy_reload_errors.inc();
+            tracing::error!(why, errors = %diags, "site policy NOT reloaded; the last good policy stays in force");
+            let rec = AuditRecord {
+                outcome: Some(Outcome::Error),
+                message: Some(format!("{why}: {diags}")),
+                ..AuditRecord::new(RecordKind::Event, events::POLICY_RELOAD, SYSTEM_ACTOR)
+            };
+            let _ = state.recorder.append(rec).await;
+        }
+    }
+}

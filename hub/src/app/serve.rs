@@ -1,0 +1,152 @@
+//! The two listeners (public HTTPS, internal mutual TLS) and their routes, the ready
+//! line, and the graceful stop on SIGTERM/SIGINT.
+
+use crate::pki::ca;
+use crate::state::AppState;
+use crate::ui;
+use actix_web::{web as aw, App, HttpServer};
+
+use super::Hub;
+
+/// Runs the hub until SIGINT/SIGTERM. Prints one `ready` line on stdout when listening.
+pub async fn serve(hub: Hub) -> anyhow::Result<()> {
+    let state = hub.state.clone();
+    let cfg = state.cfg.clone();
+
+    let internal_listener = std::net::TcpListener::bind(cfg.internal_listen)?;
+    let internal_addr = internal_listener.local_addr()?;
+    state.servers.set_internal_addr(internal_addr);
+    let internal_tls = state.ca.internal_server_config()?;
+    let st = state.clone();
+    let internal = HttpServer::new(move || {
+        App::new()
+            .app_data(st.clone())
+            .app_data(aw::PayloadConfig::new(16 * 1024))
+            .route("/internal/register", aw::post().to(ui::internal::register))
+    })
+    .workers(1)
+    .tcp_nodelay(true)
+    .disable_signals()
+    .listen_rustls_0_23(internal_listener, internal_tls)?
+    .run();
+
+    let cert = ca::ReloadableCert::load(&cfg.tls.cert, &cfg.tls.key)?;
+    let public_tls = ca::public_server_config(cert.clone())?;
+    let public_listener = std::net::TcpListener::bind(cfg.listen)?;
+    let public_addr = public_listener.local_addr()?;
+    let st = state.clone();
+    let body_limit = cfg.limits.body_bytes;
+    let public = HttpServer::new(move || {
+        App::new()
+            .app_data(st.clone())
+            .app_data(st.sessions.clone())
+            .app_data(st.relay.clone())
+            .app_data(aw::PayloadConfig::new(body_limit))
+            .configure(routes)
+    })
+    .workers(2)
+    .shutdown_timeout(1)
+    // Without it (actix's default leaves Nagle on), a relayed message written while the
+    // previous one is unacknowledged waits out the browser's delayed ACK: 40 ms stalls.
+    .tcp_nodelay(true)
+    .disable_signals()
+    .listen_rustls_0_23(public_listener, public_tls)?
+    .run();
+
+    // Installed before the ready line, so a SIGTERM right after it is a graceful stop.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    super::background::start(state.clone(), cert);
+    println!("steward: ready on https://{public_addr} (internal {internal_addr})");
+    tracing::info!(%public_addr, %internal_addr, "hub ready");
+    let internal_handle = internal.handle();
+    let public_handle = public.handle();
+    // actix servers accept only while their future is polled.
+    let internal_task = actix_web::rt::spawn(internal);
+    let st = state.clone();
+    actix_web::rt::spawn(async move {
+        let signal = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        shut_down(&st, signal, &public_handle).await;
+    });
+    let res = public.await;
+    internal_handle.stop(true).await;
+    let _ = internal_task.await;
+    res.map_err(Into::into)
+}
+
+/// Stops accepting, lets operations in flight finish (their outcomes audited), then stops
+/// the listeners. UI servers keep running; the next hub re-adopts them.
+async fn shut_down(state: &AppState, signal: &str, public: &actix_web::dev::ServerHandle) {
+    tracing::info!(
+        signal,
+        "stopping: no new connections; draining operations in flight"
+    );
+    public.pause().await;
+    state.relay.drain.begin();
+    let grace = std::time::Duration::from_secs(state.cfg.limits.shutdown_drain_secs);
+    // A little over the relays' own deadline, so they audit their unanswered operations.
+    let left = state
+        .relay
+        .drain
+        .wait_idle(grace + std::time::Duration::from_millis(500))
+        .await;
+    if left > 0 {
+        tracing::warn!(left, "drain deadline passed; stopping anyway");
+    }
+    // The log writes in order: once this record is durable, so is every outcome the
+    // relays queued without waiting.
+    let rec = steward_audit::AuditRecord {
+        message: Some(format!("{signal}; operations in flight drained")),
+        ..steward_audit::AuditRecord::new(
+            steward_audit::RecordKind::Event,
+            steward_audit::events::HUB_STOP,
+            steward_audit::SYSTEM_ACTOR,
+        )
+    };
+    if let Err(e) = state.recorder.append(rec).await {
+        tracing::error!(error = %e, "could not record the stop in the audit log");
+    }
+    public.stop(true).await;
+}
+
+/// Every route of the public listener, in one place.
+fn routes(cfg: &mut aw::ServiceConfig) {
+    use crate::relay::{http as fwd, ws};
+    use crate::ui::{account, admin, api, internal, tokens};
+    cfg.route("/hub/api/login", aw::post().to(account::login))
+        .route("/hub/api/logout", aw::post().to(account::logout))
+        .route("/hub/api/me", aw::get().to(account::me))
+        .route("/hub/api/elevate", aw::post().to(account::elevate))
+        .route("/hub/api/drop", aw::post().to(account::drop_privileges))
+        .route("/metrics", aw::get().to(internal::metrics))
+        .route("/hub/api/tokens", aw::post().to(tokens::create))
+        .route("/hub/api/tokens", aw::get().to(tokens::list))
+        .route("/hub/api/tokens/{id}", aw::delete().to(tokens::revoke))
+        .route("/hub/api/admin/servers", aw::get().to(admin::servers))
+        .route(
+            "/hub/api/admin/servers/{owner}/stop",
+            aw::post().to(admin::stop_server),
+        )
+        .route("/hub/api/admin/sessions", aw::get().to(admin::sessions))
+        .route(
+            "/hub/api/admin/sessions/{id}/revoke",
+            aw::post().to(admin::revoke_session),
+        )
+        .route("/hub/api/server", aw::post().to(api::start_own_server))
+        .route("/hub/api/server", aw::delete().to(api::stop_own_server))
+        .route("/hub/api/overview", aw::get().to(api::overview))
+        .route("/hub/api/permitted", aw::get().to(api::permitted))
+        .route("/hub/api/explain", aw::get().to(api::explain))
+        .route("/hub/api/audit", aw::get().to(api::audit_search))
+        .route("/user/{owner}/ws", aw::get().to(ws::user_ws))
+        .route("/user/{owner}/api/op", aw::post().to(fwd::proxy_op))
+        .route("/user/{owner}/api/{rest:.*}", aw::get().to(fwd::proxy_get))
+        .route(
+            "/user/{owner}/api/{rest:.*}",
+            aw::route().to(fwd::proxy_other),
+        )
+        .configure(crate::ui::assets::routes);
+}

@@ -1,0 +1,96 @@
+//! What the hub writes down about itself: audit records (timed and counted, failures
+//! logged) and the Prometheus metrics.
+//!
+//! The write-ahead rule of operations lives here as a type: [`Recorder::intent`] makes
+//! an allowed operation's intent durable and hands back the [`PendingOp`] that only
+//! [`Recorder::outcome`] (or [`Recorder::outcome_detached`]) can close.
+//!
+//! This module must not decide anything nor fail open: callers choose whether a failed
+//! write refuses their action, and operations always refuse.
+
+pub mod metrics;
+
+pub use metrics::Metrics;
+
+use std::sync::Arc;
+use steward_audit::{AuditError, AuditLog, AuditRecord, Outcome, RecordKind};
+
+pub struct Recorder {
+    log: AuditLog,
+    metrics: Arc<Metrics>,
+}
+
+/// An allowed operation whose intent is durable; its outcome record is still owed.
+pub struct PendingOp {
+    intent: AuditRecord,
+    intent_seq: u64,
+}
+
+impl PendingOp {
+    fn outcome(self, outcome: Outcome, message: Option<String>) -> AuditRecord {
+        self.intent.outcome_of(self.intent_seq, outcome, message)
+    }
+}
+
+impl Recorder {
+    pub fn new(log: AuditLog, metrics: Arc<Metrics>) -> Recorder {
+        Recorder { log, metrics }
+    }
+
+    /// Appends one record and waits until it is durable.
+    pub async fn append(&self, rec: AuditRecord) -> Result<u64, AuditError> {
+        let started = std::time::Instant::now();
+        let r = self.log.append(rec).await;
+        self.metrics
+            .audit_write_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &r {
+            self.metrics.audit_failures.inc();
+            tracing::error!(error = %e, "audit log write failed");
+        }
+        r
+    }
+
+    /// Records a decided operation: first `before` (an elevation expiry noticed on the
+    /// way), then the decision. A denial is an event and returns None; an allowed
+    /// operation's intent is made durable and returns what closes it.
+    pub async fn intent(
+        &self,
+        before: Option<AuditRecord>,
+        decided: AuditRecord,
+        allowed: bool,
+    ) -> Result<Option<PendingOp>, AuditError> {
+        if let Some(rec) = before {
+            let _ = self.append(rec).await;
+        }
+        if !allowed {
+            let rec = AuditRecord {
+                kind: RecordKind::Event,
+                ..decided
+            };
+            self.append(rec).await?;
+            return Ok(None);
+        }
+        let intent_seq = self.append(decided.clone()).await?;
+        Ok(Some(PendingOp {
+            intent: decided,
+            intent_seq,
+        }))
+    }
+
+    /// Writes the outcome record that closes a forwarded operation's intent.
+    pub async fn outcome(&self, pending: PendingOp, outcome: Outcome, message: Option<String>) {
+        let _ = self.append(pending.outcome(outcome, message)).await;
+    }
+
+    /// Queues the outcome record without waiting for the disk, so a result reaches the
+    /// browser one flush sooner. Only the intent must be durable before forwarding
+    /// (write-ahead); an outcome lost to a crash is reported as unknown at the next
+    /// start, and the shutdown path waits for every queued record (`app::serve`).
+    pub fn outcome_detached(&self, pending: PendingOp, outcome: Outcome, message: Option<String>) {
+        if let Err(e) = self.log.append_detached(pending.outcome(outcome, message)) {
+            self.metrics.audit_failures.inc();
+            tracing::error!(error = %e, "audit log write failed (operation outcome)");
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The mechanics of each owner's UI server: start on demand (one spawn however many
+//! visitors wait), wait for its registration, remember it in the store, connect to it.
+
+use crate::pki::ca::Ca;
+use crate::pki::jwt::TokenSigner;
+use crate::record::{Metrics, Recorder};
+use crate::store::{Expect, ServerRow, Store};
+use rustls::pki_types::ServerName;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use steward_protocol::bootstrap::{
+    uiserver_dns_name, Registration, UiServerBootstrap, HUB_INTERNAL_NAME,
+};
+use steward_protocol::helper::{HelperReply, HelperRequest, StartRequest};
+use steward_protocol::{Endpoint, Placement};
+use steward_spawner::SpawnerClient;
+use tokio::sync::{oneshot, Semaphore};
+
+pub const DEFAULT_SERVER: &str = "default";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("too many servers are starting; retry in a few seconds")]
+    Busy,
+    #[error("could not start the server of {owner}: {message}")]
+    Start { owner: String, message: String },
+    #[error("the server of {owner} did not become ready within {secs} s")]
+    Timeout { owner: String, secs: u64 },
+    #[error("connecting to the server of {owner}: {message}")]
+    Connect { owner: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningServer {
+    pub owner: String,
+    pub name: String,
+    pub pid: u32,
+    pub placement: Placement,
+    pub endpoint: Endpoint,
+    pub cgroup: String,
+    /// The store row's epoch when this hub last wrote or read it.
+    pub epoch: i64,
+}
+
+impl From<ServerRow> for RunningServer {
+    fn from(r: ServerRow) -> Self {
+        RunningServer {
+            owner: r.owner,
+            name: r.name,
+            pid: r.pid,
+            placement: r.placement,
+            endpoint: r.endpoint,
+            cgroup: r.cgroup,
+            epoch: r.epoch,
+        }
+    }
+}
+
+/// A byte stream to a UI server, over TCP or a Unix socket.
+pub trait UpstreamIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> UpstreamIo for T {}
+
+pub type UpstreamWs =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<Box<dyn UpstreamIo>>>;
+
+/// A server the local helper started must listen on this host: a loopback address or
+/// an absolute Unix socket path. Anything else would have the hub dial out on its behalf.
+fn local_endpoint_ok(e: &Endpoint) -> bool {
+    match e {
+        Endpoint::Tcp { host, .. } => host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        Endpoint::Unix { path } => path.starts_with('/'),
+    }
+}
+
+/// Opens a stream to `endpoint` (TCP with Nagle off, or a Unix socket).
+pub async fn connect_endpoint(endpoint: &Endpoint) -> std::io::Result<Box<dyn UpstreamIo>> {
+    match endpoint {
+        Endpoint::Tcp { host, port } => {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+            let _ = tcp.set_nodelay(true);
+            Ok(Box::new(tcp))
+        }
+        Endpoint::Unix { path } => Ok(Box::new(tokio::net::UnixStream::connect(path).await?)),
+    }
+}
+
+/// What a manager is configured with (from `spawner.*` and `uiserver.*`).
+pub struct ServerOptions {
+    pub executable: String,
+    pub args: Vec<String>,
+    pub start_timeout: Duration,
+    /// Passed to each server: it exits when unwatched this long.
+    pub idle_timeout_secs: u64,
+    /// The hub stops a server nobody used for this long.
+    pub cull_idle_secs: u64,
+    pub concurrency: usize,
+    pub max_pending: usize,
+}
+
+pub struct ServerManager {
+    pub spawner: SpawnerClient,
+    executable: String,
+    args: Vec<String>,
+    start_timeout: Duration,
+    idle_timeout_secs: u64,
+    pub(super) cull_idle_secs: u64,
+    pub(super) recorder: Arc<Recorder>,
+    pub(super) metrics: Arc<Metrics>,
+    /// Last activity (store seconds) and open WebSockets per owner, for idle culling.
+    pub(super) activity: Mutex<HashMap<String, (i64, usize)>>,
+    ca: Arc<Ca>,
+    signer: Arc<TokenSigner>,
+    pub(super) store: Arc<dyn Store>,
+    pub client_tls: Arc<rustls::ClientConfig>,
+    running: Mutex<HashMap<String, RunningServer>>,
+    owner_locks: crate::util::keyed::KeyedLocks,
+    pending: Mutex<HashMap<String, oneshot::Sender<Registration>>>,
+    slots: Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_pending: usize,
+    internal_addr: Mutex<Option<SocketAddr>>,
+    oom_reported: Mutex<std::collections::HashSet<String>>,
+}
+
+/// What happened, for the caller to audit.
+pub enum SpawnOutcome {
+    AlreadyRunning(RunningServer),
+    Started(RunningServer),
+}
+
+impl ServerManager {
+    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn new(
+        spawner: SpawnerClient,
+        opts: ServerOptions,
+        ca: Arc<Ca>,
+        signer: Arc<TokenSigner>,
+        store: Arc<dyn Store>,
+        recorder: Arc<Recorder>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<ServerManager> {
+        let client_tls = ca.client_config()?;
+        let running = store
+            .servers()
+            .await?
+            .into_iter()
+            .map(|r| (r.owner.clone(), RunningServer::from(r)))
+            .collect();
+        Ok(ServerManager {
+            spawner,
+            executable: opts.executable,
+            args: opts.args,
+            start_timeout: opts.start_timeout,
+            idle_timeout_secs: opts.idle_timeout_secs,
+            cull_idle_secs: opts.cull_idle_secs,
+            recorder,
+            metrics,
+            activity: Mutex::new(HashMap::new()),
+            ca,
+            signer,
+            store,
+            client_tls,
+            running: Mutex::new(running),
+            owner_locks: Default::default(),
+            pending: Mutex::new(HashMap::new()),
+            slots: Semaphore::new(opts.concurrency),
+            waiting: Default::default(),
+            max_pending: opts.max_pending,
+            internal_addr: Mutex::new(None),
+            oom_reported: Mutex::new(Default::default()),
+        })
+    }
+
+    pub fn set_internal_addr(&self, addr: SocketAddr) {
+        if let Ok(mut a) = self.internal_addr.lock() {
+            *a = Some(addr);
+        }
+    }
+
+    pub fn get(&self, owner: &str) -> Option<RunningServer> {
+        self.running.lock().ok()?.get(owner).cloned()
+    }
+
+    pub fn all(&self) -> Vec<RunningServer> {
+        self.running
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// True the first time an OOM kill is seen for this owner's current server.
+    pub fn mark_oom_reported(&self, owner: &str) -> bool {
+        self.oom_reported
+            .lock()
+            .map(|mut s| s.insert(owner.to_string()))
+            .unwrap_or(false)
+    }
+
+    /// Drops the owner's server from memory and the store. Only the row this hub knew
+    /// is deleted: one another hub wrote since (a newer epoch) stays.
+    pub async fn forget(&self, owner: &str) {
+        if let Ok(mut s) = self.oom_reported.lock() {
+            s.remove(owner);
+        }
+        let known = self.running.lock().ok().and_then(|mut m| m.remove(owner));
+        let expect = known.map_or(Expect::Any, |s| Expect::Epoch(s.epoch));
+        let _ = self
+            .store
+            .delete_server(owner, DEFAULT_SERVER, expect)
+            .await;
+    }
+
+    /// Called by the internal listener; true if a spawn was waiting for this token.
+    pub fn register(&self, reg: Registration) -> bool {
+        let sender = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&reg.register_token));
+        match sender {
+            Some(tx) => tx.send(reg).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Returns the owner's running server, starting it if needed. Concurrent callers for
+    /// one owner share a single spawn.
+    pub async fn ensure(&self, owner: &str) -> Result<SpawnOutcome, ServerError> {
+        self.ensure_profile(owner, None).await
+    }
+
+    /// [`ensure`](Self::ensure) with a profile ("machine type") from the helper's config;
+    /// the helper decides whether this owner may use it.
+    pub async fn ensure_profile(
+        &self,
+        owner: &str,
+        profile: Option<String>,
+    ) -> Result<SpawnOutcome, ServerError> {
+        // Fast path for every request to a running server: no per-owner lock.
+        if let Some(s) = self.get(owner) {
+            return Ok(SpawnOutcome::AlreadyRunning(s));
+        }
+        let lock = self.owner_locks.get(owner);
+        let _guard = lock.lock().await;
+        if let Some(s) = self.get(owner) {
+            return Ok(SpawnOutcome::AlreadyRunning(s));
+        }
+        if self.waiting.load(std::sync::atomic::Ordering::Relaxed) >= self.max_pending {
+            return Err(ServerError::Busy);
+        }
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let permit = self.slots.acquire().await;
+        self.waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let _permit = permit.map_err(|_| ServerError::Busy)?;
+        let s = self.spawn(owner, profile).await?;
+        Ok(SpawnOutcome::Started(s))
+    }
+
+    async fn spawn(
+        &self,
+        owner: &str,
+        profile: Option<String>,
+    ) -> Result<RunningServer, ServerError> {
+        let fail = |message: String| ServerError::Start {
+            owner: owner.to_string(),
+            message,
+        };
+        let internal = self
+            .internal_addr
+            .lock()
+            .ok()
+            .and_then(|a| *a)
+            .ok_or_else(|| fail("the internal listener is not up".into()))?;
+        let issued = self
+            .ca
+            .issue_uiserver(owner, DEFAULT_SERVER)
+            .map_err(|e| fail(e.to_string()))?;
+        let token = crate::util::random_token();
+        let bootstrap = UiServerBootstrap {
+            owner: owner.to_string(),
+            server: DEFAULT_SERVER.to_string(),
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            ca_pem: self.ca.ca_pem.clone(),
+            jwt_public_key_pem: self.signer.public_pem.clone(),
+            register_url: format!(
+                "https://{HUB_INTERNAL_NAME}:{}/internal/register",
+                internal.port()
+            ),
+            hub_internal_addr: internal.to_string(),
+            register_token: token.clone(),
+            idle_timeout_secs: self.idle_timeout_secs,
+        };
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(token.clone(), tx);
+        }
+        let req = HelperRequest::Start(StartRequest {
+            user: owner.to_string(),
+            server: DEFAULT_SERVER.to_string(),
+            executable: self.executable.clone(),
+            args: self.args.clone(),
+            env: Default::default(),
+            stdin: Some(serde_json::to_string(&bootstrap).map_err(|e| fail(e.to_string()))?),
+            profile,
+        });
+        let reply = self.spawner.call(&req).await;
+        let cleanup_token = || {
+            if let Ok(mut p) = self.pending.lock() {
+                p.remove(&token);
+            }
+        };
+        let (pid, cgroup) = match reply {
+            Ok(HelperReply::Started { pid, cgroup }) => (pid, cgroup),
+            Ok(HelperReply::Error { message, .. }) => {
+                cleanup_token();
+                return Err(fail(message));
+            }
+            Ok(other) => {
+                cleanup_token();
+                return Err(fail(format!("unexpected helper reply {other:?}")));
+            }
+            Err(e) => {
+                cleanup_token();
+                return Err(fail(e.to_string()));
+            }
+        };
+        let reg = match tokio::time::timeout(self.start_timeout, rx).await {
+            Ok(Ok(reg)) => reg,
+            _ => {
+                cleanup_token();
+                // Leave nothing half-started: the whole cgroup goes.
+                let _ = self
+                    .spawner
+                    .call(&HelperRequest::Stop {
+                        user: owner.into(),
+                        server: DEFAULT_SERVER.into(),
+                        grace_secs: Some(0),
+                    })
+                    .await;
+                return Err(ServerError::Timeout {
+                    owner: owner.to_string(),
+                    secs: self.start_timeout.as_secs(),
+                });
+            }
+        };
+        if !local_endpoint_ok(&reg.endpoint) {
+            cleanup_token();
+            let _ = self
+                .spawner
+                .call(&HelperRequest::Stop {
+                    user: owner.into(),
+                    server: DEFAULT_SERVER.into(),
+                    grace_secs: Some(0),
+                })
+                .await;
+            return Err(fail(format!(
+                "it registered {}, which is not on this host (loopback TCP or a Unix socket)",
+                reg.endpoint
+            )));
+        }
+        let mut row = ServerRow {
+            owner: owner.to_string(),
+            name: DEFAULT_SERVER.into(),
+            pid,
+            // Everything this hub spawns runs through the local helper (direct or sudo).
+            placement: Placement::Local,
+            endpoint: reg.endpoint,
+            cgroup,
+            started: self.store.now(),
+            epoch: 0,
+        };
+        // The owner lock is held and no server is known, so any row left is stale.
+        if let Ok(Some(epoch)) = self.store.put_server(&row, Expect::Any).await {
+            row.epoch = epoch;
+        }
+        let server = RunningServer::from(row);
+        if let Ok(mut m) = self.running.lock() {
+            m.insert(owner.to_string(), server.clone());
+        }
+        Ok(server)
+    }
+
+    /// Stops the owner's server through the helper (the whole cgroup).
+    pub async fn stop(&self, owner: &str) -> Result<(), ServerError> {
+        let reply = self
+            .spawner
+            .call(&HelperRequest::Stop {
+                user: owner.into(),
+                server: DEFAULT_SERVER.into(),
+                grace_secs: None,
+            })
+            .await;
+        self.forget(owner).await;
+        match reply {
+            Ok(HelperReply::Stopped { .. }) => Ok(()),
+            Ok(HelperReply::Error {
+                code: steward_protocol::helper::HelperErrorCode::NotFound,
+                ..
+            }) => Ok(()),
+            Ok(HelperReply::Error { message, .. }) => Err(ServerError::Start {
+                owner: owner.into(),
+                message,
+            }),
+            Ok(other) => Err(ServerError::Start {
+                owner: owner.into(),
+                message: format!("unexpected reply {other:?}"),
+            }),
+            Err(e) => Err(ServerError::Start {
+                owner: owner.into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// Opens an authenticated WebSocket to the owner's server over mutual TLS.
+    pub async fn connect_ws(
+        &self,
+        server: &RunningServer,
+        jwt: &str,
+        max_message: usize,
+    ) -> Result<UpstreamWs, ServerError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let err = |message: String| ServerError::Connect {
+            owner: server.owner.clone(),
+            message,
+        };
+        let dns = uiserver_dns_name(&server.owner, &server.name);
+        let io = connect_endpoint(&server.endpoint)
+            .await
+            .map_err(|e| err(format!("{}: {e}", server.endpoint)))?;
+        let name = ServerName::try_from(dns.clone()).map_err(|e| err(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(self.client_tls.clone())
+            .connect(name, io)
+            .await
+            .map_err(|e| err(format!("TLS: {e}")))?;
+        let mut req = format!("wss://{dns}/ws")
+            .into_client_request()
+            .map_err(|e| err(e.to_string()))?;
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {jwt}")
+                .parse()
+                .map_err(|_| err("bad token header".into()))?,
+        );
+        // Small buffers: an idle watcher should cost a few KiB, not tungstenite's default
+        // 128 KiB read buffer; large messages still arrive whole, in more (cheap) reads.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(0)
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, tls, Some(config))
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        Ok(ws)
+    }
+}

@@ -1,0 +1,239 @@
+//! Each owner's UI server over its life: started on demand through the privileged
+//! helper ([`manager`]), every start and stop audited with who caused it, re-adopted
+//! after a hub restart, culled when idle, forgotten when it dies (here).
+//!
+//! Everything the hub spawns is placed locally (`Placement::Local`, direct or sudo
+//! helper); its registration says where it listens and the store keeps both. A new
+//! placement (ssh, Slurm, a real Cylc UI server) is a new spawner backend plus, at
+//! most, a new file here. This module must not decide permissions, hold sessions or
+//! relay traffic.
+
+pub mod manager;
+
+pub use manager::{
+    connect_endpoint, RunningServer, ServerError, ServerManager, ServerOptions, SpawnOutcome,
+    UpstreamIo, UpstreamWs, DEFAULT_SERVER,
+};
+
+use steward_audit::{events, AuditRecord, Outcome, RecordKind, SYSTEM_ACTOR};
+use steward_protocol::helper::{HelperErrorCode, HelperReply, HelperRequest};
+
+impl SpawnOutcome {
+    pub fn server(self) -> RunningServer {
+        match self {
+            SpawnOutcome::AlreadyRunning(s) | SpawnOutcome::Started(s) => s,
+        }
+    }
+}
+
+impl ServerManager {
+    /// Records activity on an owner's server (keeps it from being culled).
+    pub fn touch(&self, owner: &str, ws_delta: isize) {
+        let now = self.store.now();
+        if let Ok(mut a) = self.activity.lock() {
+            let e = a.entry(owner.to_string()).or_insert((now, 0));
+            e.0 = now;
+            e.1 = (e.1 as isize + ws_delta).max(0) as usize;
+        }
+    }
+
+    /// Starts (or finds) the owner's server on a profile (recorded when given), auditing
+    /// a start with the actor who caused it. Says whether it started the server: one
+    /// already running may be on another profile.
+    pub async fn ensure_audited(
+        &self,
+        owner: &str,
+        actor: &str,
+        profile: Option<String>,
+    ) -> Result<SpawnOutcome, ServerError> {
+        match self.ensure_profile(owner, profile.clone()).await {
+            Ok(SpawnOutcome::AlreadyRunning(s)) => Ok(SpawnOutcome::AlreadyRunning(s)),
+            Ok(SpawnOutcome::Started(s)) => {
+                self.metrics.spawns.inc();
+                let rec = AuditRecord {
+                    owner: Some(owner.to_string()),
+                    message: Some(format!("pid {} in {}", s.pid, s.cgroup)),
+                    ..AuditRecord::new(RecordKind::Event, events::SPAWN, actor)
+                }
+                .with_extra("server", s.name.clone());
+                let rec = match profile {
+                    Some(p) => rec.with_extra("profile", p),
+                    None => rec,
+                };
+                let _ = self.recorder.append(rec).await;
+                Ok(SpawnOutcome::Started(s))
+            }
+            Err(e) => {
+                self.metrics.spawn_failures.inc();
+                let rec = AuditRecord {
+                    owner: Some(owner.to_string()),
+                    message: Some(e.to_string()),
+                    outcome: Some(Outcome::Error),
+                    ..AuditRecord::new(RecordKind::Event, events::SPAWN_FAILED, actor)
+                };
+                let _ = self.recorder.append(rec).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops an owner's server through the helper and audits who did it and why.
+    pub async fn stop_audited(
+        &self,
+        owner: &str,
+        actor: &str,
+        session: Option<String>,
+        why: &str,
+    ) -> Result<(), ServerError> {
+        let result = self.stop(owner).await;
+        let rec = AuditRecord {
+            session,
+            owner: Some(owner.to_string()),
+            message: Some(match &result {
+                Ok(()) => why.to_string(),
+                Err(e) => e.to_string(),
+            }),
+            ..AuditRecord::new(RecordKind::Event, events::STOP, actor)
+        }
+        .with_extra("server", DEFAULT_SERVER);
+        let _ = self.recorder.append(rec).await;
+        result
+    }
+
+    /// After a restart: keep servers whose cgroup still holds their process as the
+    /// owner; stop whatever is half-started or dead.
+    pub async fn adopt_all(&self) {
+        for s in self.all() {
+            let reply = self
+                .spawner
+                .call(&HelperRequest::Adopt {
+                    user: s.owner.clone(),
+                    server: s.name.clone(),
+                    pid: s.pid,
+                })
+                .await;
+            let adopted = matches!(reply, Ok(HelperReply::Adopted(_)));
+            let detail = match &reply {
+                Ok(HelperReply::Error { message, .. }) => message.clone(),
+                Err(e) => e.to_string(),
+                _ => String::new(),
+            };
+            if adopted {
+                let rec = AuditRecord {
+                    owner: Some(s.owner.clone()),
+                    message: Some(format!("pid {} in {}", s.pid, s.cgroup)),
+                    ..AuditRecord::new(RecordKind::Event, events::ADOPT, SYSTEM_ACTOR)
+                }
+                .with_extra("server", s.name.clone());
+                let _ = self.recorder.append(rec).await;
+            } else {
+                let _ = self.stop(&s.owner).await;
+                let rec = AuditRecord {
+                    owner: Some(s.owner.clone()),
+                    message: Some(format!("not adopted ({detail}); cleaned up")),
+                    ..AuditRecord::new(RecordKind::Event, events::STOP, SYSTEM_ACTOR)
+                }
+                .with_extra("server", s.name.clone());
+                let _ = self.recorder.append(rec).await;
+            }
+        }
+        // cgroups the store does not know: a start that never registered before a crash.
+        if let Ok(HelperReply::List { servers }) = self.spawner.call(&HelperRequest::List).await {
+            for s in servers {
+                if self.get(&s.user).is_none() {
+                    let _ = self
+                        .spawner
+                        .call(&HelperRequest::Stop {
+                            user: s.user.clone(),
+                            server: s.server.clone(),
+                            grace_secs: Some(0),
+                        })
+                        .await;
+                    let rec = AuditRecord {
+                        owner: Some(s.user.clone()),
+                        message: Some(format!("half-started server in {} removed", s.cgroup)),
+                        ..AuditRecord::new(RecordKind::Event, events::STOP, SYSTEM_ACTOR)
+                    }
+                    .with_extra("server", s.server.clone());
+                    let _ = self.recorder.append(rec).await;
+                }
+            }
+        }
+    }
+
+    /// Stops servers nobody watched or used for `cull_idle_secs` (workflows keep running).
+    pub async fn cull_idle(&self) {
+        let now = self.store.now();
+        let limit = self.cull_idle_secs as i64;
+        for s in self.all() {
+            let (last, watchers) = self
+                .activity
+                .lock()
+                .ok()
+                .and_then(|a| a.get(&s.owner).copied())
+                .unwrap_or((now, 0));
+            if watchers == 0 && now - last >= limit && self.stop(&s.owner).await.is_ok() {
+                if let Ok(mut a) = self.activity.lock() {
+                    a.remove(&s.owner);
+                }
+                let rec = AuditRecord {
+                    owner: Some(s.owner.clone()),
+                    message: Some(format!("idle for {} s", now - last)),
+                    ..AuditRecord::new(RecordKind::Event, events::CULL, SYSTEM_ACTOR)
+                }
+                .with_extra("server", s.name.clone());
+                let _ = self.recorder.append(rec).await;
+            }
+        }
+    }
+
+    /// Asks the helper about every server: one that died is forgotten (the next visit
+    /// starts it again), and an OOM kill in a server's cgroup is reported once, in the
+    /// log, the audit trail and the metrics.
+    pub async fn check_all(&self) {
+        for s in self.all() {
+            let reply = self
+                .spawner
+                .call(&HelperRequest::Status {
+                    user: s.owner.clone(),
+                    server: s.name.clone(),
+                })
+                .await;
+            let (running, oom) = match reply {
+                Ok(HelperReply::Status(st)) => {
+                    (st.running && st.pids.contains(&s.pid), st.oom_killed)
+                }
+                Ok(HelperReply::Error {
+                    code: HelperErrorCode::NotFound,
+                    ..
+                }) => (false, false),
+                _ => continue,
+            };
+            let newly_oom = oom && self.mark_oom_reported(&s.owner);
+            if newly_oom {
+                tracing::error!(owner = %s.owner, cgroup = %s.cgroup, "the kernel OOM-killed a process in this server's cgroup (memory limit of its profile)");
+                self.metrics.spawn_failures.inc();
+            }
+            if !running || newly_oom {
+                let message = match (running, oom) {
+                    (false, true) => "server died: killed by the kernel, out of memory (memory limit of its profile)".to_string(),
+                    (true, true) => "a process in the server's cgroup was killed by the kernel: out of memory (memory limit of its profile)".to_string(),
+                    _ => "server exited".to_string(),
+                };
+                let rec = AuditRecord {
+                    owner: Some(s.owner.clone()),
+                    outcome: Some(if oom { Outcome::Error } else { Outcome::Ok }),
+                    message: Some(message),
+                    ..AuditRecord::new(RecordKind::Event, events::STOP, SYSTEM_ACTOR)
+                }
+                .with_extra("server", s.name.clone())
+                .with_extra("oom_killed", oom);
+                let _ = self.recorder.append(rec).await;
+                if !running {
+                    // Clean up whatever is left of the cgroup, then forget it.
+                    let _ = self.stop(&s.owner).await;
+                }
+            }
+        }
+    }
+}

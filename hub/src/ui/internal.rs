@@ -1,0 +1,31 @@
+//! The internal listener's one route (a freshly started UI server says where it
+//! listens) and the public `/metrics`.
+
+use crate::http::{ApiError, ApiResult};
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+use steward_protocol::bootstrap::Registration;
+
+/// `POST /internal/register` (mutual TLS, CA-issued client certificates only).
+pub async fn register(state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
+    let reg = serde_json::from_slice::<Registration>(&body)
+        .map_err(|_| ApiError::bad_request("registration body must be a Registration JSON"))?;
+    if state.servers.register(reg) {
+        Ok(HttpResponse::Ok().json(json!({ "ok": true })))
+    } else {
+        Err(ApiError::forbidden(
+            "unknown or already used registration token",
+        ))
+    }
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state
+        .metrics
+        .running_servers
+        .set(state.servers.all().len() as i64);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
