@@ -8,6 +8,7 @@ PACKAGES=(
   sudo passwd procps util-linux pamtester openssh-server openssh-client iproute2
   slapd ldap-utils stress-ng
   chromium chromium-driver fonts-dejavu-core
+  postgresql haproxy
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

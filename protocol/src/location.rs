@@ -95,7 +95,9 @@ mod tests {
             let s = serde_json::to_string(&p).unwrap();
             assert_eq!(serde_json::from_str::<Placement>(&s).unwrap(), p);
         }
-        assert!(serde_json::from_str::<Placement>(r#"{"backend":"ssh","host":"h1","x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<Placement>(r#"{"backend":"ssh","host":"h1","x":1}"#).is_err()
+        );
         assert!(serde_json::from_str::<Placement>(r#"{"backend":"moon"}"#).is_err());
     }
 
