@@ -33,6 +33,7 @@ pub mod ratelimit;
 pub mod relay;
 pub mod servers;
 pub mod state;
+pub mod store;
 pub mod tokens;
 pub mod ui;
 pub mod web;

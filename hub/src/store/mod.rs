@@ -1,0 +1,222 @@
+//! The hub's durable state behind one trait: sessions, API tokens, running servers and
+//! the overview cache. Every other module reaches state through [`Store`]; only
+//! `sqlite.rs` knows SQL. Session ids and token secrets are stored hashed, so a copy of
+//! the database holds nothing usable.
+//!
+//! The trait is shaped for a second implementation on PostgreSQL (tokio-postgres) and
+//! for two hubs sharing it:
+//! - every method is `async` (SQLite answers at once; PostgreSQL will await the network);
+//! - a server row carries an `epoch`, and writes to it are conditional ([`Expect`]), so
+//!   two hubs cannot both start, or one forget, the server the other just started;
+//! - time comes from [`Store::now`], so two hubs compare deadlines on one clock;
+//! - [`Store::changes`] is a capability: a store shared between hubs hands out a
+//!   receiver of [`Change`]s (PostgreSQL `LISTEN/NOTIFY`) so a hub can drop what it
+//!   cached; SQLite, reachable by one hub only, has none.
+//!
+//! This module must not hold policy or HTTP logic, and nothing outside `sqlite.rs` may
+//! name rusqlite.
+//!
+//! Before two hubs can share one store, these in-memory maps must move behind it (each
+//! is correct today only because one process holds it):
+//! - pending registrations (`servers::ServerManager::pending`: register token → waiting
+//!   spawn; a server may register with the other hub);
+//! - running servers (`servers::ServerManager::running`, a cache of the `servers` table
+//!   that must follow [`Change::Server`]);
+//! - WebSocket slots and owner activity (`servers::Activity`, `relay` slot counts:
+//!   `limits.ws_per_user` and idle culling must count both hubs' connections);
+//! - the session cache (`sqlite.rs`, one second; must follow [`Change::Session`]);
+//! - the login-failure and operation rate limiters (`auth::ratelimit`,
+//!   `relay::limit`), which would otherwise allow twice the configured rate.
+
+mod clock;
+pub mod postgres;
+pub mod sqlite;
+
+pub use clock::Clock;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use steward_protocol::{Endpoint, OpClass, Placement};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Backend(String),
+    #[error("state store {path}: schema version {found} is newer than this hub knows ({known}); run the newer hub or restore a backup")]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("state store lock poisoned")]
+    Poisoned,
+}
+
+/// Whether a session came from the cookie of a login or from an API token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A browser login; the SHA-256 of the cookie value is its key in the store.
+    Cookie { id_hash: String },
+    /// `Authorization: Bearer stw_<id>_...`; made fresh from the token row per request.
+    Token { id: String },
+}
+
+impl SessionKind {
+    /// A short reference for the audit log that reveals nothing usable.
+    pub fn reference(&self) -> String {
+        match self {
+            SessionKind::Cookie { id_hash } => id_hash.chars().take(16).collect(),
+            SessionKind::Token { id } => format!("token:{id}").chars().take(16).collect(),
+        }
+    }
+
+    /// A stable key for per-session limits.
+    pub fn key(&self) -> String {
+        match self {
+            SessionKind::Cookie { id_hash } => id_hash.clone(),
+            SessionKind::Token { id } => format!("token:{id}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub kind: SessionKind,
+    pub user: String,
+    pub groups: Vec<String>,
+    /// The class granted at elevation; read when not elevated.
+    pub class: OpClass,
+    /// Unix seconds when an elevated class drops back to read.
+    pub deadline: Option<i64>,
+    pub csrf: String,
+    pub created: i64,
+    pub last_seen: i64,
+    pub addr: String,
+    /// Set once the expiry of this session's elevation has been audited.
+    pub expiry_audited: bool,
+}
+
+impl Session {
+    /// The class in force at `now`: an elapsed deadline silently means read.
+    pub fn class_at(&self, now: i64) -> OpClass {
+        match self.deadline {
+            Some(d) if now >= d => OpClass::Read,
+            _ => self.class,
+        }
+    }
+
+    /// The store key of a login session; None for a token.
+    pub fn id_hash(&self) -> Option<&str> {
+        match &self.kind {
+            SessionKind::Cookie { id_hash } => Some(id_hash),
+            SessionKind::Token { .. } => None,
+        }
+    }
+
+    pub fn is_token(&self) -> bool {
+        matches!(self.kind, SessionKind::Token { .. })
+    }
+}
+
+/// One UI server the hub started (or adopted): where it runs and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRow {
+    pub owner: String,
+    pub name: String,
+    pub pid: u32,
+    pub placement: Placement,
+    pub endpoint: Endpoint,
+    pub cgroup: String,
+    pub started: i64,
+    /// Bumped by every write; conditional writes name the epoch they read.
+    pub epoch: i64,
+}
+
+/// The condition a write to a server row is made under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is there (a single hub, or cleaning up).
+    Any,
+    /// No row yet: the first to start this server wins.
+    Absent,
+    /// The row is still at this epoch: nobody changed it since it was read.
+    Epoch(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRow {
+    pub id: String,
+    #[serde(skip)]
+    pub hash: String,
+    pub user: String,
+    pub name: String,
+    pub class: OpClass,
+    pub created: i64,
+    pub expires: i64,
+    pub revoked: bool,
+}
+
+/// A row another hub changed (see [`Store::changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Session { id_hash: String },
+    Token { id: String },
+    Server { owner: String, name: String },
+}
+
+/// An owner's last known workflow summary, for when their server is down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverviewRow {
+    pub owner: String,
+    pub workflows_json: String,
+    pub updated: i64,
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Unix seconds on the store's clock. Synchronous because it is read on every
+    /// request: SQLite (one host) uses the hub's [`Clock`]; a shared store measures its
+    /// offset to the database clock at connect and refreshes it in the background.
+    fn now(&self) -> i64;
+
+    /// Changes other hubs made, when the store can tell (None: it cannot, and needs
+    /// not — nobody else writes to it).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>>;
+
+    async fn insert_session(&self, s: &Session) -> Result<(), StoreError>;
+    /// A login session by the hash of its cookie value.
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError>;
+    async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError>;
+    /// Marks the expiry audited; false if another request already did.
+    async fn mark_expiry_audited(&self, id_hash: &str) -> Result<bool, StoreError>;
+    async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+    /// Every login session, oldest first.
+    async fn sessions(&self) -> Result<Vec<Session>, StoreError>;
+
+    async fn insert_token(&self, t: &TokenRow) -> Result<(), StoreError>;
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>, StoreError>;
+    /// Tokens of `user`, or of everyone when None, oldest first.
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>, StoreError>;
+    async fn revoke_token(&self, id: &str) -> Result<bool, StoreError>;
+
+    async fn servers(&self) -> Result<Vec<ServerRow>, StoreError>;
+    /// Writes `row` if `expect` holds; returns the row's new epoch, or None when it did
+    /// not hold (another writer got there first) and nothing was written.
+    async fn put_server(&self, row: &ServerRow, expect: Expect) -> Result<Option<i64>, StoreError>;
+    /// Deletes the row if `expect` holds; true when a row was deleted.
+    async fn delete_server(
+        &self,
+        owner: &str,
+        name: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError>;
+
+    async fn save_overview(&self, row: &OverviewRow) -> Result<(), StoreError>;
+    async fn overviews(&self) -> Result<Vec<OverviewRow>, StoreError>;
+}

@@ -1,0 +1,633 @@
+//! [`Store`] on SQLite: one file in `data_dir`, one hub. Schema changes are numbered
+//! migrations recorded in `schema_version`, so a database made by an older hub is
+//! brought forward once, in a transaction, on open.
+//!
+//! Calls run on the caller's thread under one mutex: each is a few microseconds on a
+//! WAL database, cheaper than handing it to a blocking pool.
+
+use super::{
+    Change, Clock, Expect, OverviewRow, ServerRow, Session, SessionKind, Store, StoreError,
+    TokenRow,
+};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use steward_protocol::{Endpoint, OpClass, Placement};
+
+/// How long a session row read from the database is reused. Every change the hub makes
+/// clears the row at once; this only bounds how long a change made behind the hub's
+/// back (by hand, in the database) goes unseen.
+const SESSION_CACHE_TTL: Duration = Duration::from_secs(1);
+const SESSION_CACHE_MAX: usize = 10_000;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the tables as the first hubs made them (IF NOT EXISTS: such a database has them
+    // already, without a schema_version).
+    "CREATE TABLE IF NOT EXISTS sessions (
+        id_hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        class TEXT NOT NULL,
+        deadline INTEGER,
+        csrf TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        addr TEXT NOT NULL,
+        expiry_audited INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
+     CREATE TABLE IF NOT EXISTS servers (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        port INTEGER NOT NULL,
+        cgroup TEXT NOT NULL,
+        started INTEGER NOT NULL,
+        PRIMARY KEY (owner, name)
+     );
+     CREATE TABLE IF NOT EXISTS api_tokens (
+        id TEXT PRIMARY KEY,
+        hash TEXT NOT NULL,
+        user TEXT NOT NULL,
+        name TEXT NOT NULL,
+        class TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE TABLE IF NOT EXISTS overview (
+        owner TEXT PRIMARY KEY,
+        workflows TEXT NOT NULL,
+        updated INTEGER NOT NULL
+     );",
+    // 2: a server is where a backend placed it and reachable at an endpoint (JSON of
+    // the protocol types), not a loopback port; rows carry an epoch for conditional
+    // writes. Every older row was a local server on loopback.
+    "CREATE TABLE servers_v2 (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        placement TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        cgroup TEXT NOT NULL,
+        started INTEGER NOT NULL,
+        epoch INTEGER NOT NULL DEFAULT 1,
+        PRIMARY KEY (owner, name)
+     );
+     INSERT INTO servers_v2 (owner, name, pid, placement, endpoint, cgroup, started, epoch)
+        SELECT owner, name, pid, '{\"backend\":\"local\"}',
+               json_object('kind', 'tcp', 'host', '127.0.0.1', 'port', port),
+               cgroup, started, 1
+        FROM servers;
+     DROP TABLE servers;
+     ALTER TABLE servers_v2 RENAME TO servers;",
+];
+
+/// The schema version this hub writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    session_cache: Mutex<HashMap<String, (Instant, Session)>>,
+    clock: Clock,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(idx: usize, text: String) -> rusqlite::Result<T> {
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`]; refuses a database from a newer hub.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<i64, StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(backend)?;
+    let found: Option<i64> = conn
+        .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    let found = found.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.display().to_string(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute("DELETE FROM schema_version", [])
+            .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            params![i as i64 + 1],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(SCHEMA_VERSION)
+}
+
+fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
+    let groups: String = r.get(2)?;
+    let class: String = r.get(3)?;
+    Ok(Session {
+        kind: SessionKind::Cookie { id_hash: r.get(0)? },
+        user: r.get(1)?,
+        groups: serde_json::from_str(&groups).unwrap_or_default(),
+        class: class.parse().unwrap_or(OpClass::Read),
+        deadline: r.get(4)?,
+        csrf: r.get(5)?,
+        created: r.get(6)?,
+        last_seen: r.get(7)?,
+        addr: r.get(8)?,
+        expiry_audited: r.get(9)?,
+    })
+}
+
+fn server_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServerRow> {
+    Ok(ServerRow {
+        owner: r.get(0)?,
+        name: r.get(1)?,
+        pid: r.get(2)?,
+        placement: json_col::<Placement>(3, r.get(3)?)?,
+        endpoint: json_col::<Endpoint>(4, r.get(4)?)?,
+        cgroup: r.get(5)?,
+        started: r.get(6)?,
+        epoch: r.get(7)?,
+    })
+}
+
+fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    let class: String = r.get(4)?;
+    Ok(TokenRow {
+        id: r.get(0)?,
+        hash: r.get(1)?,
+        user: r.get(2)?,
+        name: r.get(3)?,
+        class: class.parse().unwrap_or(OpClass::Read),
+        created: r.get(5)?,
+        expires: r.get(6)?,
+        revoked: r.get(7)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, hash, user, name, class, created, expires, revoked";
+const SERVER_COLUMNS: &str = "owner, name, pid, placement, endpoint, cgroup, started, epoch";
+
+impl SqliteStore {
+    pub fn open(path: &Path, clock: Clock) -> Result<SqliteStore, StoreError> {
+        let mut conn = Connection::open(path).map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=NORMAL;
+             PRAGMA busy_timeout=5000;",
+        )
+        .map_err(backend)?;
+        migrate(&mut conn, path)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            session_cache: Mutex::new(HashMap::new()),
+            clock,
+        })
+    }
+
+    /// The schema version recorded in the database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.with(|c| c.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0)))
+    }
+
+    /// Runs `f` on the connection and the session cache together: readers fill the
+    /// cache and writers clear it under the same lock, so a stale row cannot be cached
+    /// after a write.
+    fn with_cache<T>(
+        &self,
+        f: impl FnOnce(
+            &Connection,
+            &mut HashMap<String, (Instant, Session)>,
+        ) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut cache = self.session_cache.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn, &mut cache).map_err(backend)
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        f(&conn).map_err(backend)
+    }
+
+    fn token_rows(&self, sql: &str, arg: Option<&str>) -> Result<Vec<TokenRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![arg], token_from_row)?;
+            rows.collect()
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn now(&self) -> i64 {
+        self.clock.now_secs()
+    }
+
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
+    async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
+        let Some(id_hash) = s.id_hash() else {
+            return Err(StoreError::Backend(
+                "a token session is not stored as a session".into(),
+            ));
+        };
+        let groups = to_json(&s.groups)?;
+        self.with_cache(|c, cache| {
+            cache.remove(id_hash);
+            c.execute(
+                "INSERT INTO sessions (id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![id_hash, s.user, groups, s.class.name(), s.deadline, s.csrf, s.created, s.last_seen, s.addr, s.expiry_audited],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Looked up on every request and every operation, so rows are kept in memory for
+    /// [`SESSION_CACHE_TTL`]; every write below clears the row it changes.
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
+        self.with_cache(|c, cache| {
+            if let Some((at, s)) = cache.get(id_hash) {
+                if at.elapsed() < SESSION_CACHE_TTL {
+                    return Ok(Some(s.clone()));
+                }
+            }
+            let row = c
+                .prepare_cached(
+                    "SELECT id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited
+                     FROM sessions WHERE id_hash = ?1",
+                )?
+                .query_row(params![id_hash], session_from_row)
+                .optional()?;
+            match &row {
+                Some(s) => {
+                    if cache.len() >= SESSION_CACHE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(id_hash.to_string(), (Instant::now(), s.clone()));
+                }
+                None => {
+                    cache.remove(id_hash);
+                }
+            }
+            Ok(row)
+        })
+    }
+
+    async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
+        self.with_cache(|c, cache| {
+            cache.remove(id_hash);
+            c.execute(
+                "UPDATE sessions SET last_seen = ?2 WHERE id_hash = ?1",
+                params![id_hash, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn mark_expiry_audited(&self, id_hash: &str) -> Result<bool, StoreError> {
+        self.with_cache(|c, cache| {
+            cache.remove(id_hash);
+            c.execute(
+                "UPDATE sessions SET expiry_audited = 1 WHERE id_hash = ?1 AND expiry_audited = 0",
+                params![id_hash],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        self.with_cache(|c, cache| {
+            cache.remove(id_hash);
+            c.execute("DELETE FROM sessions WHERE id_hash = ?1", params![id_hash])
+                .map(|n| n > 0)
+        })
+    }
+
+    async fn sessions(&self) -> Result<Vec<Session>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited
+                 FROM sessions ORDER BY created",
+            )?;
+            let rows = stmt.query_map([], session_from_row)?;
+            rows.collect()
+        })
+    }
+
+    async fn insert_token(&self, t: &TokenRow) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO api_tokens (id, hash, user, name, class, created, expires, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+                params![t.id, t.hash, t.user, t.name, t.class.name(), t.created, t.expires],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
+        Ok(self
+            .token_rows(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
+                Some(id),
+            )?
+            .into_iter()
+            .next())
+    }
+
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>, StoreError> {
+        self.token_rows(
+            &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE ?1 IS NULL OR user = ?1 ORDER BY created"),
+            user,
+        )
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE api_tokens SET revoked = 1 WHERE id = ?1 AND revoked = 0",
+                params![id],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    async fn servers(&self) -> Result<Vec<ServerRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {SERVER_COLUMNS} FROM servers ORDER BY owner, name"
+            ))?;
+            let rows = stmt.query_map([], server_from_row)?;
+            rows.collect()
+        })
+    }
+
+    async fn put_server(&self, s: &ServerRow, expect: Expect) -> Result<Option<i64>, StoreError> {
+        let placement = to_json(&s.placement)?;
+        let endpoint = to_json(&s.endpoint)?;
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let tx = conn.transaction().map_err(backend)?;
+        let current: Option<i64> = tx
+            .query_row(
+                "SELECT epoch FROM servers WHERE owner = ?1 AND name = ?2",
+                params![s.owner, s.name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        let holds = match expect {
+            Expect::Any => true,
+            Expect::Absent => current.is_none(),
+            Expect::Epoch(e) => current == Some(e),
+        };
+        if !holds {
+            return Ok(None);
+        }
+        let epoch = current.unwrap_or(0) + 1;
+        tx.execute(
+            "INSERT INTO servers (owner, name, pid, placement, endpoint, cgroup, started, epoch)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(owner, name) DO UPDATE SET pid = excluded.pid, placement = excluded.placement,
+               endpoint = excluded.endpoint, cgroup = excluded.cgroup, started = excluded.started,
+               epoch = excluded.epoch",
+            params![s.owner, s.name, s.pid, placement, endpoint, s.cgroup, s.started, epoch],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(Some(epoch))
+    }
+
+    async fn delete_server(
+        &self,
+        owner: &str,
+        name: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| match expect {
+            Expect::Any => c
+                .execute(
+                    "DELETE FROM servers WHERE owner = ?1 AND name = ?2",
+                    params![owner, name],
+                )
+                .map(|n| n > 0),
+            Expect::Absent => Ok(false),
+            Expect::Epoch(e) => c
+                .execute(
+                    "DELETE FROM servers WHERE owner = ?1 AND name = ?2 AND epoch = ?3",
+                    params![owner, name, e],
+                )
+                .map(|n| n > 0),
+        })
+    }
+
+    async fn save_overview(&self, row: &OverviewRow) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO overview (owner, workflows, updated) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(owner) DO UPDATE SET workflows = excluded.workflows, updated = excluded.updated",
+                params![row.owner, row.workflows_json, row.updated],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn overviews(&self) -> Result<Vec<OverviewRow>, StoreError> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT owner, workflows, updated FROM overview ORDER BY owner")?;
+            let rows = stmt.query_map([], |r| {
+                Ok(OverviewRow {
+                    owner: r.get(0)?,
+                    workflows_json: r.get(1)?,
+                    updated: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::hash_secret;
+
+    fn open(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("hub.db"), Clock::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sessions_round_trip_and_expire_to_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        let id_hash = hash_secret("abc");
+        let s = Session {
+            kind: SessionKind::Cookie {
+                id_hash: id_hash.clone(),
+            },
+            user: "alice".into(),
+            groups: vec!["ops".into()],
+            class: OpClass::Execute,
+            deadline: Some(1000),
+            csrf: "c".into(),
+            created: 1,
+            last_seen: 1,
+            addr: "127.0.0.1".into(),
+            expiry_audited: false,
+        };
+        db.insert_session(&s).await.unwrap();
+        let back = db.session(&id_hash).await.unwrap().unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.class_at(999), OpClass::Execute);
+        assert_eq!(back.class_at(1000), OpClass::Read);
+        assert!(db.mark_expiry_audited(&id_hash).await.unwrap());
+        // Every write is seen at once by the next read, cache or not.
+        assert!(db.session(&id_hash).await.unwrap().unwrap().expiry_audited);
+        assert!(!db.mark_expiry_audited(&id_hash).await.unwrap());
+        db.touch_session(&id_hash, 77).await.unwrap();
+        assert_eq!(db.session(&id_hash).await.unwrap().unwrap().last_seen, 77);
+        assert!(db.delete_session(&id_hash).await.unwrap());
+        assert!(db.session(&id_hash).await.unwrap().is_none());
+    }
+
+    fn row(port: u16) -> ServerRow {
+        ServerRow {
+            owner: "alice".into(),
+            name: "default".into(),
+            pid: 42,
+            placement: Placement::Local,
+            endpoint: Endpoint::loopback(port),
+            cgroup: "/sys/fs/cgroup/steward/alice/default".into(),
+            started: 5,
+            epoch: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn server_writes_are_conditional_on_the_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        assert_eq!(
+            db.put_server(&row(1), Expect::Absent).await.unwrap(),
+            Some(1)
+        );
+        // A second starter loses: the row exists.
+        assert_eq!(db.put_server(&row(2), Expect::Absent).await.unwrap(), None);
+        assert_eq!(
+            db.put_server(&row(2), Expect::Epoch(7)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            db.put_server(&row(3), Expect::Epoch(1)).await.unwrap(),
+            Some(2)
+        );
+        let rows = db.servers().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].endpoint, Endpoint::loopback(3));
+        assert_eq!(rows[0].epoch, 2);
+        // Forgetting what was read at epoch 1 must not remove the newer server.
+        assert!(!db
+            .delete_server("alice", "default", Expect::Epoch(1))
+            .await
+            .unwrap());
+        assert!(db
+            .delete_server("alice", "default", Expect::Epoch(2))
+            .await
+            .unwrap());
+        assert!(db.servers().await.unwrap().is_empty());
+        assert!(db.changes().is_none(), "one hub: no change feed");
+    }
+
+    #[tokio::test]
+    async fn a_database_of_an_older_hub_is_migrated_and_keeps_its_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            // The schema as hubs before schema_version wrote it, with a running server.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute(
+                "INSERT INTO servers (owner, name, pid, port, cgroup, started) VALUES ('bob', 'default', 7, 4711, '/cg', 9)",
+                [],
+            )
+            .unwrap();
+        }
+        let db = SqliteStore::open(&path, Clock::default()).unwrap();
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        let rows = db.servers().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].endpoint, Endpoint::loopback(4711));
+        assert_eq!(rows[0].placement, Placement::Local);
+        assert_eq!((rows[0].pid, rows[0].epoch), (7, 1));
+        drop(db);
+        // Opening again runs nothing twice.
+        let db = SqliteStore::open(&path, Clock::default()).unwrap();
+        assert_eq!(db.servers().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_database_of_a_newer_hub_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        drop(open(&dir));
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE schema_version SET version = 99", [])
+            .unwrap();
+        let e = SqliteStore::open(&path, Clock::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("hub.db") && e.contains("99"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn tokens_by_user_or_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir);
+        for (id, user) in [("t1", "alice"), ("t2", "bob")] {
+            db.insert_token(&TokenRow {
+                id: id.into(),
+                hash: hash_secret(id),
+                user: user.into(),
+                name: "n".into(),
+                class: OpClass::Read,
+                created: 1,
+                expires: 10,
+                revoked: false,
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(db.tokens(Some("alice")).await.unwrap().len(), 1);
+        assert_eq!(db.tokens(None).await.unwrap().len(), 2);
+        assert!(db.revoke_token("t1").await.unwrap());
+        assert!(db.token("t1").await.unwrap().unwrap().revoked);
+    }
+}
