@@ -10,6 +10,7 @@ PACKAGES=(
   # Slurm backend tests: a private munged + slurmctld + slurmd (tests/src/slurm.rs).
   munge slurm-wlm slurm-client
   chromium chromium-driver fonts-dejavu-core
+  postgresql haproxy
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

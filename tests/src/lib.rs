@@ -6,6 +6,8 @@
 
 pub mod browser;
 
+pub mod haproxy;
+pub mod postgres;
 pub mod slapd;
 
 pub mod slurm;

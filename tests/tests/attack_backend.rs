@@ -119,7 +119,7 @@ fn ui_client(ui: &Ui, tls: rustls::ClientConfig) -> reqwest::Client {
 /// The hub's own client identity (the test reads the CA key as root, which an attacker
 /// cannot): it gets past mutual TLS, so only the token decides.
 fn hub_identity(d: &Demo) -> rustls::ClientConfig {
-    let ca = steward_hub::ca::Ca::load_or_create(&d.data.path().join("state")).unwrap();
+    let ca = steward_hub::pki::ca::Ca::load_or_create(&d.data.path().join("state")).unwrap();
     (*ca.client_config().unwrap()).clone()
 }
 
@@ -163,7 +163,7 @@ fn eddsa() -> Value {
 /// for another owner, a token from another hub's key, a read token used for an
 /// operation. Each is refused (401/403) and alice's workflow stays paused.
 async fn jwt_straight_at_the_ui_server(d: &Demo, ui: &Ui) {
-    let signer = steward_hub::tokens::TokenSigner::load_or_create(
+    let signer = steward_hub::pki::jwt::TokenSigner::load_or_create(
         &d.data.path().join("state/jwt-ed25519.der"),
     )
     .unwrap();
@@ -355,7 +355,7 @@ async fn client_certificates_at_the_ui_server(d: &Demo, ui: &Ui) {
     let roots = {
         let mut r = rustls::RootCertStore::empty();
         r.add(rustls_pki_types::CertificateDer::from(
-            steward_hub::ca::pem_to_der(&hub_ca_pem).unwrap(),
+            steward_hub::pki::ca::pem_to_der(&hub_ca_pem).unwrap(),
         ))
         .unwrap();
         r
@@ -390,7 +390,7 @@ async fn client_certificates_at_the_ui_server(d: &Demo, ui: &Ui) {
             )
             .unwrap()
     };
-    let signer = steward_hub::tokens::TokenSigner::load_or_create(
+    let signer = steward_hub::pki::jwt::TokenSigner::load_or_create(
         &d.data.path().join("state/jwt-ed25519.der"),
     )
     .unwrap();

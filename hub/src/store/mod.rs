@@ -30,9 +30,11 @@
 //!   which would otherwise allow twice the configured rate.
 
 mod clock;
+pub mod postgres;
 pub mod sqlite;
 
 pub use clock::Clock;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

@@ -39,12 +39,25 @@ pub fn is_changing(r: &Value) -> bool {
 
 pub fn fingerprint(d: &Demo) -> Fingerprint {
     let changing_records = d.audit_records().iter().filter(|r| is_changing(r)).count();
-    let db = steward_hub::db::Db::open(&d.data.path().join("state/hub.db")).expect("hub.db");
-    let mut sessions: Vec<(String, String, String)> = db
-        .sessions()
-        .expect("sessions")
+    let path = d.data.path().join("state/hub.db");
+    // The store is async and callers may be inside a runtime: read it on a thread of its own.
+    let rows = std::thread::spawn(move || {
+        use steward_hub::store::Store;
+        let db = steward_hub::store::SqliteStore::open(&path, Default::default()).expect("hub.db");
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(db.sessions())
+            .expect("sessions")
+    })
+    .join()
+    .expect("reading sessions");
+    let mut sessions: Vec<(String, String, String)> = rows
         .into_iter()
-        .map(|s| (s.id_hash, s.user, s.class.name().to_string()))
+        .map(|s| {
+            let id = s.id_hash().unwrap_or_default().to_string();
+            (id, s.user, s.class.name().to_string())
+        })
         .collect();
     sessions.sort();
     let mut run_state = vec![];

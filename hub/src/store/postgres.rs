@@ -1,0 +1,714 @@
+//! [`Store`] on PostgreSQL: one database shared by every hub of a deployment.
+//!
+//! What differs from SQLite, and why:
+//! - **No session cache.** A logout or revocation on one hub must stop the cookie on
+//!   every other hub at once, so every lookup asks the database (one indexed query).
+//! - **Time is the database's.** [`Store::now`] is the hub's clock plus the offset to
+//!   the database clock, measured at connect and refreshed in the background, so an
+//!   elevation deadline set by hub A expires at the same instant on hub B whatever
+//!   their system clocks say.
+//! - **Changes are announced.** Every write that another hub may have cached sends a
+//!   `NOTIFY steward_changes` in the same transaction; [`PostgresStore::changes`] hands
+//!   out receivers fed from a dedicated `LISTEN` connection.
+//! - **Conditional writes are single statements** (`… WHERE epoch = $n`, `INSERT … ON
+//!   CONFLICT DO NOTHING`), so two hubs racing to start one owner's server get exactly
+//!   one row.
+//!
+//! Schema changes are numbered migrations recorded in `schema_version`, applied once
+//! under an advisory lock so two hubs starting together do not both migrate.
+//! This module must not hold policy or HTTP logic.
+
+use super::{
+    Change, Clock, Expect, OverviewRow, ServerRow, Session, SessionKind, Store, StoreError,
+    TokenRow,
+};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures_util::StreamExt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use steward_protocol::{Endpoint, OpClass, Placement};
+use tokio::sync::broadcast;
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        class TEXT NOT NULL,
+        deadline BIGINT,
+        csrf TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        addr TEXT NOT NULL,
+        expiry_audited BOOLEAN NOT NULL DEFAULT FALSE
+     );
+     CREATE INDEX sessions_user ON sessions(username);
+     CREATE TABLE servers (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        placement TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        cgroup TEXT NOT NULL,
+        started BIGINT NOT NULL,
+        epoch BIGINT NOT NULL,
+        PRIMARY KEY (owner, name)
+     );
+     CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        hash TEXT NOT NULL,
+        username TEXT NOT NULL,
+        name TEXT NOT NULL,
+        class TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        expires BIGINT NOT NULL,
+        revoked BOOLEAN NOT NULL DEFAULT FALSE
+     );
+     CREATE TABLE overview (
+        owner TEXT PRIMARY KEY,
+        workflows TEXT NOT NULL,
+        updated BIGINT NOT NULL
+     );"];
+
+/// The schema version this hub writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The channel every hub listens on; payloads are JSON [`ChangeNote`]s.
+const CHANNEL: &str = "steward_changes";
+
+/// Key of the advisory lock taken while migrating (arbitrary, fixed: "stwd").
+const MIGRATION_LOCK: i64 = 0x7374_7764;
+
+/// How often the offset to the database clock is measured again.
+const CLOCK_REFRESH: Duration = Duration::from_secs(30);
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+enum ChangeNote {
+    Session { id_hash: String },
+    Token { id: String },
+    Server { owner: String, name: String },
+}
+
+impl From<ChangeNote> for Change {
+    fn from(n: ChangeNote) -> Change {
+        match n {
+            ChangeNote::Session { id_hash } => Change::Session { id_hash },
+            ChangeNote::Token { id } => Change::Token { id },
+            ChangeNote::Server { owner, name } => Change::Server { owner, name },
+        }
+    }
+}
+
+fn note_json(n: &ChangeNote) -> String {
+    serde_json::to_string(n).unwrap_or_default()
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    clock: Clock,
+    /// Database clock minus this host's system clock, in seconds.
+    offset: Arc<AtomicI64>,
+    changes: broadcast::Sender<Change>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("PostgreSQL: {e}"))
+}
+
+/// A password never reaches a log line or an error message.
+pub fn redact_url(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(cfg) => {
+            let hosts: Vec<String> = cfg
+                .get_hosts()
+                .iter()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(s) => s.clone(),
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .collect();
+            format!(
+                "postgresql://{}@{}/{}",
+                cfg.get_user().unwrap_or("?"),
+                hosts.join(","),
+                cfg.get_dbname().unwrap_or("?")
+            )
+        }
+        Err(_) => "<unparsable database url>".into(),
+    }
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &Row, idx: usize) -> Result<T, StoreError> {
+    let text: String = row.try_get(idx).map_err(backend)?;
+    serde_json::from_str(&text).map_err(|e| backend(format!("column {idx}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(backend)
+}
+
+fn class_of(text: &str) -> OpClass {
+    // A class this hub does not know grants the least, never more.
+    text.parse().unwrap_or(OpClass::Read)
+}
+
+fn session_from_row(r: &Row) -> Result<Session, StoreError> {
+    let groups: String = r.try_get(2).map_err(backend)?;
+    let class: String = r.try_get(3).map_err(backend)?;
+    Ok(Session {
+        kind: SessionKind::Cookie {
+            id_hash: r.try_get(0).map_err(backend)?,
+        },
+        user: r.try_get(1).map_err(backend)?,
+        groups: serde_json::from_str(&groups).unwrap_or_default(),
+        class: class_of(&class),
+        deadline: r.try_get(4).map_err(backend)?,
+        csrf: r.try_get(5).map_err(backend)?,
+        created: r.try_get(6).map_err(backend)?,
+        last_seen: r.try_get(7).map_err(backend)?,
+        addr: r.try_get(8).map_err(backend)?,
+        expiry_audited: r.try_get(9).map_err(backend)?,
+    })
+}
+
+fn server_from_row(r: &Row) -> Result<ServerRow, StoreError> {
+    let pid: i64 = r.try_get(2).map_err(backend)?;
+    Ok(ServerRow {
+        owner: r.try_get(0).map_err(backend)?,
+        name: r.try_get(1).map_err(backend)?,
+        pid: u32::try_from(pid).map_err(|_| backend(format!("pid {pid} out of range")))?,
+        placement: json_col::<Placement>(r, 3)?,
+        endpoint: json_col::<Endpoint>(r, 4)?,
+        cgroup: r.try_get(5).map_err(backend)?,
+        started: r.try_get(6).map_err(backend)?,
+        epoch: r.try_get(7).map_err(backend)?,
+    })
+}
+
+fn token_from_row(r: &Row) -> Result<TokenRow, StoreError> {
+    let class: String = r.try_get(4).map_err(backend)?;
+    Ok(TokenRow {
+        id: r.try_get(0).map_err(backend)?,
+        hash: r.try_get(1).map_err(backend)?,
+        user: r.try_get(2).map_err(backend)?,
+        name: r.try_get(3).map_err(backend)?,
+        class: class_of(&class),
+        created: r.try_get(5).map_err(backend)?,
+        expires: r.try_get(6).map_err(backend)?,
+        revoked: r.try_get(7).map_err(backend)?,
+    })
+}
+
+const SESSION_COLUMNS: &str =
+    "id_hash, username, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited";
+const TOKEN_COLUMNS: &str = "id, hash, username, name, class, created, expires, revoked";
+const SERVER_COLUMNS: &str = "owner, name, pid, placement, endpoint, cgroup, started, epoch";
+
+/// Database clock minus system clock, in whole seconds.
+async fn measure_offset(client: &tokio_postgres::Client) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint",
+            &[],
+        )
+        .await
+        .map_err(backend)?;
+    let db: i64 = row.try_get(0).map_err(backend)?;
+    Ok(db - chrono::Utc::now().timestamp())
+}
+
+impl PostgresStore {
+    /// Connects, migrates the schema and starts listening for other hubs' changes.
+    pub async fn connect(url: &str, clock: Clock) -> Result<PostgresStore, StoreError> {
+        let cfg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("[database] url {}: {e}", redact_url(url))))?;
+        let mgr = Manager::from_config(
+            cfg.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(16)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(backend)?;
+        let store = PostgresStore {
+            pool,
+            clock,
+            offset: Arc::new(AtomicI64::new(0)),
+            changes: broadcast::channel(1024).0,
+        };
+        store.migrate(url).await?;
+        {
+            let client = store.client().await?;
+            store
+                .offset
+                .store(measure_offset(&client).await?, Ordering::Relaxed);
+        }
+        store.spawn_clock_refresh();
+        // A hub must not serve before it hears the others: a change announced between
+        // its start and its LISTEN would be lost.
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        store.spawn_listener(cfg, ready_tx);
+        match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
+            Ok(Ok(())) => Ok(store),
+            _ => Err(StoreError::Backend(format!(
+                "PostgreSQL {}: could not LISTEN {CHANNEL} within 10 s",
+                redact_url(url)
+            ))),
+        }
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| {
+            StoreError::Backend(format!("PostgreSQL unreachable (no connection): {e}"))
+        })
+    }
+
+    async fn migrate(&self, url: &str) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // Transaction-scoped: released at commit, even if this hub dies mid-way.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(backend)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .await
+            .map_err(backend)?;
+        let found: Option<i64> = tx
+            .query_one("SELECT MAX(version) FROM schema_version", &[])
+            .await
+            .map_err(backend)?
+            .try_get(0)
+            .map_err(backend)?;
+        let found = found.unwrap_or(0);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: redact_url(url),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.batch_execute(sql).await.map_err(backend)?;
+            tx.execute("DELETE FROM schema_version", &[])
+                .await
+                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&(i as i64 + 1)],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    /// The schema version recorded in the database.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let v: Option<i64> = client
+            .query_one("SELECT MAX(version) FROM schema_version", &[])
+            .await
+            .map_err(backend)?
+            .try_get(0)
+            .map_err(backend)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Whether the database answers now (for `/hub/health`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(backend)?;
+        Ok(())
+    }
+
+    fn spawn_clock_refresh(&self) {
+        let pool = self.pool.clone();
+        let offset = Arc::downgrade(&self.offset);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CLOCK_REFRESH).await;
+                let Some(offset) = offset.upgrade() else {
+                    return;
+                };
+                if let Ok(client) = pool.get().await {
+                    if let Ok(o) = measure_offset(&client).await {
+                        offset.store(o, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Keeps one connection in `LISTEN steward_changes`, reconnecting with a back-off
+    /// while the database is away. Every reconnect announces a change of everything
+    /// (an empty session hash), since notifications sent meanwhile are lost.
+    fn spawn_listener(&self, cfg: tokio_postgres::Config, ready: tokio::sync::oneshot::Sender<()>) {
+        let mut ready = Some(ready);
+        let tx = self.changes.clone();
+        // Ends with the store: the offset cell lives exactly as long as it does.
+        let alive = Arc::downgrade(&self.offset);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                if alive.upgrade().is_none() {
+                    return;
+                }
+                if let Ok((client, mut conn)) = cfg.connect(NoTls).await {
+                    backoff = Duration::from_millis(100);
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    let listen_sql = format!("LISTEN {CHANNEL}");
+                    let listening = {
+                        let listen = client.batch_execute(&listen_sql);
+                        // The connection must be driven while LISTEN is sent.
+                        let mut listen = std::pin::pin!(listen);
+                        loop {
+                            tokio::select! {
+                                r = &mut listen => break r.is_ok(),
+                                m = messages.next() => if m.is_none() { break false },
+                            }
+                        }
+                    };
+                    if listening {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                        let _ = tx.send(Change::Session {
+                            id_hash: String::new(),
+                        });
+                        while let Some(m) = messages.next().await {
+                            match m {
+                                Ok(AsyncMessage::Notification(n)) => {
+                                    if let Ok(note) =
+                                        serde_json::from_str::<ChangeNote>(n.payload())
+                                    {
+                                        let _ = tx.send(note.into());
+                                    }
+                                }
+                                Ok(_) => {}
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    drop(client);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
+    /// Runs `sql` and announces `note` to the other hubs in one transaction, so a
+    /// change is never seen without its notification or the reverse.
+    async fn write_and_notify(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        note: ChangeNote,
+    ) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let n = tx.execute(sql, params).await.map_err(backend)?;
+        if n > 0 {
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note_json(&note)])
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(n)
+    }
+
+    async fn token_rows(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<TokenRow>, StoreError> {
+        let client = self.client().await?;
+        let rows = client.query(sql, params).await.map_err(backend)?;
+        rows.iter().map(token_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn now(&self) -> i64 {
+        self.clock.now_secs() + self.offset.load(Ordering::Relaxed)
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<Change>> {
+        Some(self.changes.subscribe())
+    }
+
+    async fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
+        let Some(id_hash) = s.id_hash() else {
+            return Err(StoreError::Backend(
+                "a token session is not stored as a session".into(),
+            ));
+        };
+        let groups = to_json(&s.groups)?;
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+                &[&id_hash, &s.user, &groups, &s.class.name(), &s.deadline, &s.csrf, &s.created, &s.last_seen, &s.addr, &s.expiry_audited],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str) -> Result<Option<Session>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = $1"),
+                &[&id_hash],
+            )
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
+        // Not announced: last_seen changes on every request and no hub caches it.
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE sessions SET last_seen = $2 WHERE id_hash = $1 AND last_seen < $2",
+                &[&id_hash, &now],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn mark_expiry_audited(&self, id_hash: &str) -> Result<bool, StoreError> {
+        let n = self
+            .write_and_notify(
+                "UPDATE sessions SET expiry_audited = TRUE WHERE id_hash = $1 AND NOT expiry_audited",
+                &[&id_hash],
+                ChangeNote::Session {
+                    id_hash: id_hash.to_string(),
+                },
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        let n = self
+            .write_and_notify(
+                "DELETE FROM sessions WHERE id_hash = $1",
+                &[&id_hash],
+                ChangeNote::Session {
+                    id_hash: id_hash.to_string(),
+                },
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn sessions(&self) -> Result<Vec<Session>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions ORDER BY created"),
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    async fn insert_token(&self, t: &TokenRow) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!("INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE)"),
+                &[&t.id, &t.hash, &t.user, &t.name, &t.class.name(), &t.created, &t.expires],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
+        Ok(self
+            .token_rows(
+                &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"),
+                &[&id],
+            )
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenRow>, StoreError> {
+        self.token_rows(
+            &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE $1::text IS NULL OR username = $1 ORDER BY created"),
+            &[&user],
+        )
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .write_and_notify(
+                "UPDATE api_tokens SET revoked = TRUE WHERE id = $1 AND NOT revoked",
+                &[&id],
+                ChangeNote::Token { id: id.to_string() },
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn servers(&self) -> Result<Vec<ServerRow>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {SERVER_COLUMNS} FROM servers ORDER BY owner, name"),
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter().map(server_from_row).collect()
+    }
+
+    async fn put_server(&self, s: &ServerRow, expect: Expect) -> Result<Option<i64>, StoreError> {
+        let placement = to_json(&s.placement)?;
+        let endpoint = to_json(&s.endpoint)?;
+        let pid = i64::from(s.pid);
+        let sql = match expect {
+            Expect::Any => format!(
+                "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
+                 ON CONFLICT (owner, name) DO UPDATE SET pid = excluded.pid, placement = excluded.placement,
+                   endpoint = excluded.endpoint, cgroup = excluded.cgroup, started = excluded.started,
+                   epoch = servers.epoch + 1
+                 RETURNING epoch"
+            ),
+            Expect::Absent => format!(
+                "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
+                 ON CONFLICT (owner, name) DO NOTHING RETURNING epoch"
+            ),
+            Expect::Epoch(_) => "UPDATE servers SET pid = $3, placement = $4, endpoint = $5, cgroup = $6,
+                   started = $7, epoch = epoch + 1
+                 WHERE owner = $1 AND name = $2 AND epoch = $8 RETURNING epoch"
+                .to_string(),
+        };
+        let epoch_arg = match expect {
+            Expect::Epoch(e) => e,
+            _ => 0,
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let row = if matches!(expect, Expect::Epoch(_)) {
+            tx.query_opt(
+                &sql,
+                &[
+                    &s.owner, &s.name, &pid, &placement, &endpoint, &s.cgroup, &s.started,
+                    &epoch_arg,
+                ],
+            )
+            .await
+        } else {
+            tx.query_opt(
+                &sql,
+                &[
+                    &s.owner, &s.name, &pid, &placement, &endpoint, &s.cgroup, &s.started,
+                ],
+            )
+            .await
+        }
+        .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let epoch: i64 = row.try_get(0).map_err(backend)?;
+        let note = note_json(&ChangeNote::Server {
+            owner: s.owner.clone(),
+            name: s.name.clone(),
+        });
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note])
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(epoch))
+    }
+
+    async fn delete_server(
+        &self,
+        owner: &str,
+        name: &str,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        let note = ChangeNote::Server {
+            owner: owner.to_string(),
+            name: name.to_string(),
+        };
+        let n = match expect {
+            Expect::Any => {
+                self.write_and_notify(
+                    "DELETE FROM servers WHERE owner = $1 AND name = $2",
+                    &[&owner, &name],
+                    note,
+                )
+                .await?
+            }
+            Expect::Absent => 0,
+            Expect::Epoch(e) => {
+                self.write_and_notify(
+                    "DELETE FROM servers WHERE owner = $1 AND name = $2 AND epoch = $3",
+                    &[&owner, &name, &e],
+                    note,
+                )
+                .await?
+            }
+        };
+        Ok(n > 0)
+    }
+
+    async fn save_overview(&self, row: &OverviewRow) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO overview (owner, workflows, updated) VALUES ($1, $2, $3)
+                 ON CONFLICT (owner) DO UPDATE SET workflows = excluded.workflows, updated = excluded.updated
+                 WHERE overview.updated <= excluded.updated",
+                &[&row.owner, &row.workflows_json, &row.updated],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn overviews(&self) -> Result<Vec<OverviewRow>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT owner, workflows, updated FROM overview ORDER BY owner",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(OverviewRow {
+                    owner: r.try_get(0).map_err(backend)?,
+                    workflows_json: r.try_get(1).map_err(backend)?,
+                    updated: r.try_get(2).map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+}
