@@ -8,6 +8,10 @@ PACKAGES=(
   sudo passwd procps util-linux pamtester openssh-server openssh-client iproute2
   slapd ldap-utils stress-ng
   chromium chromium-driver fonts-dejavu-core
+  # The package test (scripts/test-package.sh): systemd only for systemd-analyze (it
+  # starts nothing on a machine not booted with systemd), socat for NOTIFY_SOCKET,
+  # man-db for `man -w`, curl and openssl to log in over HTTPS.
+  systemd socat man-db curl openssl adduser
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
