@@ -41,8 +41,11 @@ cleanup() {
     dpkg -P steward >/dev/null 2>&1 || true
   fi
   restore_shared
-  rm -rf "$WORK" /var/log/steward/audit
-  rmdir /var/log/steward 2>/dev/null || true
+  if [[ -e "${MARK:-/nonexistent}" ]]; then
+    rm -rf /var/log/steward/audit "$MARK"
+    rmdir /var/log/steward 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
 }
 # The demo and the end-to-end tests install /etc/pam.d/steward (and may be running on
 # this machine now); purge deletes the package's copy, so put back what was there.
@@ -80,13 +83,22 @@ kill_test_servers() {
 }
 trap cleanup EXIT
 
+rm -rf "$WORK"
+mkdir -p -m 0700 "$WORK"
+save_shared
 # A previous run or a hand install must not decide what this run sees.
 if dpkg-query -W -f='${Status}' steward 2>/dev/null | grep -q 'installed\|config-files'; then
   dpkg -P steward >/dev/null
 fi
-rm -rf "$WORK" /var/log/steward/audit
-mkdir -p -m 0700 "$WORK"
-save_shared
+# Purge keeps the audit log, so this test removes the one its hub wrote; it never
+# touches one it did not make (MARK says a leftover is a killed run's).
+MARK=/var/tmp/steward-pkgtest.audit-is-ours
+if [[ -e /var/log/steward/audit && ! -e "$MARK" ]]; then
+  echo "test-package: /var/log/steward/audit exists and is not this test's; not touching it" >&2
+  exit 1
+fi
+rm -rf /var/log/steward/audit
+touch "$MARK"
 
 step "building the package"
 deb=$(bash scripts/build-deb.sh --debug | tail -n1)
