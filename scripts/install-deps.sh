@@ -11,6 +11,10 @@ PACKAGES=(
   munge slurm-wlm slurm-client
   chromium chromium-driver fonts-dejavu-core
   postgresql haproxy
+  # The package test (scripts/test-package.sh): systemd only for systemd-analyze (it
+  # starts nothing on a machine not booted with systemd), socat for NOTIFY_SOCKET,
+  # man-db for `man -w`, curl and openssl to log in over HTTPS.
+  systemd socat man-db curl openssl adduser
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -20,3 +20,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # Chromium) from the same build.
 cargo test --workspace --locked --no-fail-fast --exclude steward-e2e
 cargo test -p steward-e2e --locked --no-fail-fast -- --test-threads 2
+# The Debian package, installed, started from its unit's lines, and purged. Last: purge
+# removes /etc/pam.d/steward, which it restores, but nothing should be using it then.
+bash scripts/test-package.sh

@@ -51,6 +51,12 @@ enum Command {
     Token(steward_hub::cli::client::TokenCmd),
     /// Every workflow you may read, with state counts (the overview, in a terminal).
     Scan(steward_hub::cli::client::Conn),
+    /// Check the hub's configuration file.
+    #[command(subcommand)]
+    Config(steward_hub::config_check::ConfigCommand),
+    /// Packaging: write man pages and shell completions for this CLI into DIR.
+    #[command(hide = true)]
+    GenDocs { dir: PathBuf },
 }
 
 fn init_logging() {
@@ -76,6 +82,10 @@ fn main() {
         Command::Sessions(cmd) => run_async(steward_hub::cli::client::sessions(cmd)),
         Command::Token(cmd) => run_async(steward_hub::cli::client::token(cmd)),
         Command::Scan(conn) => run_async(steward_hub::cli::client::scan(conn)),
+        Command::Config(cmd) => steward_hub::config_check::run(cmd),
+        Command::GenDocs { dir } => {
+            steward_hub::docgen::run(<Cli as clap::CommandFactory>::command(), &dir)
+        }
         Command::Serve { config } => {
             init_logging();
             run_async(async move {

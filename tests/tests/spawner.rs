@@ -571,7 +571,7 @@ fn sudo_mode_runs_only_the_helper() {
         .replace("Defaults:steward ", &format!("Defaults:{hub_user} "))
         .replace("steward ALL=(root)", &format!("{hub_user} ALL=(root)"))
         .replace(
-            "/usr/local/libexec/steward/steward-spawn",
+            "/usr/libexec/steward/steward-spawn",
             &helper.display().to_string(),
         )
         .replace("/etc/steward/spawn.toml", &f.config.display().to_string());

@@ -53,7 +53,7 @@ async fn unprivileged_hub_spawns_through_sudo() {
         .replace("Defaults:steward ", &format!("Defaults:{HUB_USER} "))
         .replace("steward ALL=(root)", &format!("{HUB_USER} ALL=(root)"))
         .replace(
-            "/usr/local/libexec/steward/steward-spawn",
+            "/usr/libexec/steward/steward-spawn",
             &helper.display().to_string(),
         )
         .replace("/etc/steward/spawn.toml", &spawn_cfg.display().to_string());

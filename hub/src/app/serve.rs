@@ -59,6 +59,7 @@ pub async fn serve(hub: Hub) -> anyhow::Result<()> {
     super::background::start(state.clone(), cert);
     println!("steward: ready on https://{public_addr} (internal {internal_addr})");
     tracing::info!(%public_addr, %internal_addr, "hub ready");
+    crate::notify::ready(public_addr);
     let internal_handle = internal.handle();
     let public_handle = public.handle();
     // actix servers accept only while their future is polled.
