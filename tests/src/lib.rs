@@ -6,7 +6,11 @@
 
 pub mod browser;
 
+pub mod netns;
+
 pub mod slapd;
+
+pub mod sshpool;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
