@@ -79,6 +79,16 @@ fn ns_name(i: usize) -> String {
     format!("steward-h{i}")
 }
 
+/// A fresh ed25519 key pair without a passphrase at `path` (and `path`.pub).
+fn keygen(path: &Path, comment: &str) -> Result<(), String> {
+    let p = path.to_string_lossy();
+    run(
+        "ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", &p],
+    )
+    .map(|_| ())
+}
+
 /// Kills every process inside namespace `ns` (sshd, sessions, servers) and waits until
 /// they are gone (bounded), so the namespace can really go away.
 pub fn kill_namespace_processes(ns: &str) {
@@ -146,21 +156,7 @@ impl Netns {
         std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
         run("usermod", &["-p", "*", login])?;
         let client_key = dir.join("id_ed25519");
-        let key = client_key.to_string_lossy().into_owned();
-        run(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "steward-e2e",
-                "-f",
-                &key,
-            ],
-        )?;
+        keygen(&client_key, "steward-e2e")?;
         let pubkey = std::fs::read_to_string(dir.join("id_ed25519.pub"))
             .map_err(|e| format!("client public key: {e}"))?;
         run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
@@ -247,21 +243,7 @@ impl Netns {
         let h = &self.hosts[i];
         let _ = std::fs::remove_file(h.host_key());
         let _ = std::fs::remove_file(h.dir.join("host_ed25519.pub"));
-        run(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                &h.ns,
-                "-f",
-                &h.host_key().to_string_lossy(),
-            ],
-        )
-        .map(|_| ())
+        keygen(&h.host_key(), &h.ns)
     }
 
     /// Starts host `i`'s sshd in its namespace (with its own host name) and waits until

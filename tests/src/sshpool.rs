@@ -9,6 +9,7 @@ use crate::{
 };
 use serde_json::json;
 use std::path::PathBuf;
+use steward_protocol::helper::StartRequest;
 use steward_spawner::ssh::{SshBackend, SshPoolConfig};
 
 /// The account the hub logs in as on every host.
@@ -126,5 +127,31 @@ pub fn cleanup_local(cfg: &std::path::Path) {
             cfg,
             &json!({"verb": "stop", "user": s["user"], "server": s["server"], "grace_secs": 0}),
         );
+    }
+}
+
+/// Starts the test listener (`steward-test-listen`) on every address of the host.
+pub fn listen_request(server: &str, port: u16) -> StartRequest {
+    StartRequest {
+        user: OWNER.into(),
+        server: server.into(),
+        executable: "listen".into(),
+        args: vec![format!("0.0.0.0:{port}")],
+        env: Default::default(),
+        stdin: None,
+        profile: None,
+    }
+}
+
+/// Starts a `sleep` that outlives any test.
+pub fn sleep_request(server: &str) -> StartRequest {
+    StartRequest {
+        user: OWNER.into(),
+        server: server.into(),
+        executable: "sleep".into(),
+        args: vec!["600".into()],
+        env: Default::default(),
+        stdin: None,
+        profile: None,
     }
 }

@@ -9,35 +9,11 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 use steward_e2e::netns::{pid_netns_inode, Netns};
-use steward_e2e::sshpool::{Fixture, LOGIN, OWNER};
+use steward_e2e::sshpool::{listen_request, sleep_request, Fixture, LOGIN, OWNER};
 use steward_e2e::*;
-use steward_protocol::helper::{HelperErrorCode, StartRequest};
+use steward_protocol::helper::HelperErrorCode;
 use steward_protocol::Placement;
 use steward_spawner::{Backend, SpawnError};
-
-fn listen_request(server: &str, port: u16) -> StartRequest {
-    StartRequest {
-        user: OWNER.into(),
-        server: server.into(),
-        executable: "listen".into(),
-        args: vec![format!("0.0.0.0:{port}")],
-        env: Default::default(),
-        stdin: None,
-        profile: None,
-    }
-}
-
-fn sleep_request(server: &str) -> StartRequest {
-    StartRequest {
-        user: OWNER.into(),
-        server: server.into(),
-        executable: "sleep".into(),
-        args: vec!["600".into()],
-        env: Default::default(),
-        stdin: None,
-        profile: None,
-    }
-}
 
 /// Connects to the listener (bounded retries while it binds) and returns its greeting.
 fn greet(address: &str, port: u16) -> Option<String> {

@@ -14,10 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use steward_protocol::helper::HelperReply;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Largest reply accepted (as for the local client).
-const MAX_REPLY_BYTES: u64 = 4 * 1024 * 1024;
+use tokio::io::AsyncWriteExt;
 
 /// Login details of one host.
 #[derive(Debug, Clone)]
@@ -179,7 +176,7 @@ impl Conn {
         let mut child = cmd
             .spawn()
             .map_err(|e| SpawnError::io("running ssh (is openssh-client installed?)", e))?;
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err(SpawnError::Helper("ssh without stdio pipes".into()));
@@ -188,20 +185,7 @@ impl Conn {
             // The helper may refuse before reading (EPIPE); its reply still tells why.
             let _ = stdin.write_all(input).await;
             drop(stdin);
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let mut out_limited = stdout.take(MAX_REPLY_BYTES);
-            let mut err_limited = stderr.take(64 * 1024);
-            let (r1, _) = tokio::join!(
-                out_limited.read_to_end(&mut out),
-                err_limited.read_to_end(&mut err)
-            );
-            r1.map_err(|e| SpawnError::io("reading the reply over ssh", e))?;
-            let status = child
-                .wait()
-                .await
-                .map_err(|e| SpawnError::io("waiting for ssh", e))?;
-            Ok::<_, SpawnError>((out, err, status))
+            crate::client::collect(&mut child, &mut stdout, &mut stderr, "ssh").await
         };
         let (out, err, status) = tokio::time::timeout(self.command_timeout, work)
             .await

@@ -399,7 +399,12 @@ impl Backend for SshBackend {
             server: server.into(),
             grace_secs,
         };
-        backend::into_stopped(self.call(host, &req).await?)
+        let stopped = backend::into_stopped(self.call(host, &req).await?)?;
+        // Keep the cached count honest until the next status read, as starts do.
+        if let Some((_, Ok(s))) = self.lock().statuses.get_mut(host) {
+            s.servers = s.servers.saturating_sub(1);
+        }
+        Ok(stopped)
     }
 
     async fn status(
