@@ -366,6 +366,41 @@ mod tests {
     }
 
     #[test]
+    fn every_ssh_process_pins_keys_and_forwards_nothing() {
+        let cmd = conn().ssh();
+        let std = cmd.as_std();
+        let args: Vec<String> = std
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = args.join(" ");
+        for needle in [
+            "-F none",
+            "-a",
+            "-x",
+            "StrictHostKeyChecking=yes",
+            "UserKnownHostsFile=/etc/steward/known_hosts",
+            "GlobalKnownHostsFile=/dev/null",
+            "UpdateHostKeys=no",
+            "BatchMode=yes",
+            "IdentitiesOnly=yes",
+            "IdentityFile=/etc/steward/id",
+            "IdentityAgent=none",
+            "ForwardAgent=no",
+            "ClearAllForwardings=yes",
+            "PasswordAuthentication=no",
+            "-l steward",
+            "-p 22",
+        ] {
+            assert!(joined.contains(needle), "{needle} missing in {joined}");
+        }
+        // Nothing of the hub's environment (SSH_AUTH_SOCK above all) reaches ssh.
+        let envs: Vec<_> = std.get_envs().collect();
+        assert_eq!(envs.len(), 1, "{envs:?}");
+        assert_eq!(envs[0].0, "PATH");
+    }
+
+    #[test]
     fn quoting_survives_quotes_and_spaces() {
         assert_eq!(shell_quote("/a b/c"), "'/a b/c'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
