@@ -16,6 +16,13 @@ cargo build --workspace --bins --tests --locked
 # Lints, and the MSRV check: clippy's incompatible_msrv refuses any std API newer than
 # the workspace's rust-version in every crate that inherits it.
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The root helper is built without the spawner's `client` feature: tokio must not be
+# among its dependencies (the e2e test spawner_ssh::helper_binary_links_no_tokio checks
+# the built binary's symbols too).
+if cargo tree --locked -e normal -p steward-spawner --no-default-features | grep -q '^.*tokio v'; then
+  echo "scripts/test.sh: steward-spawner without default features depends on tokio" >&2
+  exit 1
+fi
 # Unit tests of every crate, then the end-to-end suite (real users, cgroups, PAM, slapd,
 # Chromium) from the same build.
 cargo test --workspace --locked --no-fail-fast --exclude steward-e2e

@@ -23,6 +23,8 @@ pub enum HelperRequest {
         server: String,
     },
     List,
+    /// How busy this host is, for placement across a pool of hosts.
+    HostStatus,
     Adopt {
         user: String,
         server: String,
@@ -105,6 +107,23 @@ pub struct ServerStatus {
     pub oom_killed: bool,
 }
 
+/// A host's load as its helper reads it from `/proc`, for placement. Load averages are
+/// in thousandths so the reply stays `Eq` (and exact on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    /// The host's own name (`uname -n`), to tell hosts apart in logs.
+    pub hostname: String,
+    /// CPUs this host offers.
+    pub cpus: u32,
+    /// 1-, 5- and 15-minute load averages × 1000.
+    pub load_milli: [u64; 3],
+    pub mem_total_bytes: u64,
+    /// `MemAvailable` from `/proc/meminfo`: what new processes can get without swapping.
+    pub mem_available_bytes: u64,
+    /// Steward servers with a running process under this helper's cgroup prefix.
+    pub servers: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum HelperReply {
@@ -121,6 +140,7 @@ pub enum HelperReply {
         servers: Vec<ServerStatus>,
     },
     Adopted(ServerStatus),
+    HostStatus(HostStatus),
     File {
         content: String,
         size: u64,

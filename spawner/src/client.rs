@@ -26,7 +26,7 @@ pub struct SpawnerClient {
 }
 
 /// Largest reply accepted from the helper (a `read_user_file` of 1 MiB plus framing).
-const MAX_REPLY_BYTES: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_REPLY_BYTES: u64 = 4 * 1024 * 1024;
 
 impl SpawnerClient {
     pub fn new(helper: impl Into<PathBuf>, config: Option<PathBuf>, mode: SpawnMode) -> Self {
@@ -86,21 +86,7 @@ impl SpawnerClient {
                 .await
                 .map_err(|e| SpawnError::io("writing to the helper", e))?;
             drop(stdin);
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let mut out_limited = (&mut stdout).take(MAX_REPLY_BYTES);
-            let mut err_limited = (&mut stderr).take(64 * 1024);
-            let (r1, r2) = tokio::join!(
-                out_limited.read_to_end(&mut out),
-                err_limited.read_to_end(&mut err)
-            );
-            r1.map_err(|e| SpawnError::io("reading the helper's reply", e))?;
-            let _ = r2;
-            let status = child
-                .wait()
-                .await
-                .map_err(|e| SpawnError::io("waiting for the helper", e))?;
-            Ok::<_, SpawnError>((out, err, status))
+            collect(&mut child, &mut stdout, &mut stderr, "the helper").await
         };
         let (out, err, status) = tokio::time::timeout(self.timeout, work)
             .await
@@ -114,4 +100,29 @@ impl SpawnerClient {
             ))),
         }
     }
+}
+
+/// Reads a child's stdout (bounded, the reply) and stderr (bounded, for messages) to the
+/// end and waits for it: the one way both the local client and the ssh backend take an
+/// answer from a helper process.
+pub(crate) async fn collect(
+    child: &mut tokio::process::Child,
+    stdout: &mut (impl tokio::io::AsyncRead + Unpin),
+    stderr: &mut (impl tokio::io::AsyncRead + Unpin),
+    what: &str,
+) -> Result<(Vec<u8>, Vec<u8>, std::process::ExitStatus), SpawnError> {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let mut out_limited = stdout.take(MAX_REPLY_BYTES);
+    let mut err_limited = stderr.take(64 * 1024);
+    let (r1, _) = tokio::join!(
+        out_limited.read_to_end(&mut out),
+        err_limited.read_to_end(&mut err)
+    );
+    r1.map_err(|e| SpawnError::io(format!("reading the reply of {what}"), e))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| SpawnError::io(format!("waiting for {what}"), e))?;
+    Ok((out, err, status))
 }

@@ -11,7 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path};
 use std::time::{Duration, Instant};
 use steward_protocol::helper::{
-    HelperErrorCode, HelperReply, HelperRequest, ServerStatus, StartRequest,
+    HelperErrorCode, HelperReply, HelperRequest, HostStatus, ServerStatus, StartRequest,
 };
 
 /// Largest request the helper reads from stdin.
@@ -67,6 +67,7 @@ impl Helper {
                     .filter_map(|(u, s)| self.status(&u, &s).ok())
                     .collect(),
             }),
+            HelperRequest::HostStatus => self.host_status().map(HelperReply::HostStatus),
             HelperRequest::Adopt { user, server, pid } => self.adopt(&user, &server, pid),
             HelperRequest::ReadUserFile {
                 user,
@@ -310,6 +311,35 @@ impl Helper {
         })
     }
 
+    /// This host's load, memory and number of running servers, read from `/proc` and the
+    /// cgroup tree, so a hub placing servers across hosts can pick one and say why.
+    fn host_status(&self) -> Result<HostStatus, SpawnError> {
+        let loadavg = std::fs::read_to_string("/proc/loadavg")
+            .map_err(|e| SpawnError::io("reading /proc/loadavg", e))?;
+        let meminfo = std::fs::read_to_string("/proc/meminfo")
+            .map_err(|e| SpawnError::io("reading /proc/meminfo", e))?;
+        let (load_milli, mem_total_bytes, mem_available_bytes) =
+            crate::hoststat::parse_proc(&loadavg, &meminfo)?;
+        let servers = self
+            .cgroups
+            .list()
+            .into_iter()
+            .filter(|(u, s)| self.cgroups.procs(u, s).is_ok_and(|p| !p.is_empty()))
+            .count();
+        Ok(HostStatus {
+            hostname: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            load_milli,
+            mem_total_bytes,
+            mem_available_bytes,
+            servers: u32::try_from(servers).unwrap_or(u32::MAX),
+        })
+    }
+
     /// Confirms that `pid` is still this user's server: in its cgroup and owned by its uid.
     fn adopt(&self, user: &str, server: &str, pid: u32) -> Result<HelperReply, SpawnError> {
         self.check_names(user, server)?;
@@ -385,6 +415,7 @@ pub fn error_reply(e: SpawnError) -> HelperReply {
         SpawnError::NotFound(_) => HelperErrorCode::NotFound,
         SpawnError::TooLarge(_) => HelperErrorCode::TooLarge,
         SpawnError::Unavailable(_) => HelperErrorCode::Unavailable,
+        SpawnError::Reply { code, .. } => *code,
         _ => HelperErrorCode::Internal,
     };
     HelperReply::Error {

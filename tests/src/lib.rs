@@ -7,10 +7,11 @@
 pub mod browser;
 
 pub mod haproxy;
+pub mod netns;
 pub mod postgres;
 pub mod slapd;
-
 pub mod slurm;
+pub mod sshpool;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
