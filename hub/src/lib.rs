@@ -20,6 +20,7 @@ pub mod ca;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod cylc;
 pub mod db;
 pub mod demo;
 pub mod drain;

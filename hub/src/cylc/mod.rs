@@ -1,0 +1,6 @@
+//! Hosting the real Cylc UI server (`cylc hubapp`, a JupyterHub single-user server)
+//! behind Steward: pure pieces the hub's routes are wired from.
+//!
+//! - [`graphql`]: what a GraphQL request or WebSocket frame runs, as Steward operations
+//!   on the owner's workflows (the gate; decisions stay with policy).
+pub mod graphql;
