@@ -3,4 +3,6 @@
 //!
 //! - [`graphql`]: what a GraphQL request or WebSocket frame runs, as Steward operations
 //!   on the owner's workflows (the gate; decisions stay with policy).
+//! - [`answer`]: a denial in GraphQL's error shape; each forwarded field's outcome.
+pub mod answer;
 pub mod graphql;
