@@ -4,5 +4,11 @@
 //! - [`graphql`]: what a GraphQL request or WebSocket frame runs, as Steward operations
 //!   on the owner's workflows (the gate; decisions stay with policy).
 //! - [`answer`]: a denial in GraphQL's error shape; each forwarded field's outcome.
+//! - [`oauth`]: Steward as the OAuth 2 provider (codes with PKCE, tokens, `/hub/api/user`).
+//! - [`singleuser`]: the `JUPYTERHUB_*` environment and `cylc hubapp` arguments of a spawn.
+//!
+//! None of these does I/O or decides policy; the hub's routes call them.
 pub mod answer;
 pub mod graphql;
+pub mod oauth;
+pub mod singleuser;
