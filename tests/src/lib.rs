@@ -6,6 +6,8 @@
 
 pub mod browser;
 
+pub mod cylc;
+
 pub mod slapd;
 
 use std::path::{Path, PathBuf};
