@@ -60,3 +60,58 @@ fn a_real_workflow_plays_as_its_owner_and_pause_and_hold_show_in_cylc() {
         "the scheduler {pid} is stopped on drop"
     );
 }
+
+/// The site authorization Steward writes at spawn is read by cylc-uiserver's own
+/// `Authorization` exactly as Steward meant it (the real class, from the pinned venv).
+#[test]
+fn cylc_uiserver_reads_the_site_authorization_steward_writes() {
+    use steward_hub::cylc::site_auth;
+    use steward_protocol::{OpSet, Operation};
+    if !require_cylc("cylc_uiserver_reads_the_site_authorization_steward_writes") {
+        return;
+    }
+    // The owner must exist: cylc-uiserver looks up its groups.
+    let owner = CylcUser::ensure("steward-cy1");
+    let dir = tempfile::tempdir().unwrap();
+    let visitor: OpSet = [Operation::Read, Operation::Pause, Operation::Reload]
+        .into_iter()
+        .collect();
+    let path = site_auth::write(
+        dir.path(),
+        &owner.name,
+        &[
+            ("*".to_string(), OpSet::READ_LEVEL),
+            ("nobody".to_string(), visitor),
+        ],
+    )
+    .unwrap();
+    let script = format!(
+        r#"
+import logging, json
+from cylc.uiserver.authorise import Authorization
+class NS: pass
+c = NS(); c.CylcUIServer = NS()
+exec(open({path:?}).read(), {{"c": c}})
+a = Authorization({owner:?}, {{}}, c.CylcUIServer.site_authorization, logging.getLogger())
+print(json.dumps({{u: sorted(a.get_permitted_operations(u)) for u in ["nobody", "root"]}}))
+"#,
+        path = path.display().to_string(),
+        owner = owner.name,
+    );
+    let out = std::process::Command::new(steward_e2e::cylc::venv().join("bin/python"))
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got["nobody"],
+        serde_json::json!(["pause", "read", "reinstall_reload", "reload"])
+    );
+    assert_eq!(got["root"], serde_json::json!(["read"]));
+}

@@ -6,9 +6,12 @@
 //! - [`answer`]: a denial in GraphQL's error shape; each forwarded field's outcome.
 //! - [`oauth`]: Steward as the OAuth 2 provider (codes with PKCE, tokens, `/hub/api/user`).
 //! - [`singleuser`]: the `JUPYTERHUB_*` environment and `cylc hubapp` arguments of a spawn.
+//! - [`site_auth`]: the UI server's own `site_authorization`, written from Steward's policy.
 //!
-//! None of these does I/O or decides policy; the hub's routes call them.
+//! None of these decides policy, and only `site_auth::write` touches the file system;
+//! the hub's routes call them.
 pub mod answer;
 pub mod graphql;
 pub mod oauth;
 pub mod singleuser;
+pub mod site_auth;
