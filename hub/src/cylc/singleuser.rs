@@ -2,9 +2,9 @@
 //! `JUPYTERHUB_*` environment JupyterHub 6.1's `Spawner.get_env` gives it, and the
 //! command line that keeps it reachable only through the hub.
 //!
-//! Pure builders: the spawner passes the result to `steward-spawn` unchanged (it is in
-//! the helper's environment allow-list as `JUPYTERHUB_*`/`JPY_API_TOKEN`). Nothing here
-//! starts a process or reads a file.
+//! Pure builders: the hub hands the result to `steward-spawn` with the start request
+//! (the helper's environment allow-list must admit `JUPYTERHUB_*` and `JPY_API_TOKEN`
+//! for `jupyterhub-singleuser` profiles). Nothing here starts a process or reads a file.
 
 use serde_json::json;
 use std::path::Path;
