@@ -516,59 +516,37 @@ pub fn classify_document(
 /// Reinstalling alone changes files the owner already controls; what affects others
 /// is the reload or the restart.
 pub fn mutation_operation(field: &str) -> Option<Operation> {
-    Some(match field {
-        "broadcast" => Operation::Broadcast,
-        "clean" => Operation::Clean,
-        "extTrigger" => Operation::ExtTrigger,
-        "hold" => Operation::Hold,
-        "kill" => Operation::Kill,
-        "message" => Operation::Message,
-        "pause" => Operation::Pause,
-        "play" => Operation::Play,
-        "poll" => Operation::Poll,
-        "reinstallReload" => Operation::Reload,
-        "reinstallRestart" => Operation::Play,
-        "release" => Operation::Release,
-        "releaseHoldPoint" => Operation::ReleaseHoldPoint,
-        "reload" => Operation::Reload,
-        "remove" => Operation::Remove,
-        "resume" => Operation::Resume,
-        "scan" => Operation::Scan,
-        "set" => Operation::Set,
-        "setGraphWindowExtent" => Operation::SetGraphWindowExtent,
-        "setHoldPoint" => Operation::SetHoldPoint,
-        "setVerbosity" => Operation::SetVerbosity,
-        "stop" => Operation::Stop,
-        "trigger" => Operation::Trigger,
-        _ => return None,
-    })
+    MUTATIONS
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map(|(_, op)| *op)
 }
 
-/// Every root mutation field name Cylc's schema has, in the order above.
-pub const MUTATION_FIELDS: [&str; 23] = [
-    "broadcast",
-    "clean",
-    "extTrigger",
-    "hold",
-    "kill",
-    "message",
-    "pause",
-    "play",
-    "poll",
-    "reinstallReload",
-    "reinstallRestart",
-    "release",
-    "releaseHoldPoint",
-    "reload",
-    "remove",
-    "resume",
-    "scan",
-    "set",
-    "setGraphWindowExtent",
-    "setHoldPoint",
-    "setVerbosity",
-    "stop",
-    "trigger",
+/// Every root mutation field Cylc's schema has, with its Steward operation.
+pub const MUTATIONS: [(&str, Operation); 23] = [
+    ("broadcast", Operation::Broadcast),
+    ("clean", Operation::Clean),
+    ("extTrigger", Operation::ExtTrigger),
+    ("hold", Operation::Hold),
+    ("kill", Operation::Kill),
+    ("message", Operation::Message),
+    ("pause", Operation::Pause),
+    ("play", Operation::Play),
+    ("poll", Operation::Poll),
+    ("reinstallReload", Operation::Reload),
+    ("reinstallRestart", Operation::Play),
+    ("release", Operation::Release),
+    ("releaseHoldPoint", Operation::ReleaseHoldPoint),
+    ("reload", Operation::Reload),
+    ("remove", Operation::Remove),
+    ("resume", Operation::Resume),
+    ("scan", Operation::Scan),
+    ("set", Operation::Set),
+    ("setGraphWindowExtent", Operation::SetGraphWindowExtent),
+    ("setHoldPoint", Operation::SetHoldPoint),
+    ("setVerbosity", Operation::SetVerbosity),
+    ("stop", Operation::Stop),
+    ("trigger", Operation::Trigger),
 ];
 
 type RootField<'d> = (String, &'d async_graphql_parser::types::Field);
