@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod config_check;
+pub mod cylc;
 pub mod decide;
 pub mod docgen;
 pub mod http;

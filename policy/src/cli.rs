@@ -46,6 +46,10 @@ pub enum PolicyCommand {
     Explain(ExplainArgs),
     /// Write one owner's policy as a casbin model.conf + policy.csv.
     Export(ExportArgs),
+    /// Turn a Cylc UI Server jupyter_config.py's site_authorization/user_authorization
+    /// into Steward's TOML, reporting (on stderr, file:line:col) what cannot be
+    /// carried over. Exit 0: all carried; 1: written with a report; 2: I/O error.
+    Import(crate::import_cylc::ImportArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -199,6 +203,7 @@ pub fn run(cmd: PolicyCommand, lookup: &dyn GroupLookup) -> i32 {
             }
         }
         PolicyCommand::Export(a) => run_export(&a, lookup),
+        PolicyCommand::Import(a) => crate::import_cylc::run(&a),
     }
 }
 

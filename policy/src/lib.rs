@@ -19,6 +19,7 @@ mod diag;
 mod doc;
 pub mod engine;
 pub mod export;
+pub mod import_cylc;
 mod index;
 mod perms;
 mod site;

@@ -6,6 +6,7 @@
 
 pub mod browser;
 
+pub mod cylc;
 pub mod haproxy;
 pub mod netns;
 pub mod postgres;
