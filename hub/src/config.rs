@@ -193,6 +193,11 @@ impl Default for SessionConfig {
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
     pub dir: PathBuf,
+    /// The last signed checkpoint's head, kept outside `dir` so that cutting records off
+    /// the end of the log is refused at start and by `steward audit verify`. Default:
+    /// `<data_dir>/audit.head`.
+    #[serde(default)]
+    pub head: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -384,6 +389,14 @@ impl HubConfig {
             return Err(invalid("spawner.concurrency", "must be at least 1".into()));
         }
         Ok(cfg)
+    }
+
+    /// Where the audit log's signed head is kept (outside the audit directory).
+    pub fn audit_head(&self) -> PathBuf {
+        self.audit
+            .head
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit.head"))
     }
 
     /// `scheme://host[:port]` of the public URL: the only Origin a WebSocket may carry.

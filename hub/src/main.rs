@@ -75,7 +75,18 @@ fn main() {
         Command::Policy(cmd) => {
             steward_policy::cli::run(cmd, &steward_hub::auth::Groups::default())
         }
-        Command::Audit(cmd) => {
+        Command::Audit(mut cmd) => {
+            // The packaged hub keeps its head here (`[audit] head` defaults to
+            // <data_dir>/audit.head); verify checks it whenever it exists.
+            if let steward_audit::cli::AuditCommand::Verify {
+                head, dir, files, ..
+            } = &mut cmd
+            {
+                let default_head = std::path::Path::new("/var/lib/steward/audit.head");
+                if head.is_none() && dir.is_none() && files.is_empty() && default_head.exists() {
+                    *head = Some(default_head.to_path_buf());
+                }
+            }
             steward_audit::cli::run(cmd, std::path::Path::new("/var/log/steward/audit"), None)
         }
         Command::Servers(cmd) => run_async(steward_hub::cli::client::servers(cmd)),

@@ -62,6 +62,8 @@ pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
     let metrics = Arc::new(Metrics::new()?);
     let mut audit_cfg = AuditConfig::new(cfg.audit.dir.clone());
     audit_cfg.signing_key = Some(pki::audit_key(&cfg.data_dir)?);
+    // A log that ends before the head it signed was cut: refuse to start on it.
+    audit_cfg.head_path = Some(cfg.audit_head());
     let recorder = Arc::new(Recorder::new(AuditLog::open(audit_cfg)?, metrics.clone()));
     let mut spawner = SpawnerClient::new(
         cfg.spawner.helper.clone(),

@@ -110,6 +110,10 @@ async fn shut_down(state: &AppState, signal: &str, public: &actix_web::dev::Serv
     if let Err(e) = state.recorder.append(rec).await {
         tracing::error!(error = %e, "could not record the stop in the audit log");
     }
+    // A signed head over the last record, so nothing written before the stop can be cut.
+    if let Err(e) = state.recorder.checkpoint_now().await {
+        tracing::error!(error = %e, "could not checkpoint the audit log at stop");
+    }
     public.stop(true).await;
 }
 

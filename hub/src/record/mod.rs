@@ -37,6 +37,15 @@ impl Recorder {
         Recorder { log, metrics }
     }
 
+    /// Writes a signed checkpoint (and the head outside the log) now; the writer thread
+    /// does the work, so this waits for it off the async worker.
+    pub async fn checkpoint_now(&self) -> Result<(), AuditError> {
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || log.checkpoint_now())
+            .await
+            .map_err(|_| AuditError::Closed)?
+    }
+
     /// Appends one record and waits until it is durable.
     pub async fn append(&self, rec: AuditRecord) -> Result<u64, AuditError> {
         let started = std::time::Instant::now();

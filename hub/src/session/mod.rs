@@ -89,13 +89,15 @@ impl Sessions {
             return tokens::validate(self, token, &crate::http::peer_addr(req)).await;
         }
         // Two session cookies mean one was planted: use neither rather than guess.
-        let cookies = req.cookies().ok()?;
-        let mut ours = cookies.iter().filter(|c| c.name() == SESSION_COOKIE);
-        let cookie = ours.next()?;
-        if ours.next().is_some() {
-            return None;
-        }
-        let id_hash = hash_secret(cookie.value());
+        let id_hash = {
+            let cookies = req.cookies().ok()?;
+            let mut ours = cookies.iter().filter(|c| c.name() == SESSION_COOKIE);
+            let cookie = ours.next()?;
+            if ours.next().is_some() {
+                return None;
+            }
+            hash_secret(cookie.value())
+        };
         let s = self.store.session(&id_hash).await.ok()??;
         let now = self.store.now();
         if now - s.last_seen > self.idle_secs || now - s.created > self.lifetime_secs {
