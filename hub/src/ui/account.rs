@@ -158,10 +158,12 @@ pub async fn elevate(
     let body = serde_json::from_slice::<ElevateBody>(&body)
         .map_err(|e| ApiError::bad_request(format!("request body: {e}")))?;
     let class = match body.class.parse::<OpClass>() {
-        Ok(OpClass::Read) | Err(_) => return Err(ApiError::bad_request(format!(
+        Ok(OpClass::Read) | Err(_) => {
+            return Err(ApiError::bad_request(format!(
             "class {:?}: ask for \"execute\" or \"write\" (use /hub/api/drop to go back to read)",
             body.class
-        ))),
+        )))
+        }
         Ok(c) => c,
     };
     let dir_groups = match check_password(&state, &s.user, &body.password, &addr).await? {
