@@ -346,6 +346,13 @@ async fn api_tokens_are_hashed_bounded_by_elevation_and_revocable() {
     let _l = demo_lock();
     let d = Demo::start();
     let (alice, csrf) = d.login("alice").await;
+    // The demo starts every server in the background; wait until bob's and carl's answer,
+    // so alice has other owners' workflows to see.
+    for owner in ["bob", "carl"] {
+        let (cookie, _) = login_cookie(&d.base, &d.ca(), owner, &d.password(owner)).await;
+        let mut w = ws(&d, owner, &cookie).await;
+        ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    }
 
     // Tokens: read token works as Bearer; an execute token needs an elevated session.
     let r = alice
@@ -449,6 +456,8 @@ async fn admins_stop_servers_but_not_workflows_and_the_cli_uses_tokens() {
     let mut w = ws(&d, "alice", &visitor).await;
     ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
     drop(w);
+    // An overview while it runs leaves alice's last known state for when it is stopped.
+    let _: Value = get_json(&carl, format!("{}/hub/api/overview", d.base)).await;
 
     // Admin: carl may list and stop servers; alice may not; admins gain no workflow rights.
     let r = alice

@@ -32,31 +32,8 @@ pub enum ServerError {
     Connect { owner: String, message: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunningServer {
-    pub owner: String,
-    pub name: String,
-    pub pid: u32,
-    pub placement: Placement,
-    pub endpoint: Endpoint,
-    pub cgroup: String,
-    /// The store row's epoch when this hub last wrote or read it.
-    pub epoch: i64,
-}
-
-impl From<ServerRow> for RunningServer {
-    fn from(r: ServerRow) -> Self {
-        RunningServer {
-            owner: r.owner,
-            name: r.name,
-            pid: r.pid,
-            placement: r.placement,
-            endpoint: r.endpoint,
-            cgroup: r.cgroup,
-            epoch: r.epoch,
-        }
-    }
-}
+/// A server this hub knows to be running: its store row (epoch as last written or read).
+pub type RunningServer = ServerRow;
 
 /// A byte stream to a UI server, over TCP or a Unix socket.
 pub trait UpstreamIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -149,7 +126,7 @@ impl ServerManager {
             .servers()
             .await?
             .into_iter()
-            .map(|r| (r.owner.clone(), RunningServer::from(r)))
+            .map(|r| (r.owner.clone(), r))
             .collect();
         Ok(ServerManager {
             spawner,
@@ -332,26 +309,8 @@ impl ServerManager {
                 return Err(fail(e.to_string()));
             }
         };
-        let reg = match tokio::time::timeout(self.start_timeout, rx).await {
-            Ok(Ok(reg)) => reg,
-            _ => {
-                cleanup_token();
-                // Leave nothing half-started: the whole cgroup goes.
-                let _ = self
-                    .spawner
-                    .call(&HelperRequest::Stop {
-                        user: owner.into(),
-                        server: DEFAULT_SERVER.into(),
-                        grace_secs: Some(0),
-                    })
-                    .await;
-                return Err(ServerError::Timeout {
-                    owner: owner.to_string(),
-                    secs: self.start_timeout.as_secs(),
-                });
-            }
-        };
-        if !local_endpoint_ok(&reg.endpoint) {
+        // Leave nothing half-started: the whole cgroup goes.
+        let abandon = || async move {
             cleanup_token();
             let _ = self
                 .spawner
@@ -361,6 +320,19 @@ impl ServerManager {
                     grace_secs: Some(0),
                 })
                 .await;
+        };
+        let reg = match tokio::time::timeout(self.start_timeout, rx).await {
+            Ok(Ok(reg)) => reg,
+            _ => {
+                abandon().await;
+                return Err(ServerError::Timeout {
+                    owner: owner.to_string(),
+                    secs: self.start_timeout.as_secs(),
+                });
+            }
+        };
+        if !local_endpoint_ok(&reg.endpoint) {
+            abandon().await;
             return Err(fail(format!(
                 "it registered {}, which is not on this host (loopback TCP or a Unix socket)",
                 reg.endpoint
@@ -381,7 +353,7 @@ impl ServerManager {
         if let Ok(Some(epoch)) = self.store.put_server(&row, Expect::Any).await {
             row.epoch = epoch;
         }
-        let server = RunningServer::from(row);
+        let server = row;
         if let Ok(mut m) = self.running.lock() {
             m.insert(owner.to_string(), server.clone());
         }
