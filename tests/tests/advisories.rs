@@ -587,4 +587,45 @@ async fn sudo_rs_ghsa_c978_wq47_pvvw_elevation_scope(d: &Demo) {
     let r = send_as(d, "POST", "/hub/api/tokens", &b2, &b2_csrf, Some(body)).await;
     assert_eq!(r.status(), 403);
     assert_unchanged(d, &before, "elevation scope");
+
+    // The uid half: a session belongs to the account that logged in, not to whoever
+    // holds the name next (the name deleted, or given to another uid).
+    let name = "steward-atk3";
+    let pw = "atk3-Password-9";
+    let _ = sh(&format!("userdel -f {name} 2>/dev/null; true"));
+    let refused = |c: String| async move {
+        for _ in 0..50 {
+            if me(d, &c).await.0 == 401 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    };
+    let first = ensure_user(name, pw).uid.as_raw();
+    let (session, _) = login_cookie(&d.base, &d.ca(), name, pw).await;
+    assert_eq!(me(d, &session).await.0, 200);
+    sh(&format!("userdel -f {name}"));
+    assert!(
+        refused(session).await,
+        "a session outlived its deleted account"
+    );
+    let free_uid = |from: u32| {
+        (from..)
+            .find(|u| matches!(nix::unistd::User::from_uid((*u).into()), Ok(None)))
+            .unwrap()
+    };
+    let second = free_uid(first + 7919);
+    sh(&format!(
+        "useradd -M -u {second} {name} && echo {name}:{pw} | chpasswd"
+    ));
+    let (session, _) = login_cookie(&d.base, &d.ca(), name, pw).await;
+    assert_eq!(me(d, &session).await.0, 200);
+    let third = free_uid(second + 1);
+    sh(&format!("userdel -f {name}; useradd -M -u {third} {name}"));
+    assert!(
+        refused(session).await,
+        "a session passed to another account: it logged in as uid {second}, the name is now {third}"
+    );
+    sh(&format!("userdel -f {name}"));
 }

@@ -26,6 +26,7 @@ fn session(secret: &str) -> Session {
         last_seen: 1,
         addr: "127.0.0.1".into(),
         expiry_audited: false,
+        uid: Some(1000),
     }
 }
 
@@ -125,6 +126,7 @@ async fn contract(db: &dyn Store) {
             created: 1,
             expires: 10,
             revoked: false,
+            uid: None,
         })
         .await
         .unwrap();

@@ -34,6 +34,7 @@ async fn run() -> anyhow::Result<()> {
             last_seen: 0,
             addr: "127.0.0.1".into(),
             expiry_audited: false,
+            uid: None,
         })
         .await?;
     }

@@ -35,6 +35,42 @@ pub struct Sessions {
     groups: Arc<Groups>,
     idle_secs: i64,
     lifetime_secs: i64,
+    accounts: AccountCache,
+}
+
+/// Which uid each name resolves to now, asked of NSS at most every [`ACCOUNT_TTL`] per
+/// name: every request checks that its session's account still is the one that logged
+/// in, and NSS may be a directory behind the network.
+#[derive(Default)]
+struct AccountCache(
+    std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<u32>)>>,
+);
+
+const ACCOUNT_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The uid `user` resolves to through NSS now (None: no such account).
+pub fn uid_of(user: &str) -> Option<u32> {
+    nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
+impl AccountCache {
+    fn uid(&self, user: &str) -> Option<u32> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, uid)) = map.get(user) {
+            if at.elapsed() < ACCOUNT_TTL {
+                return *uid;
+            }
+        }
+        let uid = uid_of(user);
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(user.to_string(), (std::time::Instant::now(), uid));
+        uid
+    }
 }
 
 pub fn deadline_rfc3339(deadline: Option<i64>) -> Option<String> {
@@ -74,6 +110,7 @@ impl Sessions {
             groups,
             idle_secs: idle_secs as i64,
             lifetime_secs: lifetime_secs as i64,
+            accounts: AccountCache::default(),
         }
     }
 
@@ -99,6 +136,10 @@ impl Sessions {
             hash_secret(cookie.value())
         };
         let s = self.store.session(&id_hash).await.ok()??;
+        if !self.same_account(&s) {
+            let _ = self.store.delete_session(&id_hash).await;
+            return None;
+        }
         let now = self.store.now();
         if now - s.last_seen > self.idle_secs || now - s.created > self.lifetime_secs {
             let _ = self.store.delete_session(&id_hash).await;
@@ -108,6 +149,13 @@ impl Sessions {
             let _ = self.store.touch_session(&id_hash, now).await;
         }
         Some(s)
+    }
+
+    /// Whether the session's name still resolves to the account that logged in (sudo-rs
+    /// GHSA-c978-wq47-pvvw: what was granted to a person must not pass to whoever gets
+    /// their name next).
+    pub fn same_account(&self, s: &Session) -> bool {
+        self.accounts.uid(&s.user) == s.uid
     }
 
     /// Creates a fresh session (new id: no fixation); returns it with its cookie value.
@@ -138,6 +186,7 @@ impl Sessions {
             last_seen: now,
             addr: addr.to_string(),
             expiry_audited: false,
+            uid: uid_of(user),
         };
         self.store.insert_session(&s).await?;
         Ok((s, id))
@@ -183,6 +232,12 @@ impl Sessions {
             SessionKind::Token { id } => tokens::revalidate(self, id, &s.addr).await?,
             SessionKind::Cookie { id_hash } => self.store.session(id_hash).await.ok().flatten()?,
         };
+        if !self.same_account(&fresh) {
+            if let Some(id_hash) = fresh.id_hash() {
+                let _ = self.store.delete_session(id_hash).await;
+            }
+            return None;
+        }
         let expiry = self.expiry_event(&fresh).await;
         Some((fresh, expiry))
     }

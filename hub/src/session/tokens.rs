@@ -31,6 +31,7 @@ fn token_session(sessions: &Sessions, row: &TokenRow, addr: &str) -> Session {
         last_seen: sessions.store.now(),
         addr: addr.to_string(),
         expiry_audited: true,
+        uid: row.uid,
     }
 }
 
@@ -47,7 +48,8 @@ pub async fn validate(sessions: &Sessions, token: &str, addr: &str) -> Option<Se
     if !same || row.revoked || now >= row.expires {
         return None;
     }
-    Some(token_session(sessions, &row, addr))
+    let s = token_session(sessions, &row, addr);
+    sessions.same_account(&s).then_some(s)
 }
 
 /// Re-checks a token (revocation, expiry) before an operation.
@@ -56,7 +58,8 @@ pub async fn revalidate(sessions: &Sessions, id: &str, addr: &str) -> Option<Ses
     if row.revoked || sessions.store.now() >= row.expires {
         return None;
     }
-    Some(token_session(sessions, &row, addr))
+    let s = token_session(sessions, &row, addr);
+    sessions.same_account(&s).then_some(s)
 }
 
 impl Sessions {
@@ -107,6 +110,7 @@ impl Sessions {
             created: now,
             expires: now + expires_in_secs as i64,
             revoked: false,
+            uid: s.uid,
         };
         self.store
             .insert_token(&row)

@@ -97,6 +97,10 @@ pub struct Session {
     pub addr: String,
     /// Set once the expiry of this session's elevation has been audited.
     pub expiry_audited: bool,
+    /// The account's uid at login (None: the name had no local account, as for a
+    /// directory-only LDAP user). A session is bound to the account, not the name: if
+    /// the name later resolves to another uid, or to none, the session is over.
+    pub uid: Option<u32>,
 }
 
 impl Session {
@@ -157,6 +161,9 @@ pub struct TokenRow {
     pub created: i64,
     pub expires: i64,
     pub revoked: bool,
+    /// The account's uid when the token was made (see [`Session::uid`]).
+    #[serde(skip)]
+    pub uid: Option<u32>,
 }
 
 /// A row another hub changed (see [`Store::changes`]).

@@ -43,7 +43,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE sessions (
         created BIGINT NOT NULL,
         last_seen BIGINT NOT NULL,
         addr TEXT NOT NULL,
-        expiry_audited BOOLEAN NOT NULL DEFAULT FALSE
+        expiry_audited BOOLEAN NOT NULL DEFAULT FALSE,
+        uid BIGINT
      );
      CREATE INDEX sessions_user ON sessions(username);
      CREATE TABLE servers (
@@ -65,7 +66,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE sessions (
         class TEXT NOT NULL,
         created BIGINT NOT NULL,
         expires BIGINT NOT NULL,
-        revoked BOOLEAN NOT NULL DEFAULT FALSE
+        revoked BOOLEAN NOT NULL DEFAULT FALSE,
+        uid BIGINT
      );
      CREATE TABLE overview (
         owner TEXT PRIMARY KEY,
@@ -156,6 +158,12 @@ fn class_of(text: &str) -> OpClass {
     text.parse().unwrap_or(OpClass::Read)
 }
 
+fn uid_col(r: &Row, idx: usize) -> Result<Option<u32>, StoreError> {
+    let v: Option<i64> = r.try_get(idx).map_err(backend)?;
+    v.map(|u| u32::try_from(u).map_err(|_| backend(format!("uid {u} out of range"))))
+        .transpose()
+}
+
 fn session_from_row(r: &Row) -> Result<Session, StoreError> {
     let groups: String = r.try_get(2).map_err(backend)?;
     let class: String = r.try_get(3).map_err(backend)?;
@@ -172,6 +180,7 @@ fn session_from_row(r: &Row) -> Result<Session, StoreError> {
         last_seen: r.try_get(7).map_err(backend)?,
         addr: r.try_get(8).map_err(backend)?,
         expiry_audited: r.try_get(9).map_err(backend)?,
+        uid: uid_col(r, 10)?,
     })
 }
 
@@ -200,12 +209,13 @@ fn token_from_row(r: &Row) -> Result<TokenRow, StoreError> {
         created: r.try_get(5).map_err(backend)?,
         expires: r.try_get(6).map_err(backend)?,
         revoked: r.try_get(7).map_err(backend)?,
+        uid: uid_col(r, 8)?,
     })
 }
 
 const SESSION_COLUMNS: &str =
-    "id_hash, username, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited";
-const TOKEN_COLUMNS: &str = "id, hash, username, name, class, created, expires, revoked";
+    "id_hash, username, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited, uid";
+const TOKEN_COLUMNS: &str = "id, hash, username, name, class, created, expires, revoked, uid";
 const SERVER_COLUMNS: &str = "owner, name, pid, placement, endpoint, cgroup, started, epoch";
 
 /// Database clock minus system clock, in whole seconds.
@@ -460,8 +470,8 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         client
             .execute(
-                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
-                &[&id_hash, &s.user, &groups, &s.class.name(), &s.deadline, &s.csrf, &s.created, &s.last_seen, &s.addr, &s.expiry_audited],
+                &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+                &[&id_hash, &s.user, &groups, &s.class.name(), &s.deadline, &s.csrf, &s.created, &s.last_seen, &s.addr, &s.expiry_audited, &s.uid.map(i64::from)],
             )
             .await
             .map_err(backend)?;
@@ -535,8 +545,8 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         client
             .execute(
-                &format!("INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE)"),
-                &[&t.id, &t.hash, &t.user, &t.name, &t.class.name(), &t.created, &t.expires],
+                &format!("INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, FALSE, $8)"),
+                &[&t.id, &t.hash, &t.user, &t.name, &t.class.name(), &t.created, &t.expires, &t.uid.map(i64::from)],
             )
             .await
             .map_err(backend)?;

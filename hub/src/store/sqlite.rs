@@ -85,6 +85,11 @@ const MIGRATIONS: &[&str] = &[
         FROM servers;
      DROP TABLE servers;
      ALTER TABLE servers_v2 RENAME TO servers;",
+    // 3: sessions and tokens are bound to the account's uid, not only its name. Rows
+    // from before have none, so a name that has a local account no longer matches
+    // them: their owners log in once more.
+    "ALTER TABLE sessions ADD COLUMN uid INTEGER;
+     ALTER TABLE api_tokens ADD COLUMN uid INTEGER;",
 ];
 
 /// The schema version this hub writes.
@@ -175,6 +180,7 @@ fn session_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
         last_seen: r.get(7)?,
         addr: r.get(8)?,
         expiry_audited: r.get(9)?,
+        uid: r.get(10)?,
     })
 }
 
@@ -202,10 +208,11 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
         created: r.get(5)?,
         expires: r.get(6)?,
         revoked: r.get(7)?,
+        uid: r.get(8)?,
     })
 }
 
-const TOKEN_COLUMNS: &str = "id, hash, user, name, class, created, expires, revoked";
+const TOKEN_COLUMNS: &str = "id, hash, user, name, class, created, expires, revoked, uid";
 const SERVER_COLUMNS: &str = "owner, name, pid, placement, endpoint, cgroup, started, epoch";
 
 impl SqliteStore {
@@ -283,9 +290,9 @@ impl Store for SqliteStore {
         self.with_cache(|c, cache| {
             cache.remove(id_hash);
             c.execute(
-                "INSERT INTO sessions (id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![id_hash, s.user, groups, s.class.name(), s.deadline, s.csrf, s.created, s.last_seen, s.addr, s.expiry_audited],
+                "INSERT INTO sessions (id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited, uid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![id_hash, s.user, groups, s.class.name(), s.deadline, s.csrf, s.created, s.last_seen, s.addr, s.expiry_audited, s.uid],
             )
             .map(|_| ())
         })
@@ -302,7 +309,7 @@ impl Store for SqliteStore {
             }
             let row = c
                 .prepare_cached(
-                    "SELECT id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited
+                    "SELECT id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited, uid
                      FROM sessions WHERE id_hash = ?1",
                 )?
                 .query_row(params![id_hash], session_from_row)
@@ -355,7 +362,7 @@ impl Store for SqliteStore {
     async fn sessions(&self) -> Result<Vec<Session>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited
+                "SELECT id_hash, user, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited, uid
                  FROM sessions ORDER BY created",
             )?;
             let rows = stmt.query_map([], session_from_row)?;
@@ -366,8 +373,8 @@ impl Store for SqliteStore {
     async fn insert_token(&self, t: &TokenRow) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO api_tokens (id, hash, user, name, class, created, expires, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
-                params![t.id, t.hash, t.user, t.name, t.class.name(), t.created, t.expires],
+                "INSERT INTO api_tokens (id, hash, user, name, class, created, expires, revoked, uid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)",
+                params![t.id, t.hash, t.user, t.name, t.class.name(), t.created, t.expires, t.uid],
             )
             .map(|_| ())
         })
@@ -522,6 +529,7 @@ mod tests {
             last_seen: 1,
             addr: "127.0.0.1".into(),
             expiry_audited: false,
+            uid: Some(1000),
         };
         db.insert_session(&s).await.unwrap();
         let back = db.session(&id_hash).await.unwrap().unwrap();
@@ -643,6 +651,7 @@ mod tests {
                 created: 1,
                 expires: 10,
                 revoked: false,
+                uid: None,
             })
             .await
             .unwrap();
