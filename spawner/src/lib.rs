@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod helper;
+pub mod request;
 pub mod sys;
 
 pub use client::{SpawnMode, SpawnerClient};
