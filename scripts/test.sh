@@ -12,7 +12,14 @@ bash scripts/install-deps.sh
 # A target directory outside the clone lets repeated runs on one machine reuse the build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/steward-target}"
 export CARGO_TERM_COLOR=never
+# Supply chain and unsafe code first: seconds, and no point testing a build that fails them.
+bash scripts/check-unsafe.sh
+bash scripts/check-supply-chain.sh
 cargo build --workspace --bins --tests --locked
+
+# ---- fuzzing: a short run of every fuzz target (the full 1,000,000-input runs: fuzz/run.sh) ----
+FUZZ_KEEP=0 FUZZ_MAX_SECONDS=4 bash fuzz/run.sh all
+
 # Unit tests of every crate, then the end-to-end suite (real users, cgroups, PAM, slapd,
 # Chromium) from the same build.
 cargo test --workspace --locked --no-fail-fast --exclude steward-e2e

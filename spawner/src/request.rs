@@ -92,8 +92,7 @@ pub fn precheck(
                     known.join(", ")
                 )));
             }
-            if s
-                .stdin
+            if s.stdin
                 .as_ref()
                 .is_some_and(|x| x.len() as u64 > MAX_REQUEST_BYTES)
             {
@@ -143,16 +142,43 @@ mod tests {
     #[test]
     fn refuses_hostile_requests_before_any_system_call() {
         for (json, needle) in [
-            (r#"{"verb":"start","user":"../root","server":"s","executable":"uiserver"}"#, "pattern"),
-            (r#"{"verb":"start","user":"alice","server":"../x","executable":"uiserver"}"#, "server name"),
-            (r#"{"verb":"start","user":"alice","server":"workflows","executable":"uiserver"}"#, "reserved"),
-            (r#"{"verb":"start","user":"alice","server":"s","executable":"/bin/sh"}"#, "allow-list"),
-            (r#"{"verb":"start","user":"alice","server":"s","executable":"uiserver","profile":"big"}"#, "profile"),
-            (r#"{"verb":"read_user_file","user":"alice","path":"../bob/x"}"#, "relative"),
-            (r#"{"verb":"read_user_file","user":"alice","path":"/etc/shadow"}"#, "relative"),
-            (r#"{"verb":"stop","user":"alice","server":""}"#, "server name"),
+            (
+                r#"{"verb":"start","user":"../root","server":"s","executable":"uiserver"}"#,
+                "pattern",
+            ),
+            (
+                r#"{"verb":"start","user":"alice","server":"../x","executable":"uiserver"}"#,
+                "server name",
+            ),
+            (
+                r#"{"verb":"start","user":"alice","server":"workflows","executable":"uiserver"}"#,
+                "reserved",
+            ),
+            (
+                r#"{"verb":"start","user":"alice","server":"s","executable":"/bin/sh"}"#,
+                "allow-list",
+            ),
+            (
+                r#"{"verb":"start","user":"alice","server":"s","executable":"uiserver","profile":"big"}"#,
+                "profile",
+            ),
+            (
+                r#"{"verb":"read_user_file","user":"alice","path":"../bob/x"}"#,
+                "relative",
+            ),
+            (
+                r#"{"verb":"read_user_file","user":"alice","path":"/etc/shadow"}"#,
+                "relative",
+            ),
+            (
+                r#"{"verb":"stop","user":"alice","server":""}"#,
+                "server name",
+            ),
             (r#"{"verb":"start","user":"alice"}"#, "request JSON"),
-            (r#"{"verb":"status","user":"alice","server":"s","uid":0}"#, "request JSON"),
+            (
+                r#"{"verb":"status","user":"alice","server":"s","uid":0}"#,
+                "request JSON",
+            ),
         ] {
             let e = check(json).expect_err(json).to_string();
             assert!(e.contains(needle), "{json}: {e}");
