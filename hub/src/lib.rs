@@ -24,6 +24,7 @@ pub mod db;
 pub mod demo;
 pub mod drain;
 pub mod fsutil;
+pub mod hsts;
 pub mod keyed;
 pub mod ldap;
 pub mod metrics;
