@@ -49,6 +49,7 @@ if ! [[ $RUNS =~ ^[0-9]+$ && $MAX_SECONDS =~ ^[0-9]+$ && $TIMEOUT =~ ^[0-9]+$ ]]
   exit 2
 fi
 
+# FUZZ_NO_BUILD=1 runs the binaries the last build left (e.g. several targets at once).
 build=${FUZZ_BUILD:-}
 if [[ -z $build ]]; then
   if rustup toolchain list 2>/dev/null | grep -q '^nightly' && command -v cargo-fuzz >/dev/null; then
@@ -58,13 +59,14 @@ if [[ -z $build ]]; then
   fi
 fi
 
-case $build in
-  cargo-fuzz)
+case ${FUZZ_NO_BUILD:-0}:$build in
+  1:*) ;;
+  *:cargo-fuzz)
     # cargo-fuzz's defaults: release code with debug assertions, AddressSanitizer,
     # trace-compares. Builds every target (one build, then each is up to date).
     (cd "$ROOT" && cargo +nightly fuzz build --fuzz-dir fuzz --target-dir "$TARGET_DIR")
     ;;
-  stable)
+  *:stable)
     # What cargo-fuzz passes, minus the flags only nightly accepts (-Z sanitizers).
     # --target keeps these flags off build scripts and proc macros.
     RUSTFLAGS="--cfg fuzzing -C passes=sancov-module -C llvm-args=-sanitizer-coverage-level=4 \
@@ -79,7 +81,7 @@ case $build in
     ;;
 esac
 BIN_DIR=$TARGET_DIR/$HOST/release
-echo "fuzz/run.sh: built with $build; $RUNS runs per target, at most ${MAX_SECONDS}s each"
+echo "fuzz/run.sh: $([[ ${FUZZ_NO_BUILD:-0} == 1 ]] && echo "last build" || echo "built with $build"); $RUNS runs per target, at most ${MAX_SECONDS}s each"
 
 max_len() {
   case $1 in

@@ -7,10 +7,16 @@ use libfuzzer_sys::fuzz_target;
 use steward_protocol::{ids, Operation, TaskId, WorkflowId};
 
 fn no_path_tricks(owner: &str, name: &str) {
-    assert!(ids::validate_user_name(owner), "owner {owner:?} passed the parser");
+    assert!(
+        ids::validate_user_name(owner),
+        "owner {owner:?} passed the parser"
+    );
     assert!(!owner.contains('/'));
     for seg in name.split('/') {
-        assert!(!seg.is_empty() && !seg.starts_with('.'), "segment {seg:?} in {name:?}");
+        assert!(
+            !seg.is_empty() && !seg.starts_with('.'),
+            "segment {seg:?} in {name:?}"
+        );
     }
 }
 

@@ -55,6 +55,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(c.aud, "uiserver:alice");
         assert!(c.exp >= c.iat && c.exp - c.iat <= MAX_TOKEN_LIFETIME_SECS);
         assert!(c.exp + LEEWAY_SECS >= NOW && c.iat <= NOW + LEEWAY_SECS);
-        assert!(verifier.verify_at(&token, op, workflow, NOW).is_err(), "replay accepted");
+        assert!(
+            verifier.verify_at(&token, op, workflow, NOW).is_err(),
+            "replay accepted"
+        );
     }
 });

@@ -20,9 +20,18 @@ fuzz_target!(|data: &[u8]| {
         Subject::new("olduser", Vec::<String>::new()),
     ] {
         let ops = permitted(&site, None, &owner, &actor, "atmosphere_stage/run1");
-        for op in [Operation::Read, Operation::Pause, Operation::Clean, Operation::Broadcast] {
+        for op in [
+            Operation::Read,
+            Operation::Pause,
+            Operation::Clean,
+            Operation::Broadcast,
+        ] {
             let d = decide(&site, None, &owner, &actor, "atmosphere_stage/run1", op);
-            assert_eq!(d.allowed, ops.contains(op), "decide and permitted disagree on {op:?}");
+            assert_eq!(
+                d.allowed,
+                ops.contains(op),
+                "decide and permitted disagree on {op:?}"
+            );
             assert!(!d.reasons.is_empty(), "a decision without a reason");
         }
     }

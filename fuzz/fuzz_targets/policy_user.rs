@@ -23,12 +23,24 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let owner = Subject::new("alice", ["atmos"]);
-    for actor in [Subject::new("bob", ["ops"]), Subject::new("carl", ["atmos"])] {
+    for actor in [
+        Subject::new("bob", ["ops"]),
+        Subject::new("carl", ["atmos"]),
+    ] {
         for wf in ["", "atmosphere_stage/run1", "x"] {
             let ops = permitted(site(), Some(&user), &owner, &actor, wf);
-            for op in [Operation::Read, Operation::Pause, Operation::Clean, Operation::Broadcast] {
+            for op in [
+                Operation::Read,
+                Operation::Pause,
+                Operation::Clean,
+                Operation::Broadcast,
+            ] {
                 let d = decide(site(), Some(&user), &owner, &actor, wf, op);
-                assert_eq!(d.allowed, ops.contains(op), "decide and permitted disagree on {op:?}");
+                assert_eq!(
+                    d.allowed,
+                    ops.contains(op),
+                    "decide and permitted disagree on {op:?}"
+                );
             }
             // The site caps every grant: bob (ops) may never clean, whatever alice writes.
             assert!(!ops.contains(Operation::Clean) || actor.name != "bob");

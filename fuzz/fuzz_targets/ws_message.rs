@@ -18,7 +18,9 @@ fn precheck(req: &OpRequest, owner: &str) -> Result<(Operation, WorkflowId), Str
     }
     let op: Operation = req.op.parse().map_err(|_| "op".to_string())?;
     let workflow = if req.target.contains("//") {
-        TaskId::parse(&req.target, owner).map_err(|e| e.to_string())?.workflow
+        TaskId::parse(&req.target, owner)
+            .map_err(|e| e.to_string())?
+            .workflow
     } else {
         WorkflowId::parse(&req.target, owner).map_err(|e| e.to_string())?
     };
@@ -39,10 +41,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let again = serde_json::to_string(&msg).expect("a parsed message serialises");
-    assert_eq!(serde_json::from_str::<ClientMessage>(&again).ok().as_ref(), Some(&msg));
+    assert_eq!(
+        serde_json::from_str::<ClientMessage>(&again).ok().as_ref(),
+        Some(&msg)
+    );
     if let ClientMessage::Op(req) = msg {
         if let Ok((_, wf)) = precheck(&req, "alice") {
-            assert_eq!(wf.owner, "alice", "a target escaped to another owner's server");
+            assert_eq!(
+                wf.owner, "alice",
+                "a target escaped to another owner's server"
+            );
         }
     }
 });
