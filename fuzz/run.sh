@@ -122,9 +122,9 @@ for t in "${targets[@]}"; do
     echo "fuzz $t: stopped by the ${MAX_SECONDS}s bound before $RUNS inputs (no failure found)"
   fi
   if [[ ${FUZZ_MERGE:-0} == 1 && $rc -eq 0 ]]; then
-    # Keeps one input per distinct coverage feature: the corpus to commit.
+    # The smallest set of inputs covering every feature reached: the corpus to commit.
     mkdir -p "$scratch/min-$t"
-    "$BIN_DIR/$t" -merge=1 -max_len="$(max_len "$t")" "$scratch/min-$t" "$seeds" >/dev/null 2>&1
+    "$BIN_DIR/$t" -set_cover_merge=1 -max_len="$(max_len "$t")" "$scratch/min-$t" "$seeds" >/dev/null 2>&1
     rm -rf "$seeds" && mv "$scratch/min-$t" "$seeds"
     echo "fuzz $t: corpus merged to $(find "$seeds" -type f | wc -l) files, $(du -sk "$seeds" | cut -f1) KiB"
   fi
