@@ -118,3 +118,20 @@ else
     exit 1
   fi
 fi
+
+# Cargo tools for the security checks, built once into a cache outside the clone and
+# reused by later runs: cargo-deny (supply chain, always) and cargo-fuzz (only where a
+# nightly toolchain exists; fuzz/run.sh builds with stable otherwise).
+TOOLS=/var/cache/steward-tools
+install_tool() {
+  local crate=$1 version=$2
+  if [[ -x $TOOLS/bin/$crate ]] && "$TOOLS/bin/$crate" --version 2>/dev/null | grep -q "$version"; then
+    return
+  fi
+  echo "install-deps: building $crate $version into $TOOLS"
+  CARGO_TARGET_DIR=$TOOLS/build cargo install --quiet --root "$TOOLS" --locked --version "$version" "$crate"
+}
+install_tool cargo-deny 0.20.2
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  install_tool cargo-fuzz 0.13.2
+fi

@@ -12,6 +12,9 @@ bash scripts/install-deps.sh
 # A target directory outside the clone lets repeated runs on one machine reuse the build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/steward-target}"
 export CARGO_TERM_COLOR=never
+# Supply chain and unsafe code first: seconds, and no point testing a build that fails them.
+bash scripts/check-unsafe.sh
+bash scripts/check-supply-chain.sh
 cargo build --workspace --bins --tests --locked
 # Lints, and the MSRV check: clippy's incompatible_msrv refuses any std API newer than
 # the workspace's rust-version in every crate that inherits it.
@@ -23,6 +26,11 @@ if cargo tree --locked -e normal -p steward-spawner --no-default-features | grep
   echo "scripts/test.sh: steward-spawner without default features depends on tokio" >&2
   exit 1
 fi
+
+# ---- fuzzing: a short run of every fuzz target (the full 1,000,000-input runs: fuzz/run.sh) ----
+# The stable build: the same on every machine, nightly or not (and no AddressSanitizer build).
+FUZZ_BUILD=stable FUZZ_KEEP=0 FUZZ_MAX_SECONDS=4 bash fuzz/run.sh all
+
 # Unit tests of every crate, then the end-to-end suite (real users, cgroups, PAM, slapd,
 # Chromium) from the same build.
 cargo test --workspace --locked --no-fail-fast --exclude steward-e2e

@@ -166,11 +166,12 @@ fn want(section: &str) -> bool {
 
 /// CPU seconds (user + system) used by this process so far.
 fn cpu_secs() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct we pass and nothing else.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    use nix::sys::resource::{getrusage, UsageWho};
+    let Ok(ru) = getrusage(UsageWho::RUSAGE_SELF) else {
+        return 0.0;
+    };
+    let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    tv(ru.user_time()) + tv(ru.system_time())
 }
 
 fn main() {

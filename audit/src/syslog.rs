@@ -80,15 +80,10 @@ fn severity(rec: &AuditRecord) -> u8 {
 }
 
 fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: `buf` is a valid writable buffer of the length passed; gethostname
-    // writes at most that many bytes and we look only up to the first NUL within it.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
+    let Ok(name) = nix::unistd::gethostname() else {
         return "-".to_string();
-    }
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..len]).into_owned();
+    };
+    let name = name.to_string_lossy().into_owned();
     // RFC 5424 HOSTNAME is 1*255 PRINTUSASCII.
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
         "-".to_string()

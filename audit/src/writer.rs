@@ -34,7 +34,6 @@ use ed25519_dalek::SigningKey;
 use std::collections::{BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -409,7 +408,7 @@ pub(crate) struct Writer {
     forward: bool,
     jbuf: Vec<u8>,
     hbuf: Vec<u8>,
-    _lock: File,
+    _lock: nix::fcntl::Flock<File>,
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -432,9 +431,9 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>, AuditError> {
     let path = dir.join("audit.lock");
-    let f = OpenOptions::new()
+    let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
@@ -447,13 +446,13 @@ fn lock_dir(dir: &Path) -> Result<File, AuditError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        // SAFETY: `f` is an open file we own for the duration of the call; flock only
-        // takes the descriptor and flags and touches no memory of ours.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(f);
-        }
-        let e = io::Error::last_os_error();
+        let e = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(locked),
+            Err((file, errno)) => {
+                f = file;
+                io::Error::from(errno)
+            }
+        };
         if e.raw_os_error() == Some(libc::EWOULDBLOCK) && attempt < 20 {
             std::thread::sleep(Duration::from_millis(50));
             continue;

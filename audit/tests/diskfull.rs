@@ -20,8 +20,7 @@ impl Drop for Mounted {
 }
 
 fn root_or_skip() -> bool {
-    // SAFETY: geteuid has no preconditions and touches no memory.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return true;
     }
     if std::env::var("CI").as_deref() == Ok("true") {

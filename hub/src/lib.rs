@@ -20,6 +20,7 @@ pub mod config_check;
 pub mod cylc;
 pub mod decide;
 pub mod docgen;
+pub mod hsts;
 pub mod http;
 pub mod notify;
 pub mod pki;

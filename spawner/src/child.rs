@@ -14,6 +14,7 @@ use nix::unistd::{ForkResult, Gid, Uid, User};
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 pub struct ChildSpec<'a> {
@@ -78,9 +79,10 @@ pub fn spawn(spec: ChildSpec<'_>) -> Result<u32, SpawnError> {
     let (status_r, status_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::sys("pipe", e))?;
 
-    // SAFETY: the helper is single-threaded (no async runtime, no threads spawned before
-    // this point), so the child may allocate and run ordinary code before exec.
-    match unsafe { sys::fork() }.map_err(|e| SpawnError::sys("fork", e))? {
+    // The helper is single-threaded (no async runtime, no threads spawned before this
+    // point), so the child may allocate and run ordinary code before exec; sys::fork
+    // checks that rather than trusting it.
+    match sys::fork().map_err(|e| SpawnError::sys("fork", e))? {
         ForkResult::Child => {
             drop(stdin_w);
             drop(status_r);
@@ -106,9 +108,8 @@ pub fn spawn(spec: ChildSpec<'_>) -> Result<u32, SpawnError> {
                 (spec.log.as_raw_fd(), 1),
                 (spec.log.as_raw_fd(), 2),
             ] {
-                // SAFETY: dup2 onto 0/1/2 of this child only; both descriptors are open.
-                if unsafe { libc::dup2(from, to) } < 0 {
-                    report(&status_w, "dup2", nix::Error::last());
+                if let Err(e) = nix::unistd::dup2(from, to) {
+                    report(&status_w, "dup2", e);
                 }
             }
             if let Err(e) = sys::cloexec_from(3) {
@@ -151,8 +152,7 @@ pub fn read_as_user(
 ) -> Result<Vec<u8>, SpawnError> {
     let full = user.dir.join(path);
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| SpawnError::sys("pipe", e))?;
-    // SAFETY: single-threaded helper, see `spawn`.
-    match unsafe { sys::fork() }.map_err(|e| SpawnError::sys("fork", e))? {
+    match sys::fork().map_err(|e| SpawnError::sys("fork", e))? {
         ForkResult::Child => {
             drop(r);
             let mut out = std::fs::File::from(w);
@@ -164,17 +164,17 @@ pub fn read_as_user(
             if let Err((stage, e)) = become_user(user) {
                 fail(&mut out, b'E', format!("{stage}: {e}"));
             }
-            let file = match nix::fcntl::open(
-                &full,
-                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-                nix::sys::stat::Mode::empty(),
-            ) {
-                // SAFETY: `open` just returned this descriptor and nothing else owns it.
-                Ok(fd) => unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) },
-                Err(nix::Error::ENOENT) => {
+            // std opens with O_CLOEXEC; O_NONBLOCK so a FIFO planted there cannot block us.
+            let file = match std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&full)
+            {
+                Ok(f) => f,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     fail(&mut out, b'N', format!("{} does not exist", full.display()))
                 }
-                Err(nix::Error::ELOOP) => fail(
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => fail(
                     &mut out,
                     b'R',
                     format!(

@@ -8,14 +8,13 @@ use nix::unistd::User;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Component, Path};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use steward_protocol::helper::{
     HelperErrorCode, HelperReply, HelperRequest, HostStatus, ServerStatus, StartRequest,
 };
 
-/// Largest request the helper reads from stdin.
-pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+pub use crate::request::MAX_REQUEST_BYTES;
 
 pub struct Helper {
     pub config: HelperConfig,
@@ -26,14 +25,6 @@ pub struct Helper {
 /// 65534 (`nobody`, the kernel's default overflow uid) and 4294967294 ((uid_t)-2, the
 /// old NFS `nfsnobody`).
 const OVERFLOW_UIDS: [u32; 2] = [65534, 4_294_967_294];
-
-fn server_name_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && !s.starts_with('.')
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
 
 impl Helper {
     pub fn new(config: HelperConfig) -> Result<Helper, SpawnError> {
@@ -49,6 +40,9 @@ impl Helper {
 
     /// Runs one request; every failure becomes an error reply, never a panic.
     pub fn handle(&self, req: HelperRequest) -> HelperReply {
+        if let Err(e) = crate::request::precheck(&self.config, &self.user_pattern, &req) {
+            return error_reply(e);
+        }
         let result = match req {
             HelperRequest::Start(s) => self.start(s),
             HelperRequest::Stop {
@@ -114,7 +108,7 @@ impl Helper {
 
     pub(crate) fn check_names(&self, user: &str, server: &str) -> Result<(), SpawnError> {
         self.user(user)?;
-        if !server_name_ok(server) {
+        if !crate::request::server_name_ok(server) {
             return Err(SpawnError::BadRequest(format!(
                 "server name {server:?}: use letters, digits, '_', '-', '.' (at most 64)"
             )));
@@ -377,10 +371,7 @@ impl Helper {
     ) -> Result<HelperReply, SpawnError> {
         let u = self.user(user)?;
         let rel = Path::new(path);
-        if path.is_empty()
-            || path.contains('\0')
-            || !rel.components().all(|c| matches!(c, Component::Normal(_)))
-        {
+        if !crate::request::relative_path_ok(path) {
             return Err(SpawnError::BadRequest(format!(
                 "path {path:?} must be relative to the home directory, without '..'"
             )));
@@ -465,14 +456,9 @@ fn run(args: &[String], stdin: &mut dyn std::io::Read) -> HelperReply {
     if let Err(e) = std::io::Read::take(stdin, MAX_REQUEST_BYTES + 1).read_to_end(&mut buf) {
         return error_reply(SpawnError::io("reading the request", e));
     }
-    if buf.len() as u64 > MAX_REQUEST_BYTES {
-        return error_reply(SpawnError::TooLarge(format!(
-            "request over {MAX_REQUEST_BYTES} bytes"
-        )));
-    }
-    let req: HelperRequest = match serde_json::from_slice(&buf) {
+    let req = match crate::request::decode(&buf) {
         Ok(r) => r,
-        Err(e) => return error_reply(SpawnError::BadRequest(format!("request JSON: {e}"))),
+        Err(e) => return error_reply(e),
     };
     match Helper::new(config) {
         Ok(h) => h.handle(req),

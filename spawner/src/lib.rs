@@ -19,6 +19,7 @@ pub mod error;
 pub mod helper;
 pub mod hoststat;
 pub mod placement;
+pub mod request;
 pub mod slurm;
 pub mod sys;
 

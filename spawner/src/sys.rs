@@ -40,14 +40,37 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
     }
 }
 
-/// `fork()`. Only called from the single-threaded helper, never from the hub.
+/// `fork()`, refused (EBUSY) unless this process has exactly one thread.
 ///
-/// # Safety
-/// The caller must be single-threaded, so the child cannot inherit a lock held by
-/// another thread (that is why forking happens in the helper, not the async hub).
-pub unsafe fn fork() -> nix::Result<nix::unistd::ForkResult> {
-    // SAFETY: forwarded to the caller's guarantee above.
+/// A child forked from a multi-threaded process inherits locks other threads held
+/// (the allocator's, stdio's) and may deadlock before exec. The helper never starts a
+/// thread, so the check never fails there; it turns a future mistake (a thread started
+/// in the helper, or this called from the async hub) into an error, not a hang.
+pub fn fork() -> nix::Result<nix::unistd::ForkResult> {
+    if thread_count() != Some(1) {
+        return Err(nix::Error::EBUSY);
+    }
+    // SAFETY: checked just above that this process has one thread (only a thread of
+    // this process could add one, and there is none), so the child is a faithful copy.
     unsafe { nix::unistd::fork() }
+}
+
+/// The `Threads:` line of /proc/self/status.
+fn thread_count() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Ignores SIGPIPE, so a server that exits before reading its stdin does not kill the
+/// helper writing to it (the write fails with EPIPE instead).
+pub fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN installs no handler code, so nothing can run in signal context.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
 
 /// Exits the child immediately, without running atexit handlers or flushing stdio

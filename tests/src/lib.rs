@@ -150,23 +150,33 @@ impl Drop for Proc {
     }
 }
 
+/// The certificates in PEM text, in order.
+pub fn pem_certs(pem: &str) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    use base64::Engine;
+    pem.split("-----END CERTIFICATE-----")
+        .filter(|b| b.contains("BEGIN CERTIFICATE"))
+        .map(|b| {
+            let body: String = b.lines().filter(|l| !l.starts_with("-----")).collect();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(body.trim())
+                .unwrap();
+            rustls_pki_types::CertificateDer::from(der)
+        })
+        .collect()
+}
+
+/// The PEM CA file at `ca` as a root store.
+pub fn roots_of(ca: &Path) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in pem_certs(&std::fs::read_to_string(ca).unwrap()) {
+        roots.add(der).unwrap();
+    }
+    roots
+}
+
 /// rustls client config trusting exactly the PEM CA at `ca`.
 pub fn tls_config(ca: &Path) -> rustls::ClientConfig {
-    let pem = std::fs::read_to_string(ca).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for block in pem
-        .split("-----END CERTIFICATE-----")
-        .filter(|b| b.contains("BEGIN"))
-    {
-        use base64::Engine;
-        let body: String = block.lines().filter(|l| !l.starts_with("-----")).collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body.trim())
-            .unwrap();
-        roots
-            .add(rustls_pki_types::CertificateDer::from(der))
-            .unwrap();
-    }
+    let roots = roots_of(ca);
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .unwrap()

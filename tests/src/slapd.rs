@@ -295,6 +295,8 @@ impl Slapd {
         let mut cmd = Command::new(SLAPD);
         // If the test process dies without dropping us (killed, aborted), so does slapd.
         // (Linux sends this when the spawning *thread* exits: keep the Slapd on it.)
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+        // which is async-signal-safe; an Errno becomes an io::Error without allocating.
         unsafe {
             use std::os::unix::process::CommandExt;
             cmd.pre_exec(|| {

@@ -104,8 +104,10 @@ impl Verifier {
         validation.set_issuer(&[HUB_ISSUER]);
         validation.set_audience(&[audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        // exp and nbf are checked in `verify_at` against its `now`, not here against the
+        // system clock, so every time check uses one clock (and tests can set it).
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.leeway = LEEWAY_SECS;
         Ok(Verifier {
             key,
@@ -153,11 +155,20 @@ impl Verifier {
         let data = jsonwebtoken::decode::<OpClaims>(token, &self.key, &self.validation)
             .map_err(|e| self.map_error(e.into_kind()))?;
         let c = data.claims;
-        let lifetime = c.exp as i64 - c.iat as i64;
+        if c.exp.saturating_add(LEEWAY_SECS) < now {
+            return Err(AuthError::Expired);
+        }
+        if c.nbf > now.saturating_add(LEEWAY_SECS) {
+            return Err(AuthError::NotYetValid);
+        }
+        // In i128: `exp` and `iat` are any u64 the signer chose, and their difference in
+        // i64 overflows (exp = 2^63, iat = now: a panic in a checked build).
+        let lifetime = (i128::from(c.exp) - i128::from(c.iat))
+            .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
         if lifetime < 0 || lifetime as u64 > MAX_TOKEN_LIFETIME_SECS {
             return Err(AuthError::Lifetime(lifetime));
         }
-        if c.iat > now + LEEWAY_SECS {
+        if c.iat > now.saturating_add(LEEWAY_SECS) {
             return Err(AuthError::IssuedInFuture);
         }
         if c.sub.trim().is_empty() {
@@ -182,7 +193,7 @@ impl Verifier {
             return Err(AuthError::Replay);
         }
         if seen.len() >= MAX_REPLAY_ENTRIES / 2 {
-            seen.retain(|_, exp| *exp + LEEWAY_SECS >= now);
+            seen.retain(|_, exp| exp.saturating_add(LEEWAY_SECS) >= now);
         }
         if seen.len() >= MAX_REPLAY_ENTRIES {
             // Never forget an unexpired jti; refusing is the safe side.
@@ -208,6 +219,70 @@ impl Verifier {
     /// Drops jtis whose tokens have expired (called periodically).
     pub fn prune(&self, now: u64) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, exp| *exp + LEEWAY_SECS >= now);
+        seen.retain(|_, exp| exp.saturating_add(LEEWAY_SECS) >= now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+    use jsonwebtoken::{EncodingKey, Header};
+    use steward_protocol::claims::OpClaims;
+
+    const NOW: u64 = 1_900_000_000;
+
+    fn sign(c: &OpClaims) -> (Verifier, String) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        let pem = key
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .unwrap();
+        let enc = EncodingKey::from_ed_der(key.to_pkcs8_der().unwrap().as_bytes());
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), c, &enc).unwrap();
+        (Verifier::new("alice", &pem).unwrap(), token)
+    }
+
+    fn claims(iat: u64, exp: u64) -> OpClaims {
+        OpClaims {
+            iss: HUB_ISSUER.into(),
+            aud: audience_for("alice"),
+            sub: "bob".into(),
+            iat,
+            nbf: NOW,
+            exp,
+            jti: "j".into(),
+            ops: vec![Operation::Pause],
+            workflow: None,
+            rid: String::new(),
+        }
+    }
+
+    #[test]
+    fn lifetimes_beyond_i64_are_refused_not_a_panic() {
+        for (iat, exp) in [(NOW, 1 << 63), (NOW, u64::MAX), (u64::MAX, NOW + 10)] {
+            let (v, t) = sign(&claims(iat, exp));
+            let e = v.verify_at(&t, Operation::Pause, None, NOW).unwrap_err();
+            assert!(
+                matches!(e, AuthError::Lifetime(_) | AuthError::IssuedInFuture),
+                "iat {iat} exp {exp}: {e}"
+            );
+        }
+        let (v, t) = sign(&claims(NOW, NOW + 30));
+        v.verify_at(&t, Operation::Pause, None, NOW).unwrap();
+    }
+
+    #[test]
+    fn exp_and_nbf_are_judged_by_the_callers_clock() {
+        let (v, t) = sign(&claims(NOW, NOW + 30));
+        assert_eq!(
+            v.verify_at(&t, Operation::Pause, None, NOW + 36),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(
+            v.verify_at(&t, Operation::Pause, None, NOW - 6),
+            Err(AuthError::NotYetValid)
+        );
+        assert!(v.verify_at(&t, Operation::Pause, None, NOW + 34).is_ok());
     }
 }

@@ -29,18 +29,10 @@ pub fn detach(layout: &Layout, workflow: &str) -> anyhow::Result<()> {
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let devnull = std::fs::File::open("/dev/null")?;
-    // SAFETY: called from `main` before any runtime or thread is started, so the child
-    // is a faithful copy of a single-threaded process; both parents only `_exit`.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Parent { .. } => unsafe { libc::_exit(0) },
-        nix::unistd::ForkResult::Child => {}
-    }
+    // Called from `main` before any runtime or thread is started; both parents exit.
+    crate::sys::fork_and_leave_parent()?;
     nix::unistd::setsid()?;
-    // SAFETY: as above; still single-threaded.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Parent { .. } => unsafe { libc::_exit(0) },
-        nix::unistd::ForkResult::Child => {}
-    }
+    crate::sys::fork_and_leave_parent()?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     nix::unistd::chdir(layout.home())?;
     nix::unistd::dup2(devnull.as_raw_fd(), 0)?;

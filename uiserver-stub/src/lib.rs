@@ -29,6 +29,7 @@ pub mod scheduler;
 pub mod server;
 pub mod server_main;
 pub mod state;
+pub mod sys;
 pub mod tls;
 pub mod wire;
 

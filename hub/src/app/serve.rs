@@ -38,6 +38,7 @@ pub async fn serve(hub: Hub) -> anyhow::Result<()> {
     let body_limit = cfg.limits.body_bytes;
     let public = HttpServer::new(move || {
         App::new()
+            .wrap(crate::hsts::middleware())
             .app_data(st.clone())
             .app_data(st.sessions.clone())
             .app_data(st.relay.clone())

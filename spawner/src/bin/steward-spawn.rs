@@ -3,11 +3,7 @@
 //! other threads.
 
 fn main() {
-    // A server that exits before reading its stdin must not kill the helper with SIGPIPE.
-    // SAFETY: setting a signal disposition to SIG_IGN installs no handler code.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
+    steward_spawner::sys::ignore_sigpipe();
     let args: Vec<String> = std::env::args().collect();
     let code =
         steward_spawner::helper::main_with(&args, &mut std::io::stdin(), &mut std::io::stdout());

@@ -49,17 +49,11 @@ fn steers_slurm(name: &str) -> bool {
 }
 
 fn cluster<'a>(h: &'a Helper, name: &str) -> Result<&'a SlurmClusterConfig, SpawnError> {
-    h.config.slurm.get(name).ok_or_else(|| {
-        let known: Vec<_> = h.config.slurm.keys().cloned().collect();
-        SpawnError::BadRequest(format!(
-            "unknown Slurm cluster {name:?}; known: {}",
-            if known.is_empty() {
-                "none (add a [slurm.<name>] table to the helper config)".to_string()
-            } else {
-                known.join(", ")
-            }
-        ))
-    })
+    crate::request::cluster_ok(&h.config, name)?;
+    h.config
+        .slurm
+        .get(name)
+        .ok_or_else(|| SpawnError::BadRequest(format!("unknown Slurm cluster {name:?}")))
 }
 
 /// A Slurm client from the cluster's root-owned `bin_dir`, with a clean environment.

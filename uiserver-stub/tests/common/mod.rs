@@ -5,6 +5,8 @@
 
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -508,11 +510,11 @@ impl Drop for Env {
                 continue;
             };
             if let Some(p) = v["scheduler_pid"].as_u64() {
-                unsafe { libc::kill(p as i32, libc::SIGKILL) };
+                let _ = kill(Pid::from_raw(p as i32), Signal::SIGKILL);
             }
             for t in v["tasks"].as_array().into_iter().flatten() {
                 if let Some(p) = t["pid"].as_u64() {
-                    unsafe { libc::kill(-(p as i32), libc::SIGKILL) };
+                    let _ = killpg(Pid::from_raw(p as i32), Signal::SIGKILL);
                 }
             }
         }
