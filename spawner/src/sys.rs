@@ -79,3 +79,20 @@ pub fn exit_child(code: i32) -> ! {
     // SAFETY: _exit has no preconditions; it never returns.
     unsafe { libc::_exit(code) }
 }
+
+/// Runs `setup` in the forked child of `cmd`, just before it execs (to switch user).
+///
+/// The caller promises the helper is single-threaded when `cmd` spawns (the helper
+/// starts its reader threads only after spawning), so the child may allocate and read
+/// NSS files in `setup`, as `child::spawn` does.
+pub fn before_exec(
+    cmd: &mut std::process::Command,
+    setup: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: a single-threaded process forks (the caller's promise above), so no lock
+    // another thread held at fork time can be left locked in the child for `setup`.
+    unsafe {
+        cmd.pre_exec(setup);
+    }
+}

@@ -32,7 +32,6 @@ use crate::slurm::script::{job_script, sbatch_args, ScriptSpec};
 use nix::unistd::User;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -73,16 +72,12 @@ fn client(c: &SlurmClusterConfig, program: &str) -> Result<Command, SpawnError> 
 /// Makes `cmd` run as `user`, set up in the forked child before exec.
 fn as_user(cmd: &mut Command, user: &User) {
     let user = user.clone();
-    // SAFETY: the helper is single-threaded when it forks (run_bounded starts its
-    // reader threads only after spawn), so the child may allocate and read NSS files
-    // in `become_user` as `child::spawn` does.
-    unsafe {
-        cmd.pre_exec(move || {
-            become_user(&user)
-                .map_err(|(stage, e)| std::io::Error::other(format!("{stage}: {e}")))?;
-            crate::sys::set_no_new_privs().map_err(std::io::Error::from)
-        });
-    }
+    // The helper is single-threaded when it forks: run_bounded starts its reader
+    // threads only after spawn.
+    crate::sys::before_exec(cmd, move || {
+        become_user(&user).map_err(|(stage, e)| std::io::Error::other(format!("{stage}: {e}")))?;
+        crate::sys::set_no_new_privs().map_err(std::io::Error::from)
+    });
 }
 
 /// Maps a failed Slurm client run to an error a person can act on.
