@@ -58,6 +58,12 @@ else
     "$(git -C "$DB_DIR" log -1 --format=%cI) (committed snapshot: $snap_commit of $snap_date)"
   offline=(--offline)
 fi
+# Offline, cargo-deny reads `cargo metadata` from the local registry cache only, which a
+# build fills with the crates of this platform alone: fetch every locked crate first.
+if ((${#offline[@]})); then
+  cargo fetch --locked --quiet
+  cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml
+fi
 cargo deny "${offline[@]}" --locked check advisories bans licenses sources
 # The fuzz workspace has its own lock file (libFuzzer and the instrumented build).
 cargo deny "${offline[@]}" --locked --manifest-path fuzz/Cargo.toml --log-level error \
