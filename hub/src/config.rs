@@ -73,7 +73,8 @@ pub struct AuthConfig {
     pub pam_service: String,
     #[serde(default = "default_user_pattern")]
     pub user_pattern: String,
-    /// Failed logins allowed per user name within `failure_window_secs`.
+    /// Failed logins allowed per user name from one address within `failure_window_secs`
+    /// (ten times as many from all addresses together: see `auth::ratelimit`).
     #[serde(default = "default_per_user")]
     pub max_failures_per_user: usize,
     /// Failed logins allowed per client address within `failure_window_secs`.

@@ -528,6 +528,12 @@ async fn login_flood_does_not_lock_out_others(d: &Demo) {
         200,
         "alice, from another address, was locked out by the flood"
     );
+    // The flood named carl: carl himself, from his own address, still gets in.
+    assert_eq!(
+        try_login(&other, d, "carl", &d.password("carl"), None).await,
+        200,
+        "a flood aimed at carl's name locked carl out from everywhere"
+    );
 }
 
 /// The per-address limit counts the connection's address, not what headers claim:

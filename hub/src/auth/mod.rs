@@ -121,7 +121,7 @@ impl Login {
             Err(e) => Err(e),
         };
         match &result {
-            Ok(_) => self.limiter.succeeded(&key),
+            Ok(_) => self.limiter.succeeded(&key, addr),
             Err(AuthError::Rejected { .. }) => self.limiter.failed(&key, addr, now),
             Err(AuthError::Unavailable { .. }) => {}
         }
