@@ -13,9 +13,9 @@ use std::time::Duration;
 use steward_protocol::bootstrap::{
     uiserver_dns_name, Registration, UiServerBootstrap, HUB_INTERNAL_NAME,
 };
-use steward_protocol::helper::{HelperReply, HelperRequest, StartRequest};
+use steward_protocol::helper::StartRequest;
 use steward_protocol::{Endpoint, Placement};
-use steward_spawner::SpawnerClient;
+use steward_spawner::{Backends, LocalBackend, SpawnerClient};
 use tokio::sync::{oneshot, Semaphore};
 
 pub const DEFAULT_SERVER: &str = "default";
@@ -80,6 +80,10 @@ pub struct ServerOptions {
 
 pub struct ServerManager {
     pub spawner: SpawnerClient,
+    /// Where servers are started and found again: every start goes to the local backend
+    /// (the helper, direct or through sudo) today; stop follows the stored placement, so
+    /// an ssh or Slurm backend added here needs no change below.
+    pub backends: Backends,
     executable: String,
     args: Vec<String>,
     start_timeout: Duration,
@@ -129,6 +133,7 @@ impl ServerManager {
             .map(|r| (r.owner.clone(), r))
             .collect();
         Ok(ServerManager {
+            backends: Backends::new().with(Arc::new(LocalBackend::new(spawner.clone()))),
             spawner,
             executable: opts.executable,
             args: opts.args,
@@ -279,7 +284,7 @@ impl ServerManager {
         if let Ok(mut p) = self.pending.lock() {
             p.insert(token.clone(), tx);
         }
-        let req = HelperRequest::Start(StartRequest {
+        let req = StartRequest {
             user: owner.to_string(),
             server: DEFAULT_SERVER.to_string(),
             executable: self.executable.clone(),
@@ -287,39 +292,31 @@ impl ServerManager {
             env: Default::default(),
             stdin: Some(serde_json::to_string(&bootstrap).map_err(|e| fail(e.to_string()))?),
             profile,
-        });
-        let reply = self.spawner.call(&req).await;
+        };
         let cleanup_token = || {
             if let Ok(mut p) = self.pending.lock() {
                 p.remove(&token);
             }
         };
-        let (pid, cgroup) = match reply {
-            Ok(HelperReply::Started { pid, cgroup }) => (pid, cgroup),
-            Ok(HelperReply::Error { message, .. }) => {
-                cleanup_token();
-                return Err(fail(message));
-            }
-            Ok(other) => {
-                cleanup_token();
-                return Err(fail(format!("unexpected helper reply {other:?}")));
-            }
+        let started = match self.backends.get("local") {
+            Ok(local) => local.start(&req).await,
+            Err(e) => Err(e),
+        };
+        let started = match started {
+            Ok(s) => s,
             Err(e) => {
                 cleanup_token();
                 return Err(fail(e.to_string()));
             }
         };
+        let (pid, cgroup, placement) = (started.pid, started.cgroup, started.placement);
         // Leave nothing half-started: the whole cgroup goes.
+        let at = placement.clone();
         let abandon = || async move {
             cleanup_token();
-            let _ = self
-                .spawner
-                .call(&HelperRequest::Stop {
-                    user: owner.into(),
-                    server: DEFAULT_SERVER.into(),
-                    grace_secs: Some(0),
-                })
-                .await;
+            if let Ok(b) = self.backends.for_placement(&at) {
+                let _ = b.stop(&at, owner, DEFAULT_SERVER, Some(0)).await;
+            }
         };
         let reg = match tokio::time::timeout(self.start_timeout, rx).await {
             Ok(Ok(reg)) => reg,
@@ -342,8 +339,7 @@ impl ServerManager {
             owner: owner.to_string(),
             name: DEFAULT_SERVER.into(),
             pid,
-            // Everything this hub spawns runs through the local helper (direct or sudo).
-            placement: Placement::Local,
+            placement,
             endpoint: reg.endpoint,
             cgroup,
             started: self.store.now(),
@@ -362,29 +358,26 @@ impl ServerManager {
 
     /// Stops the owner's server through the helper (the whole cgroup).
     pub async fn stop(&self, owner: &str) -> Result<(), ServerError> {
-        let reply = self
-            .spawner
-            .call(&HelperRequest::Stop {
-                user: owner.into(),
-                server: DEFAULT_SERVER.into(),
-                grace_secs: None,
-            })
-            .await;
+        // Stop where the server was placed; a server this hub does not know of (adopted
+        // state lost, or a stop from the admin CLI) can only be a local one.
+        let at = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|m| m.get(owner).map(|r| r.placement.clone()))
+            .unwrap_or(Placement::Local);
+        let stopped = match self.backends.for_placement(&at) {
+            Ok(b) => b.stop(&at, owner, DEFAULT_SERVER, None).await,
+            Err(e) => Err(e),
+        };
         self.forget(owner).await;
-        match reply {
-            Ok(HelperReply::Stopped { .. }) => Ok(()),
-            Ok(HelperReply::Error {
-                code: steward_protocol::helper::HelperErrorCode::NotFound,
-                ..
-            }) => Ok(()),
-            Ok(HelperReply::Error { message, .. }) => Err(ServerError::Start {
-                owner: owner.into(),
-                message,
-            }),
-            Ok(other) => Err(ServerError::Start {
-                owner: owner.into(),
-                message: format!("unexpected reply {other:?}"),
-            }),
+        match stopped {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.reply_code() == Some(steward_protocol::helper::HelperErrorCode::NotFound) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(ServerError::Start {
                 owner: owner.into(),
                 message: e.to_string(),

@@ -16,7 +16,8 @@ pub use manager::{
 };
 
 use steward_audit::{events, AuditRecord, Outcome, RecordKind, SYSTEM_ACTOR};
-use steward_protocol::helper::{HelperErrorCode, HelperReply, HelperRequest};
+use steward_protocol::helper::HelperErrorCode;
+use steward_protocol::Placement;
 
 impl SpawnOutcome {
     pub fn server(self) -> RunningServer {
@@ -104,20 +105,24 @@ impl ServerManager {
     /// owner; stop whatever is half-started or dead.
     pub async fn adopt_all(&self) {
         for s in self.all() {
-            let reply = self
-                .spawner
-                .call(&HelperRequest::Adopt {
-                    user: s.owner.clone(),
-                    server: s.name.clone(),
-                    pid: s.pid,
-                })
-                .await;
-            let adopted = matches!(reply, Ok(HelperReply::Adopted(_)));
-            let detail = match &reply {
-                Ok(HelperReply::Error { message, .. }) => message.clone(),
-                Err(e) => e.to_string(),
-                _ => String::new(),
+            let adopted = match self.backends.for_placement(&s.placement) {
+                Ok(b) => b.adopt(&s.placement, &s.owner, &s.name, s.pid).await,
+                Err(e) => Err(e),
             };
+            if let Err(e) = &adopted {
+                // A remote place that did not answer holds servers in an unknown state,
+                // never gone ones: keep the row and ask again at the next check.
+                if e.reply_code().is_none() && s.placement != Placement::Local {
+                    tracing::warn!(owner = %s.owner, at = %s.placement, error = %e, "could not ask about a server after the restart; kept as unknown");
+                    continue;
+                }
+            }
+            let detail = adopted
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            let adopted = adopted.is_ok();
             if adopted {
                 let rec = AuditRecord {
                     owner: Some(s.owner.clone()),
@@ -138,23 +143,25 @@ impl ServerManager {
             }
         }
         // cgroups the store does not know: a start that never registered before a crash.
-        if let Ok(HelperReply::List { servers }) = self.spawner.call(&HelperRequest::List).await {
-            for s in servers {
-                if self.get(&s.user).is_none() {
-                    let _ = self
-                        .spawner
-                        .call(&HelperRequest::Stop {
-                            user: s.user.clone(),
-                            server: s.server.clone(),
-                            grace_secs: Some(0),
-                        })
+        for backend in self.backends.all() {
+            let Ok(listing) = backend.list().await else {
+                continue;
+            };
+            for found in listing.servers {
+                let st = &found.status;
+                if self.get(&st.user).is_none() {
+                    let _ = backend
+                        .stop(&found.placement, &st.user, &st.server, Some(0))
                         .await;
                     let rec = AuditRecord {
-                        owner: Some(s.user.clone()),
-                        message: Some(format!("half-started server in {} removed", s.cgroup)),
+                        owner: Some(st.user.clone()),
+                        message: Some(format!(
+                            "half-started server in {} at {} removed",
+                            st.cgroup, found.placement
+                        )),
                         ..AuditRecord::new(RecordKind::Event, events::STOP, SYSTEM_ACTOR)
                     }
-                    .with_extra("server", s.server.clone());
+                    .with_extra("server", st.server.clone());
                     let _ = self.recorder.append(rec).await;
                 }
             }
@@ -192,22 +199,15 @@ impl ServerManager {
     /// log, the audit trail and the metrics.
     pub async fn check_all(&self) {
         for s in self.all() {
-            let reply = self
-                .spawner
-                .call(&HelperRequest::Status {
-                    user: s.owner.clone(),
-                    server: s.name.clone(),
-                })
-                .await;
-            let (running, oom) = match reply {
-                Ok(HelperReply::Status(st)) => {
-                    (st.running && st.pids.contains(&s.pid), st.oom_killed)
-                }
-                Ok(HelperReply::Error {
-                    code: HelperErrorCode::NotFound,
-                    ..
-                }) => (false, false),
-                _ => continue,
+            let status = match self.backends.for_placement(&s.placement) {
+                Ok(b) => b.status(&s.placement, &s.owner, &s.name).await,
+                Err(e) => Err(e),
+            };
+            let (running, oom) = match status {
+                Ok(st) => (st.running && st.pids.contains(&s.pid), st.oom_killed),
+                Err(e) if e.reply_code() == Some(HelperErrorCode::NotFound) => (false, false),
+                // Unknown (helper or host did not answer): never counted as gone.
+                Err(_) => continue,
             };
             let newly_oom = oom && self.mark_oom_reported(&s.owner);
             if newly_oom {
