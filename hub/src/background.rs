@@ -14,6 +14,8 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
     let st = state.clone();
     actix_web::rt::spawn(async move {
         adopt_servers(&st).await;
+        let st2 = st.clone();
+        actix_web::rt::spawn(async move { crate::reconcile::run(&st2).await });
         for owner in st.cfg.uiserver.prestart.clone() {
             let _ = crate::relay::ensure_server(&st, &owner, SYSTEM_ACTOR).await;
         }

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod ops;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reconcile;
 pub mod relay;
 pub mod servers;
 pub mod state;

@@ -417,6 +417,45 @@ impl Slapd {
         let _ = child.wait();
     }
 
+    /// Starts slapd again on the same directory, database and ports after [`Slapd::kill`]
+    /// (a directory server coming back after an outage).
+    pub fn revive(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        let d = self.dir().to_path_buf();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(d.join("slapd.log"))
+            .expect("slapd.log");
+        let mut cmd = Command::new(SLAPD);
+        // SAFETY: only an async-signal-safe prctl between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-h")
+            .arg(format!(
+                "{} {} {}",
+                self.ldap_url, self.ldaps_url, self.ldapi_url
+            ))
+            .args(["-d", "0"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("slapd.log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawning slapd again");
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("slapd did not come back: {e}"));
+    }
+
     /// Writes a file in slapd's directory (e.g. a service account's password file).
     pub fn write_file(&self, name: &str, content: &str) -> PathBuf {
         let p = self.dir().join(name);
