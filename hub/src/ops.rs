@@ -199,14 +199,37 @@ pub fn finish_detached(
     outcome: Outcome,
     message: Option<String>,
 ) {
-    if let Err(e) = state
-        .audit
-        .append_detached(pending.outcome(outcome, message))
-    {
+    let rec = pending.outcome(outcome, message);
+    let log = state.audit.clone();
+    let queued = state.audit.append_queued(rec.clone());
+    if queued.is_err() {
         state.metrics.audit_failures.inc();
-        tracing::error!(error = %e, "audit log write failed (operation outcome)");
     }
+    // An outcome that cannot be written now (disk full) is kept and written once the log
+    // works again: an operation that ran must not end with its intent alone.
+    actix_web::rt::spawn(async move {
+        if let Ok(rx) = queued {
+            if let Ok(Ok(_)) = rx.await {
+                return;
+            }
+        }
+        tracing::error!("audit log write failed (operation outcome); retrying");
+        for _ in 0..OUTCOME_RETRIES {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if log.append(rec.clone()).await.is_ok() {
+                tracing::info!("operation outcome written after a retry");
+                return;
+            }
+        }
+        tracing::error!(
+            request_id = rec.request_id.as_deref().unwrap_or(""),
+            "operation outcome not written; the next start records it as unknown"
+        );
+    });
 }
+
+/// How many times (once a second) an outcome is retried while the log cannot be written.
+const OUTCOME_RETRIES: u32 = 3600;
 
 /// Writes the outcome record that closes a forwarded operation's intent.
 pub async fn finish(

@@ -617,7 +617,16 @@ async fn corrupt_or_half_written_policy_keeps_the_last_good_one() {
             .as_array()
             .is_some_and(|a| a.iter().any(|o| o["owner"] == "alice"))
     };
-    assert!(bob_sees_alice().await);
+    // The overview lists owners whose server runs: the demo prestarts alice's.
+    let mut up = false;
+    for _ in 0..60 {
+        if bob_sees_alice().await {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(up, "bob never saw alice's workflows");
     let errors = || {
         d.audit_records()
             .iter()

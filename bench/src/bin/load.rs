@@ -149,7 +149,10 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|(_, e)| anyhow::anyhow!("locking /tmp/steward-e2e-demo.lock: {e}"))?;
     let (data, cfg, _) = demo_data_dir_with_credentials(&exe_dir)?;
     drop(lock);
+    // A fixed port, so that `public_url` (the origin WebSockets must come from) is right.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let text = std::fs::read_to_string(&cfg)?
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
         .replace("prestart = [\"alice\", \"bob\", \"carl\"]", "prestart = []");
     std::fs::write(&cfg, text + "\n[limits]\nws_per_user = 64\n")?;
 
@@ -178,7 +181,10 @@ async fn main() -> anyhow::Result<()> {
     let mut hub = std::process::Command::new(&steward)
         .args(["serve", "-c"])
         .arg(&cfg)
-        .env("STEWARD_LOG", "error")
+        .env(
+            "STEWARD_LOG",
+            std::env::var("STEWARD_LOG").unwrap_or_else(|_| "error".into()),
+        )
         .stdout(std::process::Stdio::piped())
         .spawn()?;
     let mut lines = std::io::BufReader::new(hub.stdout.take().expect("stdout")).lines();
@@ -485,6 +491,7 @@ async fn main() -> anyhow::Result<()> {
             intents.len(),
             all.results
         );
+        drop(data);
         std::process::exit(1);
     }
     Ok(())
