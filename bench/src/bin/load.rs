@@ -320,7 +320,7 @@ async fn main() -> anyhow::Result<()> {
                         }
                         Ok(Some(Ok(_))) => continue,
                         other => {
-                            t.errors.push(format!("ws {owner}: {:?}", other.map(|_| ())));
+                            t.errors.push(format!("ws {owner} after {n} operations: {other:?}"));
                             return t;
                         }
                     };
