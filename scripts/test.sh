@@ -17,3 +17,8 @@ cargo build --workspace --bins --tests --locked
 # Chromium) from the same build.
 cargo test --workspace --locked --no-fail-fast --exclude steward-e2e
 cargo test -p steward-e2e --locked --no-fail-fast -- --test-threads 2
+
+# Load (issue 19), bounded: 60 s of simulated people with real PAM sessions watching and
+# operating on owners' UI servers; fails on any error or on an operation without exactly
+# one intent and one outcome in the audit log. Figures: docs/benchmarks.md, "Load".
+"$CARGO_TARGET_DIR/debug/load" --users "${STEWARD_LOAD_USERS:-200}" --owners "${STEWARD_LOAD_OWNERS:-50}" --secs 60

@@ -90,9 +90,8 @@ fn server_ran(d: &Demo, owner: &str, rid: &str) -> Vec<String> {
         out.extend(
             text.lines()
                 .filter(|l| {
-                    serde_json::from_str::<Value>(l).is_ok_and(|v| {
-                        v["fields"]["rid"] == rid && v["fields"]["ok"].is_boolean()
-                    })
+                    serde_json::from_str::<Value>(l)
+                        .is_ok_and(|v| v["fields"]["rid"] == rid && v["fields"]["ok"].is_boolean())
                 })
                 .map(String::from),
         );
@@ -247,11 +246,13 @@ async fn sigkilled_ui_server_is_marked_and_respawned_and_a_killed_scheduler_show
     signal(&server, nix::sys::signal::Signal::SIGKILL);
     // The hub notices on its own and says so.
     assert!(
-        wait_until(Duration::from_secs(30), || d.audit_records().iter().any(|r| {
-            r["event"] == "stop"
-                && r["owner"] == "alice"
-                && r["message"].as_str().unwrap_or("").contains("exited")
-        })),
+        wait_until(Duration::from_secs(30), || d.audit_records().iter().any(
+            |r| {
+                r["event"] == "stop"
+                    && r["owner"] == "alice"
+                    && r["message"].as_str().unwrap_or("").contains("exited")
+            }
+        )),
         "the dead server was not marked"
     );
     let (carl, _) = d.login("carl").await;
@@ -495,7 +496,10 @@ async fn a_full_audit_disk_refuses_operations_loses_nothing_and_recovers() {
         assert_eq!(r["type"], "result", "{r}");
         accepted += 1;
     }
-    assert!(first_refusal.is_some(), "a full disk never refused an operation");
+    assert!(
+        first_refusal.is_some(),
+        "a full disk never refused an operation"
+    );
     for i in 0..5 {
         let r = op(&mut w, &format!("r{i}"), "pause", "alice_forecast").await;
         assert!(refused_msg(&r), "an operation went through unaudited: {r}");
@@ -635,7 +639,10 @@ async fn corrupt_or_half_written_policy_keeps_the_last_good_one() {
     };
     let pid = nix::unistd::Pid::from_raw(d.proc.as_ref().unwrap().child.id() as i32);
     // Cut in the middle of the last section's array: what a writer killed mid-write leaves.
-    let cut = good.rfind("CONTROL").expect("the demo policy grants CONTROL") + 3;
+    let cut = good
+        .rfind("CONTROL")
+        .expect("the demo policy grants CONTROL")
+        + 3;
     let cases: [(&str, Vec<u8>); 4] = [
         ("half-written", good.as_bytes()[..cut].to_vec()),
         ("empty", Vec::new()),

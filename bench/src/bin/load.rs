@@ -70,7 +70,8 @@ fn parse_args() -> Args {
     a
 }
 
-const FLOW: &str = "description = \"load test\"\ncycles = [\"1\"]\n\n[tasks.a]\nscript = \"sleep 1\"\n";
+const FLOW: &str =
+    "description = \"load test\"\ncycles = [\"1\"]\n\n[tasks.a]\nscript = \"sleep 1\"\n";
 
 fn sh(cmd: &str) {
     let st = std::process::Command::new("sh")
@@ -111,9 +112,7 @@ fn tls(ca: &std::path::Path) -> rustls::ClientConfig {
     let pem = std::fs::read(ca).expect("ca");
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
-        roots
-            .add(c.expect("ca pem"))
-            .expect("ca cert");
+        roots.add(c.expect("ca pem")).expect("ca cert");
     }
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -150,7 +149,9 @@ async fn main() -> anyhow::Result<()> {
     let (data, cfg, _) = demo_data_dir_with_credentials(&exe_dir)?;
     drop(lock);
     // A fixed port, so that `public_url` (the origin WebSockets must come from) is right.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let text = std::fs::read_to_string(&cfg)?
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
         .replace("prestart = [\"alice\", \"bob\", \"carl\"]", "prestart = []");
@@ -171,7 +172,11 @@ async fn main() -> anyhow::Result<()> {
         .stdin(std::process::Stdio::piped())
         .spawn()?;
     use std::io::Write;
-    child.stdin.as_mut().expect("stdin").write_all(pw.as_bytes())?;
+    child
+        .stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(pw.as_bytes())?;
     assert!(child.wait()?.success(), "chpasswd");
     for u in &actors {
         sh(&format!("usermod -aG steward-ops {u}"));
@@ -258,7 +263,10 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or(0);
                 let rss = rss_kib(hub_pid);
                 eprintln!("sample t={t}s hub RSS {rss} KiB, {fds} open fds");
-                samples.lock().unwrap_or_else(|p| p.into_inner()).push((t, rss, fds));
+                samples
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((t, rss, fds));
             }
         })
     };
@@ -320,7 +328,8 @@ async fn main() -> anyhow::Result<()> {
                         }
                         Ok(Some(Ok(_))) => continue,
                         other => {
-                            t.errors.push(format!("ws {owner} after {n} operations: {other:?}"));
+                            t.errors
+                                .push(format!("ws {owner} after {n} operations: {other:?}"));
                             return t;
                         }
                     };
@@ -394,7 +403,10 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         let helpers = std::process::Command::new("pgrep")
-            .args(["-f", &data.path().join("bin/steward-spawn").display().to_string()])
+            .args([
+                "-f",
+                &data.path().join("bin/steward-spawn").display().to_string(),
+            ])
             .output()?;
         if !helpers.stdout.is_empty() {
             soak_failures.push("helper processes left running".into());
@@ -427,7 +439,10 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .filter(|(k, n)| **n != 1 || outcomes.get(*k) != Some(&1))
         .count()
-        + outcomes.keys().filter(|k| !intents.contains_key(*k)).count();
+        + outcomes
+            .keys()
+            .filter(|k| !intents.contains_key(*k))
+            .count();
     let (p50, p99, max) = stats(all.latencies.clone());
     let p50ms = p50.as_secs_f64() * 1e3;
     let p99ms = p99.as_secs_f64() * 1e3;
@@ -491,6 +506,23 @@ async fn main() -> anyhow::Result<()> {
             intents.len(),
             all.results
         );
+        // What the first owner's server said last, to find out why connections ended.
+        if let Some(o) = owners.first() {
+            for e in std::fs::read_dir(data.path().join("logs").join(o))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.contains("\"operation\"") && !l.contains("authorized"))
+                    .collect();
+                for l in lines.iter().rev().take(8).rev() {
+                    eprintln!("{o}'s server: {l}");
+                }
+            }
+        }
         drop(data);
         std::process::exit(1);
     }
