@@ -561,3 +561,28 @@ impl Demo {
         self.proc = Some(p);
     }
 }
+
+/// Opens `owner`'s WebSocket on a demo hub with the hub's own Origin and this cookie.
+pub async fn demo_ws(d: &Demo, owner: &str, cookie: &str) -> Ws {
+    ws_connect(
+        &d.ca(),
+        &format!("wss://127.0.0.1:{}/user/{owner}/ws", d.port),
+        Some(&d.base),
+        cookie,
+    )
+    .await
+    .expect("ws")
+}
+
+/// Sends an op and returns the answer for it (result, denied or error).
+pub async fn ws_op(ws: &mut Ws, id: &str, op: &str, target: &str) -> serde_json::Value {
+    ws_send(
+        ws,
+        serde_json::json!({"type": "op", "id": id, "op": op, "target": target}),
+    )
+    .await;
+    ws_until(ws, Duration::from_secs(60), |v| {
+        v["id"] == id && ["result", "denied", "error"].contains(&v["type"].as_str().unwrap_or(""))
+    })
+    .await
+}

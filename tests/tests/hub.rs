@@ -9,30 +9,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 use steward_e2e::*;
-
-async fn ws(d: &Demo, owner: &str, cookie: &str) -> Ws {
-    ws_connect(
-        &d.ca(),
-        &format!("wss://127.0.0.1:{}/user/{owner}/ws", d.port),
-        Some(&d.base),
-        cookie,
-    )
-    .await
-    .expect("ws")
-}
-
-/// Sends an op and returns the answer for it (result, denied or error).
-async fn op(ws: &mut Ws, id: &str, op: &str, target: &str) -> Value {
-    ws_send(
-        ws,
-        json!({"type": "op", "id": id, "op": op, "target": target}),
-    )
-    .await;
-    ws_until(ws, Duration::from_secs(30), |v| {
-        v["id"] == id && ["result", "denied", "error"].contains(&v["type"].as_str().unwrap_or(""))
-    })
-    .await
-}
+use steward_e2e::{demo_ws as ws, ws_op as op};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_and_elevation_decide_every_operation() {
