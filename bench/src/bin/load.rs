@@ -70,6 +70,8 @@ fn parse_args() -> Args {
     a
 }
 
+const CGROUP_PREFIX: &str = "steward-load";
+
 const FLOW: &str =
     "description = \"load test\"\ncycles = [\"1\"]\n\n[tasks.a]\nscript = \"sleep 1\"\n";
 
@@ -156,6 +158,17 @@ async fn main() -> anyhow::Result<()> {
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
         .replace("prestart = [\"alice\", \"bob\", \"carl\"]", "prestart = []");
     std::fs::write(&cfg, text + "\n[limits]\nws_per_user = 64\n")?;
+    // Its own cgroup prefix: a hub cleans up cgroups under its prefix that it does not
+    // know, and must not take the demo hubs' (end-to-end tests running meanwhile).
+    let spawn_toml = data.path().join("spawn.toml");
+    let st = std::fs::read_to_string(&spawn_toml)?;
+    std::fs::write(
+        &spawn_toml,
+        st.replace(
+            "prefix = \"steward-demo\"",
+            &format!("prefix = \"{CGROUP_PREFIX}\""),
+        ),
+    )?;
 
     let owners: Vec<String> = (1..=a.owners).map(|i| format!("stwo{i:02}")).collect();
     for o in &owners {
@@ -388,14 +401,14 @@ async fn main() -> anyhow::Result<()> {
         // Leaks: at most the server in each owner's server cgroup, no helper left.
         for o in &owners {
             let procs = std::fs::read_to_string(format!(
-                "/sys/fs/cgroup/pids/steward-demo/{o}/default/cgroup.procs"
+                "/sys/fs/cgroup/pids/{CGROUP_PREFIX}/{o}/default/cgroup.procs"
             ))
             .unwrap_or_default();
             let n = procs.lines().count();
             if n > 1 {
                 soak_failures.push(format!("{o}'s server cgroup holds {n} processes"));
             }
-            let cgs = std::fs::read_dir(format!("/sys/fs/cgroup/pids/steward-demo/{o}"))
+            let cgs = std::fs::read_dir(format!("/sys/fs/cgroup/pids/{CGROUP_PREFIX}/{o}"))
                 .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
                 .unwrap_or(0);
             if cgs > 2 {
@@ -506,6 +519,14 @@ async fn main() -> anyhow::Result<()> {
             intents.len(),
             all.results
         );
+        for r in audit
+            .lines()
+            .filter(|l| l.contains("\"event\":\"stop\"") || l.contains("\"event\":\"cull\""))
+            .filter(|l| l.contains("\"owner\":\"stwo"))
+            .take(5)
+        {
+            eprintln!("hub audit: {r}");
+        }
         // What the first owner's server said last, to find out why connections ended.
         if let Some(o) = owners.first() {
             for e in std::fs::read_dir(data.path().join("logs").join(o))
