@@ -336,32 +336,8 @@ async fn a_crashing_or_hanging_helper_fails_the_spawn_cleanly() {
     let (carl, carl_csrf) = d.login("carl").await;
     let (bob, _) = d.login("bob").await;
     let servers_url = format!("{}/hub/api/admin/servers", d.base);
-    let bob_listed = |v: &Value| {
-        v["servers"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s["owner"] == "bob"))
-    };
-    assert!(
-        {
-            let mut up = false;
-            for _ in 0..150 {
-                if bob_listed(&get_json(&carl, servers_url.clone()).await) {
-                    up = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            up
-        },
-        "bob's server never started"
-    );
-    let r = carl
-        .post(format!("{}/hub/api/admin/servers/bob/stop", d.base))
-        .header("x-csrf-token", &carl_csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let bob_listed = |v: &Value| server_listed(v, "bob");
+    d.stop_prestarted(&carl, &carl_csrf, "bob").await;
     let url = format!("{}/user/bob/api/summary", d.base);
 
     for (what, script) in [

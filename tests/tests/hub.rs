@@ -1010,28 +1010,9 @@ async fn concurrent_visitors_share_one_spawn_and_idle_servers_are_culled() {
     let (carl, carl_csrf) = d.login("carl").await;
     let (bob, _) = d.login("bob").await;
     let servers_url = format!("{}/hub/api/admin/servers", d.base);
-    let bob_running = |v: &Value| {
-        v["servers"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s["owner"] == "bob"))
-    };
+    let bob_running = |v: &Value| server_listed(v, "bob");
     // The demo prestarts bob's server; stop it so that the visits below must start it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !bob_running(&get_json(&carl, servers_url.clone()).await) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "bob's server never started"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let r = carl
-        .post(format!("{}/hub/api/admin/servers/bob/stop", d.base))
-        .header("x-csrf-token", &carl_csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(!bob_running(&get_json(&carl, servers_url.clone()).await));
+    d.stop_prestarted(&carl, &carl_csrf, "bob").await;
     let bob_spawns = || {
         d.audit_records()
             .iter()
