@@ -35,6 +35,11 @@ FUZZ_BUILD=stable FUZZ_KEEP=0 FUZZ_MAX_SECONDS=4 bash fuzz/run.sh all
 # Chromium) from the same build.
 cargo test --workspace --locked --no-fail-fast --exclude steward-e2e
 cargo test -p steward-e2e --locked --no-fail-fast -- --test-threads 2
+# Load (issue 19), bounded: 60 s of simulated people with real PAM sessions watching and
+# operating on owners' UI servers; fails on any error or on an operation without exactly
+# one intent and one outcome in the audit log. Figures: docs/benchmarks.md, "Load".
+"$CARGO_TARGET_DIR/debug/load" --users "${STEWARD_LOAD_USERS:-200}" --owners "${STEWARD_LOAD_OWNERS:-50}" --secs 60
+
 # The Debian package, installed, started from its unit's lines, and purged. Last: purge
 # removes /etc/pam.d/steward, which it restores, but nothing should be using it then.
 bash scripts/test-package.sh

@@ -125,6 +125,18 @@ impl AuditLog {
         self.submit(rec, Reply::Async(tx))
     }
 
+    /// [`AuditLog::append_detached`] that hands back the writer's answer: the record is
+    /// queued in order now, and the receiver resolves once it is durable or its write
+    /// failed (so the caller can try again instead of losing it).
+    pub fn append_queued(
+        &self,
+        rec: AuditRecord,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<u64, AuditError>>, AuditError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(rec, Reply::Async(tx))?;
+        Ok(rx)
+    }
+
     /// [`AuditLog::append`] for threads that are not async.
     pub fn append_blocking(&self, rec: AuditRecord) -> Result<u64, AuditError> {
         let (tx, rx) = mpsc::sync_channel(1);

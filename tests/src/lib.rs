@@ -575,3 +575,56 @@ impl Demo {
         self.proc = Some(p);
     }
 }
+
+/// Opens `owner`'s WebSocket on a demo hub with the hub's own Origin and this cookie.
+pub async fn demo_ws(d: &Demo, owner: &str, cookie: &str) -> Ws {
+    ws_connect(
+        &d.ca(),
+        &format!("wss://127.0.0.1:{}/user/{owner}/ws", d.port),
+        Some(&d.base),
+        cookie,
+    )
+    .await
+    .expect("ws")
+}
+
+/// Sends an op and returns the answer for it (result, denied or error).
+pub async fn ws_op(ws: &mut Ws, id: &str, op: &str, target: &str) -> serde_json::Value {
+    ws_send(
+        ws,
+        serde_json::json!({"type": "op", "id": id, "op": op, "target": target}),
+    )
+    .await;
+    ws_until(ws, Duration::from_secs(60), |v| {
+        v["id"] == id && ["result", "denied", "error"].contains(&v["type"].as_str().unwrap_or(""))
+    })
+    .await
+}
+
+/// Whether an `/hub/api/admin/servers` answer lists a server of `owner`.
+pub fn server_listed(v: &serde_json::Value, owner: &str) -> bool {
+    v["servers"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|s| s["owner"] == owner))
+}
+
+impl Demo {
+    /// Waits for `owner`'s prestarted server, then stops it through the admin API (as
+    /// the admin logged in on `admin`), so that the next visit must start it.
+    pub async fn stop_prestarted(&self, admin: &reqwest::Client, csrf: &str, owner: &str) {
+        let url = format!("{}/hub/api/admin/servers", self.base);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !server_listed(&get_json(admin, url.clone()).await, owner) {
+            assert!(Instant::now() < deadline, "{owner}'s server never started");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let r = admin
+            .post(format!("{}/hub/api/admin/servers/{owner}/stop", self.base))
+            .header("x-csrf-token", csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(!server_listed(&get_json(admin, url).await, owner));
+    }
+}

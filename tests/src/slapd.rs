@@ -208,6 +208,38 @@ fn write(path: &Path, content: &str) {
     std::fs::write(path, content).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
+/// Runs `slapd -d 0` on `d/slapd.conf` listening on `hosts`, logging to `d/slapd.log`.
+fn spawn_slapd(d: &Path, hosts: &str) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("slapd.log"))
+        .map_err(|e| e.to_string())?;
+    // -d 0: stay in the foreground (our child, reaped by us) without debug output.
+    let mut cmd = Command::new(SLAPD);
+    // If the test process dies without dropping us (killed, aborted), so does slapd.
+    // (Linux sends this when the spawning *thread* exits: keep the Slapd on it.)
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+    // which is async-signal-safe; an Errno becomes an io::Error without allocating.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.arg("-f")
+        .arg(d.join("slapd.conf"))
+        .arg("-h")
+        .arg(hosts)
+        .args(["-d", "0"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("spawning {SLAPD}: {e}"))
+}
+
 impl Slapd {
     /// Starts slapd (panics if it cannot); call [`available`] first.
     pub fn start(opts: SlapdOptions) -> Slapd {
@@ -290,31 +322,7 @@ impl Slapd {
         );
         let ldap_url = format!("ldap://127.0.0.1:{ldap_port}/");
         let ldaps_url = format!("ldaps://127.0.0.1:{ldaps_port}/");
-        let log = std::fs::File::create(d.join("slapd.log")).map_err(|e| e.to_string())?;
-        // -d 0: stay in the foreground (our child, reaped by us) without debug output.
-        let mut cmd = Command::new(SLAPD);
-        // If the test process dies without dropping us (killed, aborted), so does slapd.
-        // (Linux sends this when the spawning *thread* exits: keep the Slapd on it.)
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
-        // which is async-signal-safe; an Errno becomes an io::Error without allocating.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        let child = cmd
-            .arg("-f")
-            .arg(&conf)
-            .arg("-h")
-            .arg(format!("{ldap_url} {ldaps_url} {ldapi_url}"))
-            .args(["-d", "0"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("spawning {SLAPD}: {e}"))?;
+        let child = spawn_slapd(d, &format!("{ldap_url} {ldaps_url} {ldapi_url}"))?;
         let mut s = Slapd {
             child: Some(child),
             dir: Some(dir),
@@ -417,6 +425,20 @@ impl Slapd {
         }
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Starts slapd again on the same directory, database and ports after [`Slapd::kill`]
+    /// (a directory server coming back after an outage).
+    pub fn revive(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        let hosts = format!("{} {} {}", self.ldap_url, self.ldaps_url, self.ldapi_url);
+        let child = spawn_slapd(self.dir(), &hosts)
+            .unwrap_or_else(|e| panic!("slapd did not come back: {e}"));
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("slapd did not come back: {e}"));
     }
 
     /// Writes a file in slapd's directory (e.g. a service account's password file).

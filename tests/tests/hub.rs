@@ -9,30 +9,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 use steward_e2e::*;
-
-async fn ws(d: &Demo, owner: &str, cookie: &str) -> Ws {
-    ws_connect(
-        &d.ca(),
-        &format!("wss://127.0.0.1:{}/user/{owner}/ws", d.port),
-        Some(&d.base),
-        cookie,
-    )
-    .await
-    .expect("ws")
-}
-
-/// Sends an op and returns the answer for it (result, denied or error).
-async fn op(ws: &mut Ws, id: &str, op: &str, target: &str) -> Value {
-    ws_send(
-        ws,
-        json!({"type": "op", "id": id, "op": op, "target": target}),
-    )
-    .await;
-    ws_until(ws, Duration::from_secs(30), |v| {
-        v["id"] == id && ["result", "denied", "error"].contains(&v["type"].as_str().unwrap_or(""))
-    })
-    .await
-}
+use steward_e2e::{demo_ws as ws, ws_op as op};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_and_elevation_decide_every_operation() {
@@ -1093,28 +1070,9 @@ async fn concurrent_visitors_share_one_spawn_and_idle_servers_are_culled() {
     let (carl, carl_csrf) = d.login("carl").await;
     let (bob, _) = d.login("bob").await;
     let servers_url = format!("{}/hub/api/admin/servers", d.base);
-    let bob_running = |v: &Value| {
-        v["servers"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s["owner"] == "bob"))
-    };
+    let bob_running = |v: &Value| server_listed(v, "bob");
     // The demo prestarts bob's server; stop it so that the visits below must start it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !bob_running(&get_json(&carl, servers_url.clone()).await) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "bob's server never started"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let r = carl
-        .post(format!("{}/hub/api/admin/servers/bob/stop", d.base))
-        .header("x-csrf-token", &carl_csrf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(!bob_running(&get_json(&carl, servers_url.clone()).await));
+    d.stop_prestarted(&carl, &carl_csrf, "bob").await;
     let bob_spawns = || {
         d.audit_records()
             .iter()

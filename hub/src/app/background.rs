@@ -12,6 +12,8 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
     let st = state.clone();
     actix_web::rt::spawn(async move {
         st.servers.adopt_all().await;
+        let st2 = st.clone();
+        actix_web::rt::spawn(async move { super::reconcile::run(&st2).await });
         for owner in st.cfg.uiserver.prestart.clone() {
             let _ = st.servers.ensure_audited(&owner, SYSTEM_ACTOR, None).await;
         }
@@ -71,7 +73,19 @@ fn policy_mtime(state: &AppState) -> Option<std::time::SystemTime> {
 
 /// Reloads the site policy; a bad file never takes effect and is logged, counted, audited.
 pub async fn reload_policy(state: &AppState, why: &str) {
-    match state.decider.policy.reload() {
+    let site = &state.cfg.policy.site;
+    // An empty file parses as a policy that grants nothing: what a writer that truncated
+    // the file and has not written it yet (or died) leaves. Never take it.
+    let empty = std::fs::read(site).is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace));
+    let result = if empty {
+        Err(format!(
+            "{}: the file is empty (half-written?); a site policy must grant something",
+            site.display()
+        ))
+    } else {
+        state.decider.policy.reload().map_err(|d| d.to_string())
+    };
+    match result {
         Ok(report) => {
             state.metrics.policy_reloads.inc();
             tracing::info!(why, sha256 = %report.sha256, entries = report.entries, "site policy reloaded");

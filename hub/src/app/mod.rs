@@ -3,6 +3,7 @@
 //! background work ([`background`]). Nothing below imports this module.
 
 mod background;
+pub mod reconcile;
 mod serve;
 
 pub use background::reload_policy;

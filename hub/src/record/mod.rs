@@ -32,6 +32,9 @@ impl PendingOp {
     }
 }
 
+/// How many times (once a second) an outcome is retried while the log cannot be written.
+const OUTCOME_RETRIES: u32 = 3600;
+
 impl Recorder {
     pub fn new(log: AuditLog, metrics: Arc<Metrics>) -> Recorder {
         Recorder { log, metrics }
@@ -97,9 +100,32 @@ impl Recorder {
     /// (write-ahead); an outcome lost to a crash is reported as unknown at the next
     /// start, and the shutdown path waits for every queued record (`app::serve`).
     pub fn outcome_detached(&self, pending: PendingOp, outcome: Outcome, message: Option<String>) {
-        if let Err(e) = self.log.append_detached(pending.outcome(outcome, message)) {
+        let rec = pending.outcome(outcome, message);
+        let log = self.log.clone();
+        let queued = self.log.append_queued(rec.clone());
+        if queued.is_err() {
             self.metrics.audit_failures.inc();
-            tracing::error!(error = %e, "audit log write failed (operation outcome)");
         }
+        // An outcome that cannot be written now (disk full) is kept and written once the
+        // log works again: an operation that ran must not end with its intent alone.
+        tokio::spawn(async move {
+            if let Ok(rx) = queued {
+                if let Ok(Ok(_)) = rx.await {
+                    return;
+                }
+            }
+            tracing::error!("audit log write failed (operation outcome); retrying");
+            for _ in 0..OUTCOME_RETRIES {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if log.append(rec.clone()).await.is_ok() {
+                    tracing::info!("operation outcome written after a retry");
+                    return;
+                }
+            }
+            tracing::error!(
+                request_id = rec.request_id.as_deref().unwrap_or(""),
+                "operation outcome not written; the next start records it as unknown"
+            );
+        });
     }
 }

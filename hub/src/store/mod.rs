@@ -107,7 +107,9 @@ impl Session {
     /// The class in force at `now`: an elapsed deadline silently means read.
     pub fn class_at(&self, now: i64) -> OpClass {
         match self.deadline {
-            Some(d) if now >= d => OpClass::Read,
+            // Once the hub has seen the deadline pass (and audited it), a clock stepped
+            // back must not bring the elevation back.
+            Some(d) if now >= d || self.expiry_audited => OpClass::Read,
             _ => self.class,
         }
     }
