@@ -12,6 +12,8 @@ pub mod bootstrap;
 pub mod claims;
 pub mod helper;
 pub mod ids;
+#[cfg(feature = "jwt")]
+pub mod jwt_crypto;
 pub mod location;
 pub mod ops;
 pub mod wire;

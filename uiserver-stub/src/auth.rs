@@ -96,6 +96,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(owner: &str, public_key_pem: &str) -> anyhow::Result<Verifier> {
+        steward_protocol::jwt_crypto::install();
         let key = DecodingKey::from_ed_pem(public_key_pem.as_bytes())
             .map_err(|e| anyhow::anyhow!("jwt_public_key_pem is not an Ed25519 public key: {e}"))?;
         let audience = audience_for(owner);
@@ -239,6 +240,7 @@ mod tests {
             .to_public_key_pem(Default::default())
             .unwrap();
         let enc = EncodingKey::from_ed_der(key.to_pkcs8_der().unwrap().as_bytes());
+        steward_protocol::jwt_crypto::install();
         let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), c, &enc).unwrap();
         (Verifier::new("alice", &pem).unwrap(), token)
     }

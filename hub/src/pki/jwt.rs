@@ -141,6 +141,7 @@ mod tests {
             .decode(JWT_HEADER_B64)
             .unwrap();
         assert_eq!(header, br#"{"alg":"EdDSA","typ":"JWT"}"#);
+        steward_protocol::jwt_crypto::install();
         let key = DecodingKey::from_ed_pem(signer.public_pem.as_bytes()).unwrap();
         let mut v = Validation::new(Algorithm::EdDSA);
         v.set_audience(&[audience_for("alice")]);

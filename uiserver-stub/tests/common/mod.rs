@@ -176,19 +176,28 @@ impl Jwt {
     }
 
     pub fn sign(&self, c: &OpClaims) -> String {
+        steward_protocol::jwt_crypto::install();
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), c, &self.enc).unwrap()
     }
     pub fn sign_with_other_key(&self, c: &OpClaims) -> String {
+        steward_protocol::jwt_crypto::install();
         jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), c, &self.other).unwrap()
     }
     /// The classic confusion attack: HS256 keyed with the hub's *public* key.
+    /// Built by hand: Steward's jsonwebtoken provider offers no HMAC at all.
     pub fn forge_hs256(&self, c: &OpClaims) -> String {
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            c,
-            &EncodingKey::from_secret(self.public_pem.as_bytes()),
-        )
-        .unwrap()
+        use base64::Engine;
+        use hmac::Mac;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let signed = format!(
+            "{}.{}",
+            b64(br#"{"typ":"JWT","alg":"HS256"}"#),
+            b64(&serde_json::to_vec(c).unwrap())
+        );
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(self.public_pem.as_bytes()).unwrap();
+        mac.update(signed.as_bytes());
+        format!("{signed}.{}", b64(&mac.finalize().into_bytes()))
     }
     pub fn token(&self, ops: &[Operation], workflow: Option<&str>) -> String {
         self.sign(&Self::claims(ops, workflow))
