@@ -619,13 +619,37 @@ async fn sudo_rs_ghsa_c978_wq47_pvvw_elevation_scope(d: &Demo) {
     sh(&format!(
         "useradd -M -u {second} {name} && echo {name}:{pw} | chpasswd"
     ));
-    let (session, _) = login_cookie(&d.base, &d.ca(), name, pw).await;
+    let (session, csrf) = login_cookie(&d.base, &d.ca(), name, pw).await;
     assert_eq!(me(d, &session).await.0, 200);
+    // An API token is bound to the account too.
+    let body = json!({"name": "t", "class": "read", "expires_in_secs": 600});
+    let r = send_as(d, "POST", "/hub/api/tokens", &session, &csrf, Some(body)).await;
+    assert_eq!(r.status(), 200);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let by_token = |t: String| async move {
+        bare_client(d)
+            .get(format!("{}/hub/api/me", d.base))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(by_token(token.clone()).await, 200);
     let third = free_uid(second + 1);
     sh(&format!("userdel -f {name}; useradd -M -u {third} {name}"));
     assert!(
         refused(session).await,
         "a session passed to another account: it logged in as uid {second}, the name is now {third}"
+    );
+    assert_eq!(
+        by_token(token).await,
+        401,
+        "an API token passed to another account"
     );
     sh(&format!("userdel -f {name}"));
 }
