@@ -64,6 +64,11 @@ async fn backend_attacks() {
         helper_refuses_privilege(&d)
     })
     .await;
+    s.run(
+        "registration_needs_a_pending_start",
+        registration_needs_a_pending_start(&d),
+    )
+    .await;
     s.run("other_local_user_on_port_and_files", async {
         other_local_user_on_port_and_files(&d, &ui)
     })
@@ -121,6 +126,64 @@ fn ui_client(ui: &Ui, tls: rustls::ClientConfig) -> reqwest::Client {
 fn hub_identity(d: &Demo) -> rustls::ClientConfig {
     let ca = steward_hub::pki::ca::Ca::load_or_create(&d.data.path().join("state")).unwrap();
     (*ca.client_config().unwrap()).clone()
+}
+
+/// The hub's internal (registration) listener, from its ready line.
+fn internal_addr(d: &Demo) -> String {
+    let ready = d
+        .proc
+        .as_ref()
+        .unwrap()
+        .stdout_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("ready on"))
+        .cloned()
+        .unwrap();
+    ready
+        .split("(internal ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("internal address in the ready line")
+        .to_string()
+}
+
+/// A compromised UI server holds a client certificate from the hub's CA, so it gets past
+/// the internal listener's mutual TLS (the hub's own identity stands in for it here). It
+/// still cannot register a server for another owner, or one nobody started: every
+/// registration must carry the one-time token of a start the hub has pending.
+async fn registration_needs_a_pending_start(d: &Demo) {
+    use steward_protocol::bootstrap::HUB_INTERNAL_NAME;
+    let before = fingerprint(d);
+    let internal: std::net::SocketAddr = internal_addr(d).parse().unwrap();
+    let c = reqwest::Client::builder()
+        .use_preconfigured_tls(hub_identity(d))
+        .resolve(HUB_INTERNAL_NAME, internal)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = format!(
+        "https://{HUB_INTERNAL_NAME}:{}/internal/register",
+        internal.port()
+    );
+    let forged = |owner: &str, token: &str| {
+        json!({"owner": owner, "server": "default", "pid": 1, "register_token": token,
+               "endpoint": {"kind": "tcp", "host": "127.0.0.1", "port": 1}})
+    };
+    for (what, body, want) in [
+        (
+            "bob's server, a made-up token",
+            forged("bob", &"0".repeat(64)),
+            403,
+        ),
+        ("alice's server, an empty token", forged("alice", ""), 403),
+        ("not a registration at all", json!({"owner": "bob"}), 400),
+    ] {
+        let r = c.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{what}");
+    }
+    assert_unchanged(d, &before, "forged registrations");
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -1010,23 +1073,7 @@ fn other_local_user_on_port_and_files(d: &Demo, ui: &Ui) {
     }
     // The hub's internal (registration) listener: a local user cannot register a fake
     // server without a certificate from the hub's CA.
-    let ready = d
-        .proc
-        .as_ref()
-        .unwrap()
-        .stdout_lines
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|l| l.contains("ready on"))
-        .cloned()
-        .unwrap();
-    let internal = ready
-        .split("(internal ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .expect("internal address in the ready line")
-        .to_string();
+    let internal = internal_addr(d);
     let out = as_other(&format!(
         "curl -sk --max-time 10 -o /dev/null -w '%{{http_code}}' -X POST -d '{{}}' https://{internal}/internal/register"
     ));

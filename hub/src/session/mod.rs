@@ -39,8 +39,9 @@ pub struct Sessions {
 }
 
 /// Which uid each name resolves to now, asked of NSS at most every [`ACCOUNT_TTL`] per
-/// name: every request checks that its session's account still is the one that logged
-/// in, and NSS may be a directory behind the network.
+/// name while it agrees with the session: every request checks that its session's
+/// account still is the one that logged in, and NSS may be a directory behind the
+/// network. An account changed behind the hub's back is seen within the TTL.
 #[derive(Default)]
 struct AccountCache(
     std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<u32>)>>,
@@ -58,13 +59,19 @@ pub fn uid_of(user: &str) -> Option<u32> {
 
 impl AccountCache {
     fn uid(&self, user: &str) -> Option<u32> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, uid)) = map.get(user) {
             if at.elapsed() < ACCOUNT_TTL {
                 return *uid;
             }
         }
+        drop(map);
+        self.refresh(user)
+    }
+
+    fn refresh(&self, user: &str) -> Option<u32> {
         let uid = uid_of(user);
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
             map.clear();
         }
@@ -155,7 +162,10 @@ impl Sessions {
     /// GHSA-c978-wq47-pvvw: what was granted to a person must not pass to whoever gets
     /// their name next).
     pub fn same_account(&self, s: &Session) -> bool {
-        self.accounts.uid(&s.user) == s.uid
+        // The cache only ever spares a lookup when it agrees: a disagreement is checked
+        // against NSS at once, so a name that got its account back (or a new one) is
+        // not judged on a stale answer.
+        self.accounts.uid(&s.user) == s.uid || self.accounts.refresh(&s.user) == s.uid
     }
 
     /// Creates a fresh session (new id: no fixation); returns it with its cookie value.
