@@ -299,10 +299,15 @@ pub struct DemoHub {
     pub ca: PathBuf,
     pub clock_file: PathBuf,
     creds: Value,
+    // Declared last, so it is released after the hub above has stopped.
+    _lock: crate::DemoLock,
 }
 
 impl DemoHub {
     pub fn start() -> DemoHub {
+        // The demo users are machine-wide: another test binary's demo must not reset
+        // their passwords or kill their servers while this one runs.
+        let lock = crate::demo_lock();
         let data = traversable_tempdir();
         let port = free_port();
         let creds_file = data.path().join("creds.json");
@@ -332,6 +337,7 @@ impl DemoHub {
             clock_file,
             creds,
             data,
+            _lock: lock,
         }
     }
 
