@@ -70,6 +70,7 @@ pub fn demo_data_dir_with_credentials(exe_dir: &std::path::Path) -> anyhow::Resu
         listen: "127.0.0.1:0".parse()?,
         credentials_file: None,
         clock_offset_file: None,
+        cylc_venv: None,
     };
     let (config, creds) = steward_hub::cli::demo::prepare_from(&opts, exe_dir)?;
     Ok((data, config, creds))

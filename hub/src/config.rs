@@ -48,6 +48,9 @@ pub struct HubConfig {
     pub audit: AuditSection,
     #[serde(default)]
     pub uiserver: UiServerConfig,
+    /// Servers that are JupyterHub single-user servers (`cylc hubapp`).
+    #[serde(default)]
+    pub singleuser: SingleUserConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
     /// Hub admins: may stop servers and read every audit record, nothing more.
@@ -216,6 +219,77 @@ pub struct UiServerConfig {
     /// Start a server on a visit only when the visitor is its owner.
     #[serde(default)]
     pub spawn_requires_owner: bool,
+    /// The helper profile of servers started on a visit (and at prestart); empty: the
+    /// helper's `default`. A site that runs the real Cylc UI names its
+    /// `[singleuser] profiles` entry here.
+    #[serde(default)]
+    pub default_profile: String,
+}
+
+/// The server kind `jupyterhub-singleuser`: any single-user server that speaks
+/// JupyterHub's protocol, `cylc hubapp` being the one tested. Servers started on one
+/// of `profiles` get the `JUPYTERHUB_*` environment, listen on a Unix socket in
+/// `runtime_dir`, and reach the hub's API at `api_listen`; every other profile starts
+/// Steward's own UI server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SingleUserConfig {
+    /// Helper profiles (from spawn.toml) whose servers are of this kind.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// Key into the helper's `[executables]` (e.g. `cylc` = the venv's `bin/cylc`).
+    #[serde(default = "default_su_executable")]
+    pub executable: String,
+    /// Arguments before Steward's own (`--ServerApp.sock=…` and the rest).
+    #[serde(default = "default_su_args")]
+    pub args: Vec<String>,
+    /// Same as the helper's `runtime_dir`: sockets are `<runtime_dir>/<owner>/<server>.sock`.
+    #[serde(default = "default_runtime_dir")]
+    pub runtime_dir: PathBuf,
+    /// Where each server's Cylc site configuration is written
+    /// (`<site_conf_dir>/<owner>/uiserver/jupyter_config.py`, root's, world-readable),
+    /// passed as `CYLC_SITE_CONF_PATH`.
+    #[serde(default = "default_site_conf_dir")]
+    pub site_conf_dir: PathBuf,
+    /// The hub API single-user servers call (plain HTTP; loopback only: every call but
+    /// the version check needs a token). Port 0 picks one.
+    #[serde(default = "default_api_listen")]
+    pub api_listen: SocketAddr,
+}
+
+impl Default for SingleUserConfig {
+    fn default() -> Self {
+        SingleUserConfig {
+            profiles: vec![],
+            executable: default_su_executable(),
+            args: default_su_args(),
+            runtime_dir: default_runtime_dir(),
+            site_conf_dir: default_site_conf_dir(),
+            api_listen: default_api_listen(),
+        }
+    }
+}
+
+impl SingleUserConfig {
+    pub fn is_singleuser(&self, profile: Option<&str>) -> bool {
+        profile.is_some_and(|p| self.profiles.iter().any(|q| q == p))
+    }
+}
+
+fn default_su_executable() -> String {
+    "cylc".into()
+}
+fn default_su_args() -> Vec<String> {
+    vec!["hubapp".into()]
+}
+fn default_runtime_dir() -> PathBuf {
+    PathBuf::from("/run/steward")
+}
+fn default_site_conf_dir() -> PathBuf {
+    PathBuf::from("/run/steward-cylc-site")
+}
+fn default_api_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
 }
 
 impl Default for UiServerConfig {
@@ -225,6 +299,7 @@ impl Default for UiServerConfig {
             cull_idle_secs: default_ui_idle(),
             prestart: vec![],
             spawn_requires_owner: false,
+            default_profile: String::new(),
         }
     }
 }
@@ -384,6 +459,26 @@ impl HubConfig {
                     "{} must be between 1 and elevation.max_secs ({})",
                     cfg.elevation.default_secs, cfg.elevation.max_secs
                 ),
+            ));
+        }
+        if !cfg.singleuser.api_listen.ip().is_loopback() {
+            return Err(invalid(
+                "singleuser.api_listen",
+                format!(
+                    "{} is not a loopback address: the single-user servers' API is plain HTTP and must not leave this host",
+                    cfg.singleuser.api_listen
+                ),
+            ));
+        }
+        if !cfg.uiserver.default_profile.is_empty()
+            && cfg
+                .uiserver
+                .default_profile
+                .contains(|c: char| c.is_whitespace() || c == '/')
+        {
+            return Err(invalid(
+                "uiserver.default_profile",
+                format!("{:?} is not a profile name", cfg.uiserver.default_profile),
             ));
         }
         if cfg.spawner.concurrency == 0 {

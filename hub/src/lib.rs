@@ -28,6 +28,7 @@ pub mod record;
 pub mod relay;
 pub mod servers;
 pub mod session;
+pub mod singleuser;
 pub mod state;
 pub mod store;
 pub mod ui;

@@ -33,6 +33,11 @@ enum Command {
         /// Tests only: add the integer seconds in this file to the hub's clock.
         #[arg(long, hide = true)]
         clock_offset_file: Option<PathBuf>,
+        /// Host the real Cylc UI server (cylc hubapp) and play a real cylc-flow workflow
+        /// as alice; needs the venv scripts/install-deps.sh builds
+        /// (/opt/steward/cylc-venv, or $STEWARD_CYLC_VENV).
+        #[arg(long)]
+        cylc: bool,
     },
     /// Check, explain and query policy files.
     #[command(subcommand)]
@@ -110,16 +115,26 @@ fn main() {
             listen,
             credentials_file,
             clock_offset_file,
+            cylc,
         } => {
             init_logging();
             run_async(async move {
+                let cylc_venv = match cylc {
+                    true => Some(steward_hub::cli::demo::cylc_venv()?),
+                    false => None,
+                };
                 let opts = steward_hub::cli::demo::DemoOptions {
                     data_dir,
                     listen,
                     credentials_file,
                     clock_offset_file,
+                    cylc_venv,
                 };
                 let (config_path, creds) = steward_hub::cli::demo::prepare(&opts)?;
+                if let Some(venv) = &opts.cylc_venv {
+                    steward_hub::cli::demo::play_cylc_workflow(venv)?;
+                    println!("alice's real Cylc workflow ~alice/{} is playing; open /user/alice/cylc/ after logging in.", steward_hub::cli::demo::CYLC_WORKFLOW);
+                }
                 let cfg = steward_hub::config::HubConfig::load(&config_path)?;
                 let url = cfg.public_url.clone();
                 let hub = steward_hub::app::build(cfg).await?;
@@ -147,6 +162,9 @@ fn main() {
                 }
                 let res = steward_hub::app::serve(hub).await;
                 steward_hub::cli::demo::stop_all(&state).await;
+                if let Some(venv) = &opts.cylc_venv {
+                    steward_hub::cli::demo::stop_cylc_workflow(venv);
+                }
                 println!("steward demo: stopped; demo servers stopped.");
                 res
             })

@@ -57,6 +57,10 @@ pub enum Endpoint {
     Tcp { host: String, port: u16 },
     /// A Unix socket on the hub's host (mode 0600, owned by the server's owner).
     Unix { path: String },
+    /// A JupyterHub single-user server (`cylc hubapp`) on a Unix socket on the hub's
+    /// host: plain HTTP, where every request carries a hub-issued token instead of the
+    /// mutual TLS and signed grants Steward's own UI server speaks.
+    SingleUser { path: String },
 }
 
 impl Endpoint {
@@ -74,6 +78,7 @@ impl fmt::Display for Endpoint {
             Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Endpoint::Tcp { host, port } => write!(f, "{host}:{port}"),
             Endpoint::Unix { path } => write!(f, "unix:{path}"),
+            Endpoint::SingleUser { path } => write!(f, "jupyterhub-singleuser:unix:{path}"),
         }
     }
 }

@@ -47,6 +47,12 @@ pub struct HelperConfig {
     /// Slurm clusters `slurm_submit` may use, by name (`[slurm.<name>]`).
     #[serde(default)]
     pub slurm: BTreeMap<String, crate::slurm::SlurmClusterConfig>,
+    /// Where servers that listen on a Unix socket (`cylc hubapp`) put it: each start
+    /// makes `<runtime_dir>/<user>/` owned by the user, mode 0700, so only the owner
+    /// (and root, the hub) can reach the socket. Unset: no directory is made. Must
+    /// match the hub's `[singleuser] runtime_dir`.
+    #[serde(default)]
+    pub runtime_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -214,6 +214,9 @@ impl Helper {
             &profile.limits,
         )?;
         let log = self.open_log(&user, &req.server)?;
+        if let Some(root) = &self.config.runtime_dir {
+            crate::rundir::user_runtime_dir(root, &user)?;
+        }
         let workflow_cgroups =
             self.cgroups
                 .delegate_workflows(&user.name, user.uid.as_raw(), user.gid.as_raw())?;

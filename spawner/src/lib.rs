@@ -20,6 +20,7 @@ pub mod helper;
 pub mod hoststat;
 pub mod placement;
 pub mod request;
+pub mod rundir;
 pub mod slurm;
 pub mod sys;
 

@@ -60,7 +60,16 @@ impl CylcUser {
                 .map(char::from)
                 .collect()
         };
-        let u = crate::ensure_user(name, &password);
+        crate::ensure_user(name, &password);
+        Self::existing(name)
+    }
+
+    /// An existing user (a demo user, whose password the hub's fixture knows), set up
+    /// for Cylc the same way without touching the account.
+    pub fn existing(name: &str) -> CylcUser {
+        let u = nix::unistd::User::from_name(name)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no user {name}"));
         let user = CylcUser {
             name: name.to_string(),
             home: u.dir.clone(),
@@ -164,6 +173,16 @@ impl<'u> Workflow<'u> {
         ]);
         user.cylc_ok(&["play", name]);
         wf
+    }
+
+    /// Takes charge of a workflow something else installed and played (the demo's),
+    /// so that it is stopped and cleaned on drop like one of ours.
+    pub fn adopt(user: &'u CylcUser, name: &str) -> Workflow<'u> {
+        Workflow {
+            user,
+            name: name.to_string(),
+            src: user.home.join("cylc-src").join(name),
+        }
     }
 
     /// `~owner/name`, the id Cylc's UI and GraphQL use.

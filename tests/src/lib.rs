@@ -265,6 +265,10 @@ pub fn sh(cmd: &str) -> String {
 
 /// Creates (if missing) a Unix user with this password; returns its passwd entry.
 pub fn ensure_user(name: &str, password: &str) -> nix::unistd::User {
+    // Two tests of one binary creating the same user at once race in useradd (one saw
+    // a half-made account); one at a time per process.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = CREATING.lock().unwrap_or_else(|e| e.into_inner());
     if nix::unistd::User::from_name(name).unwrap().is_none() {
         let out = Command::new("useradd")
             .args(["-m", "-s", "/bin/bash", name])
@@ -285,7 +289,20 @@ pub fn ensure_user(name: &str, password: &str) -> nix::unistd::User {
         writeln!(child.stdin.as_mut().unwrap(), "{name}:{password}").unwrap();
     }
     assert!(child.wait().unwrap().success(), "chpasswd {name}");
-    nix::unistd::User::from_name(name).unwrap().unwrap()
+    let user = nix::unistd::User::from_name(name).unwrap().unwrap();
+    // A home left by an earlier account of the same name (deleted and created again,
+    // e.g. on a machine whose /home outlived its /etc/passwd) belongs to a stale uid:
+    // `useradd -m` keeps it as it is, and the new account could not write there.
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(&user.dir).is_ok_and(|m| m.uid() != user.uid.as_raw()) {
+        sh(&format!(
+            "chown -R {}:{} '{}'",
+            user.uid,
+            user.gid,
+            user.dir.display()
+        ));
+    }
+    user
 }
 
 /// Writes a root-owned, world-readable file (mode 0644) in a directory made traversable.
@@ -382,10 +399,17 @@ pub struct Demo {
     pub data: tempfile::TempDir,
     pub creds: serde_json::Value,
     pub clock_file: PathBuf,
+    /// Extra `steward demo` arguments (e.g. `--cylc`), kept for restarts.
+    pub args: Vec<String>,
 }
 
 impl Demo {
     pub fn start() -> Demo {
+        Self::start_with_args(&[])
+    }
+
+    /// A demo started with extra `steward demo` arguments.
+    pub fn start_with_args(args: &[&str]) -> Demo {
         reset_demo_workflows();
         let data = traversable_tempdir();
         let port = free_port();
@@ -398,6 +422,7 @@ impl Demo {
             data,
             creds: serde_json::Value::Null,
             clock_file,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         d.launch();
         d
@@ -418,6 +443,7 @@ impl Demo {
         .arg(&creds_file)
         .arg("--clock-offset-file")
         .arg(&self.clock_file)
+        .args(&self.args)
         .env("STEWARD_LOG", "warn");
         let mut p = Proc::spawn(cmd);
         p.wait_for_line("ready on", Duration::from_secs(120));

@@ -18,6 +18,7 @@ fn never_ready_hub(
         listen: "127.0.0.1:0".parse().unwrap(),
         credentials_file: None,
         clock_offset_file: None,
+        cylc_venv: None,
     };
     // The demo copies its binaries from next to the running executable: point it at ours.
     let (config_path, _) = prepare_with_bins(&opts);

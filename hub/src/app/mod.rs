@@ -83,6 +83,8 @@ pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
                 cull_idle_secs: cfg.uiserver.cull_idle_secs,
                 concurrency: cfg.spawner.concurrency,
                 max_pending: cfg.spawner.max_pending,
+                default_profile: Some(cfg.uiserver.default_profile.clone())
+                    .filter(|p| !p.is_empty()),
             },
             ca.clone(),
             signer.clone(),
@@ -113,8 +115,15 @@ pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
         spawner,
         cfg.policy.user_file.clone(),
         cfg.elevation.owners_must_elevate,
-        groups,
+        groups.clone(),
     ));
+    if !cfg.singleuser.profiles.is_empty() {
+        servers.set_singleuser(Arc::new(crate::singleuser::SingleUser::new(
+            cfg.singleuser.clone(),
+            decider.clone(),
+            groups,
+        )));
+    }
     let relay = web::Data::new(Relay::new(
         cfg.limits.clone(),
         cfg.public_origin(),

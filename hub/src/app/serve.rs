@@ -30,6 +30,35 @@ pub async fn serve(hub: Hub) -> anyhow::Result<()> {
     .listen_rustls_0_23(internal_listener, internal_tls)?
     .run();
 
+    // The hub API single-user servers call (plain HTTP, loopback: see config).
+    let hubapi = match state.servers.singleuser().cloned() {
+        Some(su) => {
+            let listener = std::net::TcpListener::bind(cfg.singleuser.api_listen).map_err(|e| {
+                anyhow::anyhow!("singleuser.api_listen {}: {e}", cfg.singleuser.api_listen)
+            })?;
+            let addr = listener.local_addr()?;
+            su.set_api_url(format!("http://{addr}/hub/api"));
+            let su = aw::Data::from(su);
+            let st = state.clone();
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(st.clone())
+                    .app_data(su.clone())
+                    .app_data(aw::PayloadConfig::new(16 * 1024))
+                    .configure(ui::hubapi::server_routes)
+            })
+            .workers(1)
+            .disable_signals()
+            .listen(listener)?
+            .run();
+            tracing::info!(%addr, "single-user hub API listening");
+            Some(server)
+        }
+        None => None,
+    };
+    let hubapi_handle = hubapi.as_ref().map(|s| s.handle());
+    let hubapi_task = hubapi.map(actix_web::rt::spawn);
+
     let cert = ca::ReloadableCert::load(&cfg.tls.cert, &cfg.tls.key)?;
     let public_tls = ca::public_server_config(cert.clone())?;
     let public_listener = std::net::TcpListener::bind(cfg.listen)?;
@@ -76,6 +105,10 @@ pub async fn serve(hub: Hub) -> anyhow::Result<()> {
     let res = public.await;
     internal_handle.stop(true).await;
     let _ = internal_task.await;
+    if let (Some(h), Some(t)) = (hubapi_handle, hubapi_task) {
+        h.stop(true).await;
+        let _ = t.await;
+    }
     res.map_err(Into::into)
 }
 
@@ -147,6 +180,18 @@ fn routes(cfg: &mut aw::ServiceConfig) {
         .route("/hub/api/permitted", aw::get().to(api::permitted))
         .route("/hub/api/explain", aw::get().to(api::explain))
         .route("/hub/api/audit", aw::get().to(api::audit_search))
+        .route(
+            "/hub/api/oauth2/authorize",
+            aw::get().to(ui::hubapi::authorize),
+        )
+        .route(
+            "/user/{owner}/cylc/subscriptions",
+            aw::get().to(crate::relay::singleuser::subscriptions),
+        )
+        .route(
+            "/user/{owner}/cylc{rest:.*}",
+            aw::route().to(crate::relay::singleuser::proxy),
+        )
         .route("/user/{owner}/ws", aw::get().to(ws::user_ws))
         .route("/user/{owner}/api/op", aw::post().to(fwd::proxy_op))
         .route("/user/{owner}/api/{rest:.*}", aw::get().to(fwd::proxy_get))

@@ -20,7 +20,13 @@ pub struct DemoOptions {
     pub credentials_file: Option<PathBuf>,
     /// Tests only: a file whose integer content (seconds) is added to the hub's clock.
     pub clock_offset_file: Option<PathBuf>,
+    /// `--cylc`: the Cylc venv (cylc-flow + cylc-uiserver). Every server is then the
+    /// real Cylc UI server (`cylc hubapp`), and each demo user can run real workflows.
+    pub cylc_venv: Option<PathBuf>,
 }
+
+/// The profile `--cylc` starts servers on.
+pub const CYLC_PROFILE: &str = "cylc";
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let out = cmd
@@ -95,6 +101,14 @@ fn ensure_user(name: &str) -> anyhow::Result<()> {
     if nix::unistd::User::from_name(name)?.is_none() {
         run(Command::new("useradd").args(["-m", "-s", "/bin/bash", name]))?;
     }
+    // A home left by an earlier demo user of the same name under another uid (the
+    // account deleted and made again) is kept by `useradd -m`: give it to the new one.
+    let user = nix::unistd::User::from_name(name)?
+        .ok_or_else(|| anyhow::anyhow!("useradd {name} made no account"))?;
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(&user.dir).is_ok_and(|m| m.uid() != user.uid.as_raw()) {
+        chown_tree(&user.dir, &user)?;
+    }
     Ok(())
 }
 
@@ -167,6 +181,19 @@ pub fn prepare_from(
                 write(&path, &flow, 0o644)?;
             }
         }
+        if let Some(venv) = &opts.cylc_venv {
+            // Task jobs run under `bash -l` without the venv on PATH.
+            let global = user.dir.join(".cylc/flow/global.cylc");
+            write(
+                &global,
+                &format!(
+                    "# Written by `steward demo --cylc`.\n[platforms]\n    [[localhost]]\n        cylc path = {}\n",
+                    venv.join("bin").display()
+                ),
+                0o644,
+            )?;
+            chown_tree(&user.dir.join(".cylc"), &user)?;
+        }
         if name == "alice" && !steward_dir.join("policy.toml").exists() {
             let policy = format!(
                 "# alice lets the operations group control her forecast, and everyone read it.\n[grants]\n\"group:{DEMO_GROUP}\" = [\"READ\", \"CONTROL\"]\n\"*\" = [\"READ\"]\n"
@@ -200,11 +227,27 @@ pub fn prepare_from(
     write(&d.join("policy/site.toml"), &site, 0o644)?;
     set_mode(&d.join("policy"), 0o755)?;
 
-    let spawn = format!(
-        "# steward-spawn config for the demo\nmin_uid = 1000\nlog_dir = \"{logs}\"\n\n[executables]\nuiserver = \"{bin}/steward-uiserver\"\n\n[cgroup]\nprefix = \"steward-demo\"\n\n[user_limits]\nmemory = \"2G\"\npids = 1024\ncpu = 2.0\n\n[profiles.default]\nmemory = \"1G\"\ncpu = 1.0\npids = 512\n",
+    let mut spawn = format!(
+        "# steward-spawn config for the demo\nmin_uid = 1000\nlog_dir = \"{logs}\"\n{cylc_top}\n[executables]\nuiserver = \"{bin}/steward-uiserver\"\n{cylc_exe}\n[cgroup]\nprefix = \"steward-demo\"\n\n[user_limits]\nmemory = \"2G\"\npids = 1024\ncpu = 2.0\n\n[profiles.default]\nmemory = \"1G\"\ncpu = 1.0\npids = 512\n",
         logs = d.join("logs").display(),
-        bin = bin.display()
+        bin = bin.display(),
+        cylc_top = match &opts.cylc_venv {
+            Some(_) => format!(
+                "runtime_dir = \"{}\"\nenv_allow = [\"LANG\", \"LC_*\", \"TZ\", \"STEWARD_*\", \"JUPYTERHUB_*\", \"JPY_API_TOKEN\", \"CYLC_SITE_CONF_PATH\"]\n",
+                d.join("run").display()
+            ),
+            None => String::new(),
+        },
+        cylc_exe = match &opts.cylc_venv {
+            Some(v) => format!("cylc = \"{}\"\n", v.join("bin/cylc").display()),
+            None => String::new(),
+        },
     );
+    if opts.cylc_venv.is_some() {
+        spawn.push_str(&format!(
+            "\n[profiles.{CYLC_PROFILE}]\ndescription = \"the real Cylc UI server (cylc hubapp)\"\nmemory = \"1G\"\ncpu = 1.0\npids = 512\n"
+        ));
+    }
     write(&d.join("spawn.toml"), &spawn, 0o644)?;
 
     let tls = d.join("tls");
@@ -249,10 +292,20 @@ dir = "{data}/audit"
 group_secs = {{ "{DEMO_GROUP}" = 1800 }}
 
 [uiserver]
-prestart = ["alice", "bob", "carl"]
+{uiserver}
 {testing}"#,
         listen = opts.listen,
         data = d.display(),
+        // A Cylc UI server starts on the first visit (each is a Python process of
+        // ~150 MB); Steward's own are light enough to have ready.
+        uiserver = match &opts.cylc_venv {
+            Some(_) => format!(
+                "prestart = []\ndefault_profile = \"{CYLC_PROFILE}\"\n\n[singleuser]\nprofiles = [\"{CYLC_PROFILE}\"]\nruntime_dir = \"{run}\"\nsite_conf_dir = \"{site}\"\napi_listen = \"127.0.0.1:0\"\n",
+                run = d.join("run").display(),
+                site = d.join("cylc-site").display(),
+            ),
+            None => "prestart = [\"alice\", \"bob\", \"carl\"]\n".to_string(),
+        },
         testing = match &opts.clock_offset_file {
             Some(p) => format!("\n[testing]\nclock_offset_file = \"{}\"\n", p.display()),
             None => String::new(),
@@ -262,6 +315,81 @@ prestart = ["alice", "bob", "carl"]
     write(&config_path, &config, 0o644)?;
     HubConfig::load(&config_path)?;
     Ok((config_path, creds))
+}
+
+/// The Cylc venv `--cylc` uses, checked to hold `cylc`.
+pub fn cylc_venv() -> anyhow::Result<PathBuf> {
+    let venv = std::env::var_os("STEWARD_CYLC_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/steward/cylc-venv"));
+    if !venv.join("bin/cylc").exists() {
+        anyhow::bail!(
+            "--cylc needs cylc-flow and cylc-uiserver in {}: run scripts/install-deps.sh (or set STEWARD_CYLC_VENV)",
+            venv.display()
+        );
+    }
+    Ok(venv)
+}
+
+/// The real workflow `--cylc` plays as alice.
+pub const CYLC_WORKFLOW: &str = "demo-forecast";
+
+const CYLC_FLOW: &str = "[scheduler]\n    allow implicit tasks = True\n[scheduling]\n    cycling mode = integer\n    initial cycle point = 1\n    runahead limit = P1\n    [[graph]]\n        P1 = \"get_obs[-P1] => get_obs => model => products\"\n[runtime]\n    [[get_obs]]\n        script = sleep 20\n    [[model]]\n        script = sleep 60\n    [[products]]\n        script = sleep 10\n";
+
+/// `cylc ARGS` as alice with a clean environment (her HOME, the venv first on PATH).
+fn cylc_as_alice(venv: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let user = nix::unistd::User::from_name("alice")?
+        .ok_or_else(|| anyhow::anyhow!("user alice is missing"))?;
+    Command::new("runuser")
+        .args(["-u", "alice", "--", "env", "-i"])
+        .arg(format!("HOME={}", user.dir.display()))
+        .arg("USER=alice")
+        .arg(format!("PATH={}:/usr/bin:/bin", venv.join("bin").display()))
+        .arg("cylc")
+        .args(args)
+        .current_dir(&user.dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("running cylc as alice: {e}"))
+}
+
+/// Installs (first time) and plays alice's real workflow.
+pub fn play_cylc_workflow(venv: &Path) -> anyhow::Result<()> {
+    let user = nix::unistd::User::from_name("alice")?
+        .ok_or_else(|| anyhow::anyhow!("user alice is missing"))?;
+    if !user.dir.join("cylc-run").join(CYLC_WORKFLOW).exists() {
+        let src = user.dir.join("cylc-src").join(CYLC_WORKFLOW);
+        write(&src.join("flow.cylc"), CYLC_FLOW, 0o644)?;
+        chown_tree(&user.dir.join("cylc-src"), &user)?;
+        let out = cylc_as_alice(
+            venv,
+            &[
+                "install",
+                "--no-run-name",
+                &format!("--workflow-name={CYLC_WORKFLOW}"),
+                &src.display().to_string(),
+            ],
+        )?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "cylc install as alice failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let out = cylc_as_alice(venv, &["play", CYLC_WORKFLOW])?;
+    // Already running (a demo restarted without Ctrl-C) is fine.
+    if !out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("already running") {
+        anyhow::bail!(
+            "cylc play as alice failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Stops alice's workflow and kills its jobs (Ctrl-C leaves nothing running).
+pub fn stop_cylc_workflow(venv: &Path) {
+    let _ = cylc_as_alice(venv, &["stop", "--kill", CYLC_WORKFLOW]);
 }
 
 /// Stops every server the demo hub started, and (demo only) the demo users' workflows:

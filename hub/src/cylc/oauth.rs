@@ -338,6 +338,36 @@ impl Provider {
         Ok((token, body))
     }
 
+    /// Issues a token for `visitor` on `owner`'s registered server without a code: the
+    /// hub's relay puts it in `Authorization` for a visitor it has already
+    /// authenticated and let through, so the browser never holds it. The server need
+    /// not be registered here: one a restarted hub adopted is not, and its visitors'
+    /// tokens still resolve (the server only asks `/hub/api/user` about them).
+    pub fn mint(&mut self, visitor: &str, owner: &str, now: i64) -> Option<String> {
+        let client_id = client_id_for(owner);
+        let token = random_token();
+        self.tokens.insert(
+            hash(&token),
+            TokenRecord {
+                id: format!("o{}", &hex::encode(hash(&token))[..12]),
+                visitor: visitor.to_string(),
+                owner: owner.to_string(),
+                client_id,
+                expires: now + TOKEN_TTL_SECS,
+            },
+        );
+        Some(token)
+    }
+
+    /// The owner whose server holds this API token (its `JUPYTERHUB_API_TOKEN`).
+    pub fn server_owner(&self, api_token: &str) -> Option<&str> {
+        let h = hash(api_token);
+        self.clients
+            .values()
+            .find(|c| c.secret == h)
+            .map(|c| c.owner.as_str())
+    }
+
     /// The record of a live token.
     pub fn token(&self, token: &str, now: i64) -> Result<&TokenRecord, OAuthError> {
         match self.tokens.get(&hash(token)) {

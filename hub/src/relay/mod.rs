@@ -12,6 +12,7 @@ pub mod drain;
 pub mod http;
 pub mod limit;
 pub mod op;
+pub mod singleuser;
 pub mod upstream;
 pub mod ws;
 
@@ -39,6 +40,8 @@ pub struct Relay {
     pub drain: drain::Drain,
     pub ops: limit::OpLimiter,
     pub ws_slots: limit::WsSlots,
+    /// One pooled plain-HTTP client per single-user server socket.
+    pub singleuser_clients: std::sync::Mutex<std::collections::HashMap<String, reqwest::Client>>,
 }
 
 impl Relay {
@@ -66,6 +69,7 @@ impl Relay {
             metrics,
             upstream: Default::default(),
             drain: Default::default(),
+            singleuser_clients: Default::default(),
         }
     }
 }

@@ -40,6 +40,12 @@ impl UpstreamClients {
                 builder.resolve_to_addrs(&dns, &addrs)
             }
             Endpoint::Unix { path } => builder.unix_socket(std::path::PathBuf::from(path)),
+            Endpoint::SingleUser { .. } => {
+                return Err(format!(
+                    "{} is a JupyterHub single-user server, not Steward's UI server",
+                    s.endpoint
+                ))
+            }
         };
         let client = builder
             .timeout(Duration::from_secs(30))
@@ -74,7 +80,9 @@ impl UpstreamClients {
         let dns = uiserver_dns_name(&s.owner, &s.name);
         match &s.endpoint {
             Endpoint::Tcp { port, .. } => format!("https://{dns}:{port}{path_and_query}"),
-            Endpoint::Unix { .. } => format!("https://{dns}{path_and_query}"),
+            Endpoint::Unix { .. } | Endpoint::SingleUser { .. } => {
+                format!("https://{dns}{path_and_query}")
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::pki::ca::Ca;
 use crate::pki::jwt::TokenSigner;
 use crate::record::{Metrics, Recorder};
+use crate::singleuser::SingleUser;
 use crate::store::{Expect, ServerRow, Store};
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
@@ -49,7 +50,7 @@ fn local_endpoint_ok(e: &Endpoint) -> bool {
         Endpoint::Tcp { host, .. } => host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback()),
-        Endpoint::Unix { path } => path.starts_with('/'),
+        Endpoint::Unix { path } | Endpoint::SingleUser { path } => path.starts_with('/'),
     }
 }
 
@@ -61,7 +62,9 @@ pub async fn connect_endpoint(endpoint: &Endpoint) -> std::io::Result<Box<dyn Up
             let _ = tcp.set_nodelay(true);
             Ok(Box::new(tcp))
         }
-        Endpoint::Unix { path } => Ok(Box::new(tokio::net::UnixStream::connect(path).await?)),
+        Endpoint::Unix { path } | Endpoint::SingleUser { path } => {
+            Ok(Box::new(tokio::net::UnixStream::connect(path).await?))
+        }
     }
 }
 
@@ -76,6 +79,8 @@ pub struct ServerOptions {
     pub cull_idle_secs: u64,
     pub concurrency: usize,
     pub max_pending: usize,
+    /// The helper profile of starts that name none (`uiserver.default_profile`).
+    pub default_profile: Option<String>,
 }
 
 pub struct ServerManager {
@@ -105,6 +110,10 @@ pub struct ServerManager {
     max_pending: usize,
     internal_addr: Mutex<Option<SocketAddr>>,
     oom_reported: Mutex<std::collections::HashSet<String>>,
+    default_profile: Option<String>,
+    /// Set by `app` when `[singleuser] profiles` names any: starts on those profiles
+    /// are JupyterHub single-user servers.
+    singleuser: std::sync::OnceLock<Arc<SingleUser>>,
 }
 
 /// What happened, for the caller to audit.
@@ -155,7 +164,17 @@ impl ServerManager {
             max_pending: opts.max_pending,
             internal_addr: Mutex::new(None),
             oom_reported: Mutex::new(Default::default()),
+            default_profile: opts.default_profile,
+            singleuser: Default::default(),
         })
+    }
+
+    pub fn set_singleuser(&self, su: Arc<SingleUser>) {
+        let _ = self.singleuser.set(su);
+    }
+
+    pub fn singleuser(&self) -> Option<&Arc<SingleUser>> {
+        self.singleuser.get()
     }
 
     pub fn set_internal_addr(&self, addr: SocketAddr) {
@@ -188,6 +207,9 @@ impl ServerManager {
     pub async fn forget(&self, owner: &str) {
         if let Ok(mut s) = self.oom_reported.lock() {
             s.remove(owner);
+        }
+        if let Some(su) = self.singleuser.get() {
+            su.forget(owner);
         }
         let known = self.running.lock().ok().and_then(|mut m| m.remove(owner));
         let expect = known.map_or(Expect::Any, |s| Expect::Epoch(s.epoch));
@@ -223,6 +245,7 @@ impl ServerManager {
         owner: &str,
         profile: Option<String>,
     ) -> Result<SpawnOutcome, ServerError> {
+        let profile = profile.or_else(|| self.default_profile.clone());
         // Fast path for every request to a running server: no per-owner lock.
         if let Some(s) = self.get(owner) {
             return Ok(SpawnOutcome::AlreadyRunning(s));
@@ -250,6 +273,12 @@ impl ServerManager {
         owner: &str,
         profile: Option<String>,
     ) -> Result<RunningServer, ServerError> {
+        if let Some(su) = self.singleuser.get() {
+            if su.is_singleuser(profile.as_deref()) {
+                let su = su.clone();
+                return self.spawn_singleuser(&su, owner, profile).await;
+            }
+        }
         let fail = |message: String| ServerError::Start {
             owner: owner.to_string(),
             message,
@@ -335,7 +364,7 @@ impl ServerManager {
                 reg.endpoint
             )));
         }
-        let mut row = ServerRow {
+        let row = ServerRow {
             owner: owner.to_string(),
             name: DEFAULT_SERVER.into(),
             pid,
@@ -345,15 +374,86 @@ impl ServerManager {
             started: self.store.now(),
             epoch: 0,
         };
+        Ok(self.remember(row).await)
+    }
+
+    /// Stores a server that just became ready and keeps it in memory.
+    async fn remember(&self, mut row: ServerRow) -> RunningServer {
         // The owner lock is held and no server is known, so any row left is stale.
         if let Ok(Some(epoch)) = self.store.put_server(&row, Expect::Any).await {
             row.epoch = epoch;
         }
-        let server = row;
         if let Ok(mut m) = self.running.lock() {
-            m.insert(owner.to_string(), server.clone());
+            m.insert(row.owner.clone(), row.clone());
         }
-        Ok(server)
+        row
+    }
+
+    /// Starts a JupyterHub single-user server (`cylc hubapp`) and waits until its
+    /// Unix socket accepts: it has no registration call, as under JupyterHub, where
+    /// the hub polls the server's URL.
+    async fn spawn_singleuser(
+        &self,
+        su: &SingleUser,
+        owner: &str,
+        profile: Option<String>,
+    ) -> Result<RunningServer, ServerError> {
+        let fail = |message: String| ServerError::Start {
+            owner: owner.to_string(),
+            message,
+        };
+        let prepared = su.prepare(owner, DEFAULT_SERVER).await.map_err(fail)?;
+        let req = StartRequest {
+            user: owner.to_string(),
+            server: DEFAULT_SERVER.to_string(),
+            executable: prepared.executable,
+            args: prepared.args,
+            env: prepared.env.into_iter().collect(),
+            stdin: None,
+            profile,
+        };
+        let local = self
+            .backends
+            .get("local")
+            .map_err(|e| fail(e.to_string()))?;
+        let started = local.start(&req).await.map_err(|e| {
+            su.forget(owner);
+            fail(e.to_string())
+        })?;
+        let endpoint = Endpoint::SingleUser {
+            path: prepared.socket.display().to_string(),
+        };
+        let deadline = tokio::time::Instant::now() + self.start_timeout;
+        loop {
+            if tokio::net::UnixStream::connect(&prepared.socket)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = local
+                    .stop(&started.placement, owner, DEFAULT_SERVER, Some(0))
+                    .await;
+                su.forget(owner);
+                return Err(ServerError::Timeout {
+                    owner: owner.to_string(),
+                    secs: self.start_timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let row = ServerRow {
+            owner: owner.to_string(),
+            name: DEFAULT_SERVER.into(),
+            pid: started.pid,
+            placement: started.placement,
+            endpoint,
+            cgroup: started.cgroup,
+            started: self.store.now(),
+            epoch: 0,
+        };
+        Ok(self.remember(row).await)
     }
 
     /// Stops the owner's server through the helper (the whole cgroup).

@@ -135,6 +135,11 @@ pub async fn logout(
     CsrfChecked(s): CsrfChecked,
 ) -> ApiResult {
     state.sessions.end(&s).await;
+    // Tokens single-user servers hold for this person go too (they cache a token's
+    // user for 300 s, so the hub's relay is what enforces the logout at once).
+    if let Some(su) = state.servers.singleuser() {
+        su.forget_visitor(&s.user);
+    }
     let rec = AuditRecord {
         actor_addr: Some(peer_addr(&req)),
         session: Some(session_ref(&s)),

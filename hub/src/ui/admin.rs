@@ -33,7 +33,7 @@ pub async fn servers(state: web::Data<AppState>, Authed(s): Authed) -> ApiResult
         .map(|s| {
             let port = match &s.endpoint {
                 Endpoint::Tcp { port, .. } => Some(*port),
-                Endpoint::Unix { .. } => None,
+                Endpoint::Unix { .. } | Endpoint::SingleUser { .. } => None,
             };
             json!({"owner": s.owner, "server": s.name, "pid": s.pid, "port": port,
                    "endpoint": s.endpoint.to_string(), "placement": s.placement.to_string(),

@@ -25,3 +25,15 @@ pub fn private_dir(dir: &Path) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)
 }
+
+/// Creates `dir` (and parents) readable by everyone, writable by its owner only: for
+/// files a root hub writes for servers running as other users to read. An existing
+/// directory gets the same mode, so one left group- or world-writable is corrected.
+pub fn public_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+}
