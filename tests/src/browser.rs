@@ -305,6 +305,11 @@ pub struct DemoHub {
 
 impl DemoHub {
     pub fn start() -> DemoHub {
+        Self::start_with_args(&[])
+    }
+
+    /// A demo hub started with extra `steward demo` arguments (e.g. `--cylc`).
+    pub fn start_with_args(args: &[&str]) -> DemoHub {
         // The demo users are machine-wide: another test binary's demo must not reset
         // their passwords or kill their servers while this one runs.
         let lock = crate::demo_lock();
@@ -325,6 +330,7 @@ impl DemoHub {
         .arg(&creds_file)
         .arg("--clock-offset-file")
         .arg(&clock_file)
+        .args(args)
         .env("STEWARD_LOG", "warn");
         let mut proc = Proc::spawn(cmd);
         proc.wait_for_line("ready on", Duration::from_secs(120));

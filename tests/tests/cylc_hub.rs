@@ -84,6 +84,111 @@ async fn sub_until(ws: &mut Sub, timeout: Duration, pred: impl Fn(&str) -> bool)
     }
 }
 
+/// The environment of alice's `cylc hubapp` (root reads it from /proc).
+fn hubapp_env(pid: u32) -> std::collections::HashMap<String, String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter_map(|kv| {
+            let kv = String::from_utf8_lossy(kv);
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// The `cylc hubapp` process in alice's server cgroup running as `uid`.
+fn hubapp_pid(uid: u32) -> Option<u32> {
+    std::fs::read_to_string("/sys/fs/cgroup/pids/steward-demo/alice/default/cgroup.procs")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|p| p.trim().parse::<u32>().ok())
+        .find(|pid| {
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            cmd.contains("hubapp")
+                && status.lines().any(|l| {
+                    l.starts_with("Uid:")
+                        && l.split_whitespace().nth(1) == Some(uid.to_string().as_str())
+                })
+        })
+}
+
+/// Ways around a body-only gate, each sent by carl (who may read alice's workflows,
+/// never control them): every one is refused by the hub, in GraphQL's error shape.
+async fn gate_bypasses_are_refused(d: &Demo, carl: &reqwest::Client, id: &str) {
+    let m = format!(r#"mutation {{ resume(workflows: ["{id}"]) {{ result }} }}"#);
+    let q = "query { workflows { id } }";
+    let url = |suffix: &str| format!("{}/user/alice/cylc/{suffix}", d.base);
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let two_ops = format!(
+        r#"query A {{ workflows {{ id }} }} mutation B {{ resume(workflows: ["{id}"]) {{ result }} }}"#
+    );
+    let aliased = format!(r#"mutation {{ ok: resume(workflows: ["{id}"]) {{ result }} }}"#);
+    let tries: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        (
+            "?query= in the URL overrides the body",
+            carl.post(url(&format!("graphql?query={}", enc(&m))))
+                .json(&json!({ "query": q })),
+        ),
+        (
+            "a batch",
+            carl.post(url("graphql/batch"))
+                .json(&json!([{ "query": q }, { "query": m }])),
+        ),
+        (
+            "another content type",
+            carl.post(url("graphql"))
+                .header("content-type", "text/plain")
+                .body(m.clone()),
+        ),
+        (
+            "application/graphql",
+            carl.post(url("graphql"))
+                .header("content-type", "application/graphql")
+                .body(m.clone()),
+        ),
+        (
+            "GET with a mutation",
+            carl.get(url(&format!("graphql?query={}", enc(&m)))),
+        ),
+        (
+            "two operations, the mutation chosen by name",
+            carl.post(url("graphql"))
+                .json(&json!({"query": two_ops, "operationName": "B"})),
+        ),
+        (
+            "an aliased field",
+            carl.post(url("graphql")).json(&json!({ "query": aliased })),
+        ),
+        (
+            "a glob",
+            carl.post(url("graphql")).json(
+                &json!({"query": "mutation { resume(workflows: [\"~alice/*\"]) { result } }"}),
+            ),
+        ),
+        (
+            "another owner's workflow",
+            carl.post(url("graphql"))
+                .json(&json!({"query": "mutation { resume(workflows: [\"~bob/x\"]) { result } }"})),
+        ),
+    ];
+    for (what, req) in tries {
+        let r = req.header("origin", &d.base).send().await.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        let refused = v["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+            && v["data"]
+                .as_object()
+                .is_none_or(|o| o.values().all(Value::is_null));
+        assert!(refused, "{what}: HTTP {status} {v}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::await_holding_lock)]
 async fn real_cylc_ui_server_behind_steward_every_mutation_decided_and_audited() {
@@ -116,29 +221,30 @@ async fn real_cylc_ui_server_behind_steward_every_mutation_decided_and_audited()
         html.contains("<html") || html.contains("<!DOCTYPE"),
         "{html:.300}"
     );
-    let cgroup_procs =
-        std::fs::read_to_string("/sys/fs/cgroup/pids/steward-demo/alice/default/cgroup.procs")
-            .unwrap_or_default();
     let alice_uid = nix::unistd::User::from_name("alice")
         .unwrap()
         .unwrap()
         .uid
         .as_raw();
-    let hubapp_as_alice = cgroup_procs
-        .lines()
-        .filter_map(|p| p.trim().parse::<u32>().ok())
-        .any(|pid| {
-            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            cmd.contains("hubapp")
-                && status.lines().any(|l| {
-                    l.starts_with("Uid:")
-                        && l.split_whitespace().nth(1) == Some(&alice_uid.to_string())
-                })
-        });
+    let pid = hubapp_pid(alice_uid).expect("cylc hubapp runs as alice in her cgroup");
+    let env = hubapp_env(pid);
+    // No TCP port, and no other local user reaches the socket.
+    let socket = d.data.path().join("run/alice/default.sock");
+    assert!(socket.exists(), "{}", socket.display());
+    let seen_by_carl = std::process::Command::new("runuser")
+        .args(["-u", "carl", "--", "stat"])
+        .arg(&socket)
+        .output()
+        .unwrap();
     assert!(
-        hubapp_as_alice,
-        "cylc hubapp runs as alice in her cgroup: {cgroup_procs}"
+        !seen_by_carl.status.success(),
+        "carl reached alice's socket: {}",
+        String::from_utf8_lossy(&seen_by_carl.stdout)
+    );
+    assert_eq!(
+        env.get("JUPYTERHUB_SERVICE_PREFIX").map(String::as_str),
+        Some("/user/alice/"),
+        "{env:?}"
     );
 
     let (status, v) = graphql(&d, &bob, "alice", "query { workflows { id status } }").await;
@@ -148,6 +254,18 @@ async fn real_cylc_ui_server_behind_steward_every_mutation_decided_and_audited()
             .as_array()
             .is_some_and(|w| w.iter().any(|w| w["id"] == id.as_str())),
         "{v}"
+    );
+
+    // Steward's own overview lists the real workflow, from Cylc's GraphQL.
+    let ov = get_json(&bob, format!("{}/hub/api/overview", d.base)).await;
+    assert!(
+        ov["owners"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o["owner"] == "alice"
+                && o["workflows"].as_array().is_some_and(|w| w
+                    .iter()
+                    .any(|w| w["name"] == WF && w["state"] == "running")))),
+        "{ov}"
     );
 
     // Not elevated: Steward refuses bob's pause before the server sees it.
@@ -231,12 +349,15 @@ async fn real_cylc_ui_server_behind_steward_every_mutation_decided_and_audited()
         msg.contains("Steward refused") && msg.contains("resume"),
         "{v}"
     );
+    gate_bypasses_are_refused(&d, &carl, &id).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         wf.status().as_deref(),
         Some("paused"),
         "carl's resume reached Cylc"
     );
+
+    oauth_flow_and_its_bad_inputs(&d, &bob, &env).await;
 
     // The audit log: intent and outcome for bob's pause and hold, with actor and owner;
     // carl's denial with its reason and nothing sent.
@@ -280,4 +401,160 @@ async fn real_cylc_ui_server_behind_steward_every_mutation_decided_and_audited()
     );
     drop(sub);
     drop(wf);
+}
+
+/// Steward as JupyterHub's OAuth provider, against the real server's credentials: a
+/// code for bob, exchanged with alice's server's secret and PKCE verifier, resolves to
+/// bob at `/hub/api/user`; a replayed code, a wrong verifier, a redirect outside the
+/// owner's prefix, another owner's client, a wrong `state` at the server, an unknown
+/// or expired token are each refused.
+async fn oauth_flow_and_its_bad_inputs(
+    d: &Demo,
+    bob: &reqwest::Client,
+    env: &std::collections::HashMap<String, String>,
+) {
+    use base64::Engine;
+    use sha2::Digest;
+    let api = env["JUPYTERHUB_API_URL"].clone();
+    let secret = env["JUPYTERHUB_API_TOKEN"].clone();
+    let client_id = env["JUPYTERHUB_CLIENT_ID"].clone();
+    assert_eq!(client_id, "jupyterhub-user-alice");
+    let verifier = "v".repeat(64);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let authorize = |client: &str, redirect: &str| {
+        let q = serde_urlencoded::to_string([
+            ("client_id", client),
+            ("redirect_uri", redirect),
+            ("response_type", "code"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+            ("state", "s1"),
+        ])
+        .unwrap();
+        bob.get(format!("{}/hub/api/oauth2/authorize?{q}", d.base))
+    };
+    let code = || async {
+        // The client follows the redirect; where it lands is the server's callback.
+        let r = authorize(&client_id, "/user/alice/oauth_callback")
+            .send()
+            .await
+            .unwrap();
+        let url = r.url().clone();
+        assert_eq!(url.path(), "/user/alice/oauth_callback", "{url}");
+        assert!(url.query_pairs().any(|(k, v)| k == "state" && v == "s1"));
+        url.query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.to_string())
+            .expect("a code")
+    };
+    let plain = reqwest::Client::builder()
+        .use_preconfigured_tls(tls_config(&d.ca()))
+        .build()
+        .unwrap();
+    let exchange = |code: String, verifier: String| {
+        plain
+            .post(format!("{api}/oauth2/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", secret.as_str()),
+                    ("grant_type", "authorization_code"),
+                    ("code", code.as_str()),
+                    ("redirect_uri", "/user/alice/oauth_callback"),
+                    ("code_verifier", verifier.as_str()),
+                ])
+                .unwrap(),
+            )
+            .send()
+    };
+    let user = |t: String| {
+        plain
+            .get(format!("{api}/user"))
+            .header("authorization", format!("token {t}"))
+            .send()
+    };
+
+    let c1 = code().await;
+    let r = exchange(c1.clone(), verifier.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()
+            .get("x-jupyterhub-version")
+            .and_then(|v| v.to_str().ok()),
+        Some("6.1.1")
+    );
+    let token: Value = r.json().await.unwrap();
+    let access = token["access_token"].as_str().unwrap().to_string();
+    let r = user(access.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let model: Value = r.json().await.unwrap();
+    assert_eq!(model["name"], "bob");
+    assert!(
+        model["groups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g == "steward-ops")),
+        "{model}"
+    );
+    assert!(
+        model["scopes"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s == "access:servers!server=alice/")),
+        "{model}"
+    );
+
+    // A replayed code.
+    let r = exchange(c1, verifier.clone()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    // A wrong verifier; the code is spent by it.
+    let c2 = code().await;
+    assert_eq!(
+        exchange(c2.clone(), "w".repeat(64)).await.unwrap().status(),
+        400
+    );
+    assert_eq!(exchange(c2, verifier.clone()).await.unwrap().status(), 400);
+    // Redirects outside the owner's prefix; another owner's client id.
+    for (client, redirect) in [
+        (client_id.as_str(), "/user/bob/oauth_callback"),
+        (
+            client_id.as_str(),
+            "https://evil.example/user/alice/oauth_callback",
+        ),
+        (client_id.as_str(), "/user/alice/../bob/oauth_callback"),
+        ("jupyterhub-user-bob", "/user/alice/oauth_callback"),
+    ] {
+        let r = authorize(client, redirect).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{client} {redirect}");
+    }
+    // A wrong state is the server's to refuse: its callback, straight on its socket.
+    let socket = d.data.path().join("run/alice/default.sock");
+    let on_socket = reqwest::Client::builder()
+        .use_preconfigured_tls(tls_config(&d.ca()))
+        .unix_socket(socket)
+        .build()
+        .unwrap();
+    let c3 = code().await;
+    let r = on_socket
+        .get(format!(
+            "http://127.0.0.1/user/alice/oauth_callback?code={c3}&state=forged"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_client_error(),
+        "the server took a forged state: {}",
+        r.status()
+    );
+    // Unknown and expired tokens: 403 (what the server expects), never a user.
+    assert_eq!(user("nope".into()).await.unwrap().status(), 403);
+    d.set_clock_offset(15 * 24 * 3600);
+    assert_eq!(
+        user(access).await.unwrap().status(),
+        403,
+        "a 14-day token still worked after 15 days"
+    );
+    d.set_clock_offset(0);
 }

@@ -149,13 +149,15 @@ pub async fn proxy(
             ))
         }
         Route::Other if reading => vec![],
-        Route::Other => return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!(
+        Route::Other => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
                 "{method} {suffix} is not forwarded: only reads, and Cylc GraphQL at cylc/graphql"
             ),
-        )
-        .with_allow("GET")),
+            )
+            .with_allow("GET"))
+        }
         Route::Graphql | Route::GraphqlBatch => {
             let verdict = graphql::classify_http(
                 &graphql::HttpRequest {
@@ -516,4 +518,90 @@ async fn run_subscriptions(
     relay.servers.touch(&owner, -1);
     let _ = up_tx.send(UpMessage::Close(None)).await;
     let _ = browser.close(None).await;
+}
+
+/// The overview's summary of a single-user server's workflows, asked of its GraphQL
+/// as `actor` (a read: Cylc's `workflows` query with each one's state totals).
+pub async fn fetch_summary(
+    relay: &Relay,
+    server: &RunningServer,
+    actor: &str,
+) -> Result<Vec<steward_protocol::wire::WorkflowSummary>, String> {
+    let Endpoint::SingleUser { path } = &server.endpoint else {
+        return Err("not a single-user server".into());
+    };
+    let token = relay
+        .servers
+        .singleuser()
+        .and_then(|su| su.visitor_token(actor, &server.owner, relay.sessions.now()))
+        .ok_or("no single-user token could be issued")?;
+    let client = client_for(relay, path).map_err(|e| e.message)?;
+    let resp = client
+        .post(format!(
+            "http://{}/user/{}/cylc/graphql",
+            public_host(relay),
+            server.owner
+        ))
+        .header("authorization", format!("token {token}"))
+        .json(&json!({"query": "query { workflows { name status stateTotals } }"}))
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("summary: HTTP {}", resp.status()));
+    }
+    let v: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    Ok(summaries(&v))
+}
+
+/// Cylc's `workflows` answer as Steward's summaries (unknown shapes are skipped: the
+/// answer comes from the owner's process).
+fn summaries(v: &serde_json::Value) -> Vec<steward_protocol::wire::WorkflowSummary> {
+    v["data"]["workflows"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .filter_map(|w| {
+                    Some(steward_protocol::wire::WorkflowSummary {
+                        name: w["name"].as_str()?.to_string(),
+                        state: w["status"].as_str().unwrap_or("unknown").to_string(),
+                        counts: w["stateTotals"]
+                            .as_object()
+                            .map(|m| {
+                                m.iter()
+                                    .filter_map(|(k, n)| Some((k.clone(), n.as_u64()? as u32)))
+                                    .filter(|(_, n)| *n > 0)
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        tasks: vec![],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cylc_workflows_become_summaries_and_odd_answers_are_skipped() {
+        let v = json!({"data": {"workflows": [
+            {"name": "demo-forecast", "status": "paused", "stateTotals": {"running": 1, "waiting": 2, "failed": 0}},
+            {"status": "running"},
+            {"name": "w2"}
+        ]}});
+        let s = summaries(&v);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].name, "demo-forecast");
+        assert_eq!(s[0].state, "paused");
+        assert_eq!(s[0].counts.get("waiting"), Some(&2));
+        assert!(!s[0].counts.contains_key("failed"));
+        assert_eq!(s[1].state, "unknown");
+        assert!(summaries(&json!({"errors": []})).is_empty());
+        assert!(summaries(&json!(null)).is_empty());
+    }
 }

@@ -93,6 +93,9 @@ pub async fn fetch_summary(
     server: &RunningServer,
     actor: &str,
 ) -> Result<Vec<WorkflowSummary>, String> {
+    if let Endpoint::SingleUser { .. } = server.endpoint {
+        return super::singleuser::fetch_summary(relay, server, actor).await;
+    }
     let client = relay.upstream.client(&relay.servers.client_tls, server)?;
     let jwt = relay
         .signer
