@@ -243,6 +243,10 @@ pub struct SingleUserConfig {
     /// Arguments before Steward's own (`--ServerApp.sock=…` and the rest).
     #[serde(default = "default_su_args")]
     pub args: Vec<String>,
+    /// Extra environment for the server (the helper's `env_allow` still filters it;
+    /// Steward's own `JUPYTERHUB_*` and `CYLC_SITE_CONF_PATH` win over these).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
     /// Same as the helper's `runtime_dir`: sockets are `<runtime_dir>/<owner>/<server>.sock`.
     #[serde(default = "default_runtime_dir")]
     pub runtime_dir: PathBuf,
@@ -263,6 +267,7 @@ impl Default for SingleUserConfig {
             profiles: vec![],
             executable: default_su_executable(),
             args: default_su_args(),
+            env: Default::default(),
             runtime_dir: default_runtime_dir(),
             site_conf_dir: default_site_conf_dir(),
             api_listen: default_api_listen(),

@@ -1,9 +1,10 @@
 //! The real Cylc web UI (served by cylc-uiserver 1.10's `cylc hubapp`) in real
 //! Chromium, through a `steward demo --cylc` hub: bob signs in to Steward, opens
 //! `/user/alice/cylc/`, and the Cylc UI shows alice's real workflow, live over its
-//! `graphql-ws` subscription; after raising his privileges in Steward, the pause the
-//! page sends through Cylc's GraphQL goes through the hub, and the Cylc UI shows the
-//! workflow paused. Screenshots: docs/screenshots/13-cylc-ui.png, 14-cylc-ui-paused.png.
+//! `graphql-ws` subscription; after raising his privileges in Steward, he picks Pause
+//! in the Cylc UI's own menu, the mutation goes through the hub, and the Cylc UI shows the
+//! workflow paused. Screenshots: docs/screenshots/13-cylc-ui.png (watching),
+//! 14-cylc-ui-menu.png (the Cylc UI's own menu), 15-cylc-ui-paused.png.
 
 // Demo hubs reset the shared demo users, so the test holds the process-wide demo lock
 // for its whole run, across awaits, on purpose.
@@ -56,8 +57,8 @@ async fn the_cylc_ui_in_chromium_through_steward() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     bob.screenshot("13-cylc-ui").await;
 
-    // Raise privileges in Steward (password again), then the pause the Cylc UI sends:
-    // the same GraphQL request from the same page, through the hub.
+    // Raise privileges in Steward (its API, with the password again), then pause from
+    // the Cylc UI's own menu: click the workflow's icon, then "Pause".
     let raised = bob
         .js_async(&format!(
             r#"const done = arguments[arguments.length - 1];
@@ -66,20 +67,49 @@ async fn the_cylc_ui_in_chromium_through_steward() {
               const r = await fetch('/hub/api/elevate', {{method: 'POST',
                 headers: {{'content-type': 'application/json', 'x-csrf-token': me.csrf}},
                 body: JSON.stringify({{class: 'execute', password: {pw}}})}});
-              const p = await fetch('/user/alice/cylc/graphql', {{method: 'POST',
-                headers: {{'content-type': 'application/json'}},
-                body: JSON.stringify({{query: 'mutation {{ pause(workflows: ["~alice/{WF}"]) {{ result }} }}'}})}});
-              return [r.status, p.status, await p.text()];
+              return r.status;
             }})().then(done, e => done(String(e)));"#,
             pw = json!(hub.password("bob")),
         ))
         .await;
-    assert_eq!(raised[0], 200, "{raised}");
-    assert_eq!(raised[1], 200, "{raised}");
-    assert!(
-        raised[2].as_str().is_some_and(|t| t.contains("true")),
-        "{raised}"
-    );
+    assert_eq!(raised, 200, "{raised}");
+    let opened = bob
+        .wait_js(
+            &format!(
+                r#"(() => {{
+                  const name = [...document.querySelectorAll('.c-gscan-workflow-name')]
+                    .find(e => e.textContent.includes({wf}));
+                  if (!name) return false;
+                  const link = name.closest('a, .v-list-item');
+                  const row = link && link.parentElement;
+                  const icon = row && [...row.children].find(c => c !== link);
+                  if (!icon) return false;
+                  icon.dispatchEvent(new MouseEvent('click', {{bubbles: true}}));
+                  return document.querySelectorAll('.c-mutation-menu-item').length > 0;
+                }})()"#,
+                wf = json!(WF)
+            ),
+            T,
+            "the Cylc UI's mutation menu for the workflow",
+        )
+        .await;
+    assert_eq!(opened, true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bob.screenshot("14-cylc-ui-menu").await;
+    let clicked = bob
+        .wait_js(
+            r#"(() => {
+              const item = [...document.querySelectorAll('.c-mutation-menu-item')]
+                .find(e => (e.querySelector('.v-list-item-title') || e).textContent.trim().startsWith('Pause'));
+              if (!item || item.classList.contains('v-list-item--disabled')) return false;
+              item.click();
+              return true;
+            })()"#,
+            T,
+            "an enabled Pause item in the Cylc UI's menu",
+        )
+        .await;
+    assert_eq!(clicked, true);
     wf.wait_for(LONG, Workflow::status, |s| s.as_deref() == Some("paused"));
     // The Cylc UI shows it, live (no reload).
     bob.wait_js(
@@ -89,7 +119,7 @@ async fn the_cylc_ui_in_chromium_through_steward() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    bob.screenshot("14-cylc-ui-paused").await;
+    bob.screenshot("15-cylc-ui-paused").await;
     bob.close().await;
     let audited = hub.audit_records(|r| {
         r["kind"] == "outcome" && r["actor"] == "bob" && r["owner"] == "alice" && r["op"] == "pause"

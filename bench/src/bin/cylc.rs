@@ -10,7 +10,8 @@
 //!
 //! Both stacks run the same venv's `cylc hubapp` as alice. JupyterHub runs as root with
 //! its LocalProcessSpawner (setuid to alice), the DummyAuthenticator, and the proxy
-//! from npm (installed once into /var/cache/steward-tools/chp).
+//! from npm (5.x, installed once into /var/cache/steward-bench/chp, as for the relay
+//! benchmark).
 //!
 //! Run: `cargo build --release --workspace --bins && sudo target/release/cylc`
 //! (`--spawns N`, `--mutations N`).
@@ -24,7 +25,8 @@ use steward_e2e::cylc::{venv, CylcUser, Workflow};
 use steward_e2e::Demo;
 
 const WF: &str = "demo-forecast";
-const CHP_VERSION: &str = "4.6.3";
+/// The proxy `scripts/bench-relay.sh` uses too (same directory, same major version).
+const CHP_SPEC: &str = "configurable-http-proxy@5";
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -36,14 +38,14 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn chp() -> anyhow::Result<PathBuf> {
-    let dir = PathBuf::from("/var/cache/steward-tools/chp");
+    let dir = PathBuf::from("/var/cache/steward-bench/chp");
     let exe = dir.join("node_modules/.bin/configurable-http-proxy");
     if !exe.exists() {
         std::fs::create_dir_all(&dir)?;
         let st = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])
             .arg(&dir)
-            .arg(format!("configurable-http-proxy@{CHP_VERSION}"))
+            .arg(CHP_SPEC)
             .status()?;
         anyhow::ensure!(st.success(), "npm install configurable-http-proxy failed");
     }
@@ -209,7 +211,15 @@ async fn jupyterhub_side(
     let hub = start_jupyterhub(port, &token)?;
     let base = format!("http://127.0.0.1:{port}");
     let api = format!("{base}/hub/api");
+    // Plain HTTP to JupyterHub; reqwest still wants a TLS configuration.
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
     let c = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let auth = format!("token {token}");
@@ -221,7 +231,14 @@ async fn jupyterhub_side(
                 break;
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "JupyterHub did not start");
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(hub._dir.path().join("hub.err")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            anyhow::bail!(
+                "JupyterHub did not start; its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let r = c
@@ -317,6 +334,25 @@ async fn jupyterhub_side(
         anyhow::ensure!(Instant::now() < ready_deadline, "never ready for mutations");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // As the Cylc UI does in a browser: the server's `_xsrf` cookie, echoed in
+    // `X-XSRFToken` (the server's XSRF check stays on here, as JupyterHub leaves it).
+    let mut xsrf = None;
+    for path in ["cylc/", "cylc/userprofile", "api/status"] {
+        let r = c
+            .get(format!("{base}/user/alice/{path}"))
+            .header("authorization", &alice_auth)
+            .send()
+            .await?;
+        for v in r.headers().get_all("set-cookie") {
+            if let Some(rest) = v.to_str().ok().and_then(|v| v.strip_prefix("_xsrf=")) {
+                xsrf = rest.split(';').next().map(str::to_string);
+            }
+        }
+        if xsrf.is_some() {
+            break;
+        }
+    }
+    let xsrf = xsrf.ok_or_else(|| anyhow::anyhow!("the server set no _xsrf cookie"))?;
     let mut rtts = vec![];
     for i in 0..mutations + 2 {
         let m = if i % 2 == 0 { "pause" } else { "resume" };
@@ -325,6 +361,8 @@ async fn jupyterhub_side(
         let r = c
             .post(format!("{base}/user/alice/cylc/graphql"))
             .header("authorization", &alice_auth)
+            .header("x-xsrftoken", &xsrf)
+            .header("cookie", format!("_xsrf={xsrf}"))
             .json(&json!({ "query": q }))
             .send()
             .await?;
@@ -354,7 +392,8 @@ async fn jupyterhub_side(
 fn rand_token() -> String {
     use sha2::Digest;
     let seed = format!("{:?}{}", Instant::now(), std::process::id());
-    format!("{:x}", sha2::Sha256::digest(seed.as_bytes()))
+    // JupyterHub refuses tokens longer than 64 characters.
+    format!("{:x}", sha2::Sha256::digest(seed.as_bytes()))[..48].to_string()
 }
 
 fn main() -> anyhow::Result<()> {

@@ -73,3 +73,28 @@ impl Relay {
         }
     }
 }
+
+impl Relay {
+    /// A WebSocket upgrade (or a state-changing request) must come from a page of this
+    /// hub: its `Origin` is the public URL's.
+    pub fn origin_is_ours(&self, req: &actix_web::HttpRequest) -> bool {
+        req.headers()
+            .get("origin")
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|o| o.trim_end_matches('/') == self.public_origin.as_str())
+    }
+
+    /// [`origin_is_ours`](Self::origin_is_ours) as the refusal a WebSocket upgrade gets.
+    pub fn check_ws_origin(
+        &self,
+        req: &actix_web::HttpRequest,
+    ) -> Result<(), crate::http::ApiError> {
+        if self.origin_is_ours(req) {
+            Ok(())
+        } else {
+            Err(crate::http::ApiError::forbidden(
+                "WebSocket Origin missing or not this hub's public URL",
+            ))
+        }
+    }
+}

@@ -45,13 +45,6 @@ fn graphql_refusal(status: u16, keys: &[&str], message: &str) -> HttpResponse {
         .json(answer::denial(keys, message))
 }
 
-fn origin_is_ours(relay: &Relay, req: &HttpRequest) -> bool {
-    req.headers()
-        .get("origin")
-        .and_then(|o| o.to_str().ok())
-        .is_some_and(|o| o.trim_end_matches('/') == relay.public_origin.as_str())
-}
-
 /// The `Host` the browser used (the server checks it against `Origin`).
 fn public_host(relay: &Relay) -> &str {
     relay
@@ -132,7 +125,7 @@ pub async fn proxy(
     let suffix = format!("cylc{rest}");
     let method = req.method().as_str().to_ascii_uppercase();
     let reading = method == "GET" || method == "HEAD";
-    if !reading && !origin_is_ours(&relay, &req) {
+    if !reading && !relay.origin_is_ours(&req) {
         check_csrf(&req, &session)?;
     }
     let content_type = req
@@ -386,11 +379,7 @@ pub async fn subscriptions(
     authed: Result<Authed, ApiError>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let owner = path.into_inner();
-    if !origin_is_ours(&relay, &req) {
-        return Err(
-            ApiError::forbidden("WebSocket Origin missing or not this hub's public URL").into(),
-        );
-    }
+    relay.check_ws_origin(&req)?;
     let Authed(session) = authed?;
     let (_server, socket) = server_for(&relay, &owner, &session).await?;
     let token = token_for(&relay, &session, &owner)?;

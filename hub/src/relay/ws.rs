@@ -23,14 +23,6 @@ use steward_protocol::wire::{ClientMessage, OpRequest, ServerMessage};
 use steward_protocol::WorkflowId;
 use tokio_tungstenite::tungstenite::Message as UpMessage;
 
-fn origin_ok(relay: &Relay, req: &HttpRequest) -> bool {
-    let expected = &relay.public_origin;
-    req.headers()
-        .get("origin")
-        .and_then(|o| o.to_str().ok())
-        .is_some_and(|o| o.trim_end_matches('/') == expected.as_str())
-}
-
 /// `GET /user/<owner>/ws`: checks Origin, session and owner, takes a connection slot,
 /// starts the owner's server if needed, connects to it and hands both ends to the relay.
 pub async fn user_ws(
@@ -41,11 +33,7 @@ pub async fn user_ws(
     authed: Result<Authed, ApiError>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let owner = path.into_inner();
-    if !origin_ok(&relay, &req) {
-        return Err(
-            ApiError::forbidden("WebSocket Origin missing or not this hub's public URL").into(),
-        );
-    }
+    relay.check_ws_origin(&req)?;
     let Authed(session) = authed?;
     if !steward_protocol::ids::validate_user_name(&owner)
         || nix::unistd::User::from_name(&owner)

@@ -105,14 +105,20 @@ impl SingleUser {
         // A socket left by an earlier run would be connected to before the new server
         // binds: remove it (the owner's directory; root may).
         let _ = std::fs::remove_file(&socket);
-        let mut env = singleuser::jupyterhub_env(&singleuser::SpawnEnv {
+        let mut env: Vec<(String, String)> = self
+            .cfg
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        env.extend(singleuser::jupyterhub_env(&singleuser::SpawnEnv {
             owner,
             api_token: &token,
             api_url: &api_url,
             public_host: "",
             service_url: None,
             tls: None,
-        });
+        }));
         env.push((
             "CYLC_SITE_CONF_PATH".to_string(),
             site_dir.display().to_string(),
