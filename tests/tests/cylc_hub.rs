@@ -256,6 +256,20 @@ async fn real_cylc_ui_server_behind_steward_every_mutation_decided_and_audited()
         "{v}"
     );
 
+    // Nothing outside Cylc's routes: dot segments would reach Jupyter's own API (alice's
+    // files), so they are refused before anything is forwarded.
+    for path in [
+        "cylc/../api/contents",
+        "cylc/%2e%2e/api/contents",
+        "cylc%2f..%2fapi/contents",
+    ] {
+        let url = format!("{}/user/alice/{path}", d.base);
+        let r = bob.get(&url).send().await.unwrap();
+        // (The client resolves some spellings itself; whatever reaches the hub, the
+        // answer is a refusal, never alice's directory listing.)
+        assert!(r.status().is_client_error(), "{path}: HTTP {}", r.status());
+    }
+
     // Steward's own overview lists the real workflow, from Cylc's GraphQL.
     let ov = get_json(&bob, format!("{}/hub/api/overview", d.base)).await;
     assert!(
@@ -548,6 +562,72 @@ async fn oauth_flow_and_its_bad_inputs(
         "the server took a forged state: {}",
         r.status()
     );
+    // The whole flow as the real server runs it: unauthenticated, it sends the browser
+    // to the hub's authorize (its own state and PKCE challenge, in its cookies); the hub
+    // logs bob in and hands back a code; at its callback the server exchanges the code
+    // with the hub itself and then knows the visitor as bob.
+    let server = reqwest::Client::builder()
+        .use_preconfigured_tls(tls_config(&d.ca()))
+        .unix_socket(d.data.path().join("run/alice/default.sock"))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookies_of = |r: &reqwest::Response| -> Vec<String> {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next().map(str::to_string))
+            .collect()
+    };
+    let r = server
+        .get("http://127.0.0.1/user/alice/cylc/userprofile")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        302,
+        "the server did not send an unknown visitor to the hub"
+    );
+    let to_hub = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(to_hub.starts_with("/hub/api/oauth2/authorize?"), "{to_hub}");
+    let state_cookies = cookies_of(&r);
+    assert!(!state_cookies.is_empty(), "the server set no state cookie");
+    let landed = bob
+        .get(format!("{}{to_hub}", d.base))
+        .send()
+        .await
+        .unwrap()
+        .url()
+        .clone();
+    assert_eq!(landed.path(), "/user/alice/oauth_callback", "{landed}");
+    let r = server
+        .get(format!(
+            "http://127.0.0.1{}?{}",
+            landed.path(),
+            landed.query().unwrap_or_default()
+        ))
+        .header("cookie", state_cookies.join("; "))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        302,
+        "the server's callback did not complete the exchange"
+    );
+    let session_cookies = cookies_of(&r);
+    let r = server
+        .get("http://127.0.0.1/user/alice/cylc/userprofile")
+        .header("cookie", session_cookies.join("; "))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let profile: Value = r.json().await.unwrap();
+    assert_eq!(profile["name"], "bob", "{profile}");
+
     // Unknown and expired tokens: 403 (what the server expects), never a user.
     assert_eq!(user("nope".into()).await.unwrap().status(), 403);
     d.set_clock_offset(15 * 24 * 3600);

@@ -123,6 +123,9 @@ pub async fn proxy(
 ) -> Result<HttpResponse, ApiError> {
     let (owner, rest) = path.into_inner();
     let suffix = format!("cylc{rest}");
+    if let Err(why) = plain_suffix(&suffix) {
+        return Err(ApiError::bad_request(format!("path {suffix}: {why}")));
+    }
     let method = req.method().as_str().to_ascii_uppercase();
     let reading = method == "GET" || method == "HEAD";
     if !reading && !relay.origin_is_ours(&req) {
@@ -281,6 +284,25 @@ pub async fn proxy(
     }
     resp.insert_header(("x-content-type-options", "nosniff"));
     Ok(resp.body(bytes))
+}
+
+/// The forwarding client resolves dot segments and the server decodes its path, so
+/// `cylc/../api/contents` (or its percent-encoded spellings) would reach the Jupyter
+/// server's own API, outside Cylc's routes and the gate: only plain paths go through.
+fn plain_suffix(suffix: &str) -> Result<(), &'static str> {
+    let path = suffix.split(['?', '#']).next().unwrap_or("");
+    let lower = path.to_ascii_lowercase();
+    if path.contains('\\')
+        || ["%2e", "%2f", "%5c", "%00"]
+            .iter()
+            .any(|e| lower.contains(e))
+    {
+        return Err("encoded dots, slashes or backslashes are not forwarded");
+    }
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err("'.' and '..' segments are not forwarded");
+    }
+    Ok(())
 }
 
 /// Decides every (field, workflow, task) of a mutation on the operation path, each
@@ -575,6 +597,32 @@ fn summaries(v: &serde_json::Value) -> Vec<steward_protocol::wire::WorkflowSumma
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_paths_are_forwarded() {
+        for ok in [
+            "cylc",
+            "cylc/",
+            "cylc/graphql",
+            "cylc/assets/index-1.js",
+            "cylc/a..b/x?q=../x",
+        ] {
+            assert!(plain_suffix(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "cylc/../api/contents",
+            "cylc/./graphql",
+            "cylc/..",
+            "cylc/%2e%2e/api/contents",
+            "cylc/%2E./api",
+            "cylc%2f..%2fapi",
+            "cylc/..%5capi",
+            "cylc/x\\..\\api",
+            "cylc/%00",
+        ] {
+            assert!(plain_suffix(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn cylc_workflows_become_summaries_and_odd_answers_are_skipped() {
