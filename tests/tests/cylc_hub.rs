@@ -84,6 +84,15 @@ async fn sub_until(ws: &mut Sub, timeout: Duration, pred: impl Fn(&str) -> bool)
     }
 }
 
+/// Puts a policy file back as it was, however the test ends.
+struct PolicyRestore<'a>(&'a std::path::Path, String);
+
+impl Drop for PolicyRestore<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0, &self.1);
+    }
+}
+
 /// The environment of alice's `cylc hubapp` (root reads it from /proc).
 fn hubapp_env(pid: u32) -> std::collections::HashMap<String, String> {
     std::fs::read(format!("/proc/{pid}/environ"))
@@ -372,6 +381,37 @@ async fn real_cylc_ui_server_behind_steward_every_mutation_decided_and_audited()
     );
 
     oauth_flow_and_its_bad_inputs(&d, &bob, &env).await;
+
+    // A reader whom alice's policy lets read only some of her workflows is not let
+    // into the Cylc UI (it would show all of them); Steward's own view stays open.
+    let policy_path = alice.home.join(".steward/policy.toml");
+    let policy_file = policy_path.as_path();
+    let original = std::fs::read_to_string(policy_file).unwrap();
+    let restore = PolicyRestore(policy_file, original.clone());
+    std::fs::write(
+        policy_file,
+        format!(
+            "{original}\n[[workflows]]\nmatch = \"secret*\"\ngrants = {{ carl = [\"!ALL\"] }}\n"
+        ),
+    )
+    .unwrap();
+    // Past the hub's 5 s cache of user policies.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let r = carl
+        .get(format!("{}/user/alice/cylc/", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let why = r.text().await.unwrap();
+    assert!(why.contains("only some"), "{why}");
+    let r = bob
+        .get(format!("{}/user/alice/cylc/", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "bob reads all of alice's workflows");
+    drop(restore);
 
     // The audit log: intent and outcome for bob's pause and hold, with actor and owner;
     // carl's denial with its reason and nothing sent.

@@ -66,6 +66,22 @@ async fn server_for(
             "you may not read {owner}'s workflows"
         )));
     }
+    // The Cylc UI server answers queries and subscriptions for all of the owner's
+    // workflows (reads are per owner there). Someone the owner's policy lets read only
+    // some of them is not let in, rather than shown the rest; each `[[workflows]]`
+    // pattern is decided as a workflow name (a pattern matches itself).
+    if owner != session.user {
+        if let Some(policy) = relay.decider.user_policy(owner).await {
+            for w in policy.workflows() {
+                if !relay.decider.may_read(owner, session, &w.pattern).await {
+                    return Err(ApiError::forbidden(format!(
+                        "{owner}'s policy lets you read only some of their workflows ({:?} is not one), and the Cylc UI would show you all of them; use Steward's own view of {owner}'s workflows",
+                        w.pattern
+                    )));
+                }
+            }
+        }
+    }
     let server = match relay
         .servers
         .ensure_audited(owner, &session.user, None)
