@@ -92,3 +92,19 @@ pub struct TaskState {
     #[serde(default)]
     pub job: Option<u32>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hub forwards `args` re-serialised, so a number must reach the UI server as the
+    /// browser sent it. Without serde_json's exact float parsing this input (found by the
+    /// ws_message fuzz target) came back one unit in the last place off.
+    #[test]
+    fn op_args_survive_a_reserialisation_exactly() {
+        let text = r#"{"type": "op", "id": "1", "op": "trigger", "target": "~s/02", "args": {"flow": [11111111311111.4444444444436316]}}"#;
+        let msg: ClientMessage = serde_json::from_str(text).unwrap();
+        let again = serde_json::to_string(&msg).unwrap();
+        assert_eq!(serde_json::from_str::<ClientMessage>(&again).unwrap(), msg);
+    }
+}
