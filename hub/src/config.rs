@@ -143,6 +143,46 @@ pub struct SpawnerConfig {
     pub concurrency: usize,
     #[serde(default = "default_pending")]
     pub max_pending: usize,
+    /// Where a start goes when its profile is not in `profile_backends`: `local` (this
+    /// machine, through `helper`) or `ssh` (the `[spawner.ssh]` pool).
+    #[serde(default = "default_backend_name")]
+    pub default_backend: String,
+    /// Per helper profile, the backend its servers are placed on (`{ big = "ssh" }`).
+    #[serde(default)]
+    pub profile_backends: std::collections::BTreeMap<String, String>,
+    /// The address the pool's hosts reach this hub's internal listener at (its port is
+    /// the listener's): a server placed on another host registers there.
+    #[serde(default)]
+    pub remote_hub_address: Option<String>,
+    /// Arguments for servers placed on another host instead of `args`: the server must
+    /// listen where the hub can reach it (the built-in one: `["--bind", "0.0.0.0:0"]`;
+    /// mutual TLS still admits only this hub).
+    #[serde(default)]
+    pub remote_args: Option<Vec<String>>,
+    /// The ssh host pool (`[spawner.ssh]`, with `[spawner.ssh.hosts.NAME]` tables).
+    #[serde(default)]
+    pub ssh: Option<steward_spawner::ssh::SshPoolConfig>,
+}
+
+/// The backends the hub can place a server on.
+pub const BACKENDS: &[&str] = &["local", "ssh"];
+
+impl SpawnerConfig {
+    /// What the server manager needs to choose a backend.
+    pub fn backend_choice(&self) -> crate::servers::BackendChoice {
+        crate::servers::BackendChoice {
+            default_backend: self.default_backend.clone(),
+            profile_backends: self.profile_backends.clone(),
+            remote_hub_address: self.remote_hub_address.clone(),
+            remote_args: self.remote_args.clone(),
+            ssh: self.ssh.clone(),
+        }
+    }
+
+    /// Whether any start can go to the ssh pool.
+    pub fn uses_ssh(&self) -> bool {
+        self.default_backend == "ssh" || self.profile_backends.values().any(|b| b == "ssh")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -374,6 +414,9 @@ fn default_user_pattern() -> String {
 fn default_user_policy() -> String {
     ".steward/policy.toml".into()
 }
+fn default_backend_name() -> String {
+    "local".into()
+}
 fn default_mode() -> SpawnMode {
     SpawnMode::Direct
 }
@@ -486,10 +529,69 @@ impl HubConfig {
                 format!("{:?} is not a profile name", cfg.uiserver.default_profile),
             ));
         }
+        cfg.check_backends(&invalid)?;
         if cfg.spawner.concurrency == 0 {
             return Err(invalid("spawner.concurrency", "must be at least 1".into()));
         }
         Ok(cfg)
+    }
+
+    /// Every backend named exists and is configured; a pool's hosts can reach the hub.
+    fn check_backends(
+        &self,
+        invalid: &dyn Fn(&'static str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let sp = &self.spawner;
+        let known = |b: &str| BACKENDS.contains(&b);
+        if !known(&sp.default_backend) {
+            return Err(invalid(
+                "spawner.default_backend",
+                format!(
+                    "{:?}: the hub places servers with {} (Slurm through the hub is not built yet)",
+                    sp.default_backend,
+                    BACKENDS.join(", ")
+                ),
+            ));
+        }
+        if let Some((p, b)) = sp.profile_backends.iter().find(|(_, b)| !known(b)) {
+            return Err(invalid(
+                "spawner.profile_backends",
+                format!(
+                    "{p} = {b:?}: the hub places servers with {} (Slurm through the hub is not built yet)",
+                    BACKENDS.join(", ")
+                ),
+            ));
+        }
+        if let Some(pool) = &sp.ssh {
+            pool.validate().map_err(|e| invalid("spawner.ssh", e))?;
+        }
+        if !sp.uses_ssh() {
+            return Ok(());
+        }
+        if sp.ssh.is_none() {
+            return Err(invalid(
+                "spawner.ssh",
+                "a backend is \"ssh\" but there is no [spawner.ssh] pool".into(),
+            ));
+        }
+        match sp.remote_hub_address.as_deref() {
+            None => Err(invalid(
+                "spawner.remote_hub_address",
+                "servers on the ssh pool register with the hub: give the address its hosts reach this hub at".into(),
+            )),
+            Some(a) if a.parse::<std::net::IpAddr>().is_err() => Err(invalid(
+                "spawner.remote_hub_address",
+                format!("{a:?} is not an IP address"),
+            )),
+            Some(_) if self.internal_listen.ip().is_loopback() => Err(invalid(
+                "internal_listen",
+                format!(
+                    "{} is a loopback address, which servers on the ssh pool cannot reach: listen on spawner.remote_hub_address (or 0.0.0.0)",
+                    self.internal_listen
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Where the audit log's signed head is kept (outside the audit directory).
@@ -558,5 +660,75 @@ dir = "/var/log/steward/audit"
             .unwrap_err()
             .to_string();
         assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn placement_settings_are_checked_naming_the_field() {
+        let pool = "\n[spawner.ssh]\nkey = \"/k\"\nknown_hosts = \"/kh\"\n[spawner.ssh.hosts.h1]\naddress = \"10.213.0.2\"\n";
+        let with = |spawner_extra: &str, top: &str, tail: &str| {
+            let text = MINIMAL
+                .replace(
+                    "steward-spawn\"\n",
+                    &format!("steward-spawn\"\n{spawner_extra}\n"),
+                )
+                .replace("data_dir =", &format!("{top}\ndata_dir ="));
+            HubConfig::parse(&format!("{text}{tail}"), Path::new("s.toml"))
+        };
+        let good = with(
+            "default_backend = \"ssh\"\nremote_hub_address = \"10.213.0.1\"",
+            "internal_listen = \"0.0.0.0:0\"",
+            pool,
+        )
+        .unwrap();
+        assert_eq!(good.spawner.backend_choice().backend_for(None), "ssh");
+        let cases = [
+            (
+                "default_backend = \"slurm\"",
+                "",
+                "",
+                "spawner.default_backend",
+            ),
+            (
+                "default_backend = \"cloud\"",
+                "",
+                "",
+                "spawner.default_backend",
+            ),
+            (
+                "[spawner.profile_backends]\nbig = \"k8s\"",
+                "",
+                "",
+                "spawner.profile_backends",
+            ),
+            ("default_backend = \"ssh\"", "", "", "no [spawner.ssh] pool"),
+            (
+                "default_backend = \"ssh\"",
+                "",
+                pool,
+                "spawner.remote_hub_address",
+            ),
+            (
+                "default_backend = \"ssh\"\nremote_hub_address = \"hub.example\"",
+                "internal_listen = \"0.0.0.0:0\"",
+                pool,
+                "is not an IP address",
+            ),
+            (
+                "default_backend = \"ssh\"\nremote_hub_address = \"10.213.0.1\"",
+                "",
+                pool,
+                "internal_listen",
+            ),
+            (
+                "",
+                "",
+                &pool.replace("10.213.0.2", "-oProxyCommand=x"),
+                "spawner.ssh: hosts.h1.address",
+            ),
+        ];
+        for (spawner_extra, top, tail, needle) in cases {
+            let e = with(spawner_extra, top, tail).unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("s.toml"), "{needle}: {e}");
+        }
     }
 }

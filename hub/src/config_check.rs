@@ -21,7 +21,12 @@ use toml_spanned::Spanned;
 pub const EXAMPLE: &str = include_str!("../../etc/steward.toml");
 
 /// Tables whose keys are names the site chooses (group names), not settings.
-const FREE_FORM: &[&str] = &["elevation.group_secs", "singleuser.env"];
+const FREE_FORM: &[&str] = &[
+    "elevation.group_secs",
+    "singleuser.env",
+    "spawner.profile_backends",
+    "spawner.ssh.hosts",
+];
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum ConfigCommand {

@@ -85,6 +85,7 @@ pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
                 max_pending: cfg.spawner.max_pending,
                 default_profile: Some(cfg.uiserver.default_profile.clone())
                     .filter(|p| !p.is_empty()),
+                placement: cfg.spawner.backend_choice(),
             },
             ca.clone(),
             signer.clone(),

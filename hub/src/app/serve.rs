@@ -169,6 +169,14 @@ fn routes(cfg: &mut aw::ServiceConfig) {
             "/hub/api/admin/servers/{owner}/stop",
             aw::post().to(admin::stop_server),
         )
+        .route(
+            "/hub/api/admin/placement",
+            aw::get().to(admin::explain_placement),
+        )
+        .route(
+            "/hub/api/admin/hosts/{host}/drain",
+            aw::post().to(admin::drain_host),
+        )
         .route("/hub/api/admin/sessions", aw::get().to(admin::sessions))
         .route(
             "/hub/api/admin/sessions/{id}/revoke",

@@ -30,6 +30,25 @@ pub enum ServersCmd {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Which ssh pool host an owner's next server would go to, asking every host now.
+    Place {
+        #[arg(long)]
+        owner: String,
+        /// Print the host × condition table and why the winner won.
+        #[arg(long)]
+        explain: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Drain an ssh pool host: no new servers there, running ones keep running.
+    Drain {
+        host: String,
+        /// Undrain: take new servers again.
+        #[arg(long)]
+        undo: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -123,15 +142,59 @@ pub async fn servers(cmd: ServersCmd) -> anyhow::Result<()> {
     match cmd {
         ServersCmd::List(conn) => {
             let v = call(&conn, reqwest::Method::GET, "/hub/api/admin/servers", None).await?;
-            println!("{:<16} {:<10} {:>8} CGROUP", "OWNER", "SERVER", "PID");
+            println!(
+                "{:<16} {:<8} {:<8} {:<14} {:>8} {:<20} STATE",
+                "OWNER", "SERVER", "BACKEND", "HOST/JOB", "PID", "SINCE"
+            );
             for s in v["servers"].as_array().into_iter().flatten() {
+                let state = match s["reason"].as_str() {
+                    Some(why) => format!("{} ({why})", s["state"].as_str().unwrap_or("")),
+                    None => s["state"].as_str().unwrap_or("").to_string(),
+                };
                 println!(
-                    "{:<16} {:<10} {:>8} {}",
+                    "{:<16} {:<8} {:<8} {:<14} {:>8} {:<20} {state}",
                     s["owner"].as_str().unwrap_or(""),
                     s["server"].as_str().unwrap_or(""),
-                    s["pid"],
-                    s["cgroup"].as_str().unwrap_or("")
+                    s["backend"].as_str().unwrap_or(""),
+                    s["where"].as_str().unwrap_or(""),
+                    s["pid"].as_u64().map_or("-".into(), |p| p.to_string()),
+                    s["since"].as_i64().map_or("-".into(), format_time),
                 );
+            }
+        }
+        ServersCmd::Place {
+            owner,
+            explain,
+            conn,
+        } => {
+            let v = call(
+                &conn,
+                reqwest::Method::GET,
+                &format!("/hub/api/admin/placement?owner={owner}"),
+                None,
+            )
+            .await?;
+            match v["winner"].as_str() {
+                Some(w) => println!("{owner}'s next server would go to {w}"),
+                None => println!("no host can take {owner}'s next server"),
+            }
+            if explain {
+                println!("{}", v["table"].as_str().unwrap_or(""));
+                println!("{}", v["why"].as_str().unwrap_or(""));
+            }
+        }
+        ServersCmd::Drain { host, undo, conn } => {
+            call(
+                &conn,
+                reqwest::Method::POST,
+                &format!("/hub/api/admin/hosts/{host}/drain"),
+                Some(json!({ "drained": !undo })),
+            )
+            .await?;
+            if undo {
+                println!("{host} takes new servers again");
+            } else {
+                println!("{host} is drained: no new servers; running ones keep running");
             }
         }
         ServersCmd::Stop { owner, conn } => {
@@ -146,6 +209,14 @@ pub async fn servers(cmd: ServersCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Seconds since the epoch as UTC `YYYY-MM-DD HH:MM:SS`.
+fn format_time(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(
+        || secs.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
 }
 
 pub async fn sessions(cmd: SessionsCmd) -> anyhow::Result<()> {

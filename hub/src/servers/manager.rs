@@ -1,6 +1,7 @@
 //! The mechanics of each owner's UI server: start on demand (one spawn however many
 //! visitors wait), wait for its registration, remember it in the store, connect to it.
 
+use super::remote::{endpoint_for, ssh_backend, BackendChoice};
 use crate::pki::ca::Ca;
 use crate::pki::jwt::TokenSigner;
 use crate::record::{Metrics, Recorder};
@@ -16,6 +17,7 @@ use steward_protocol::bootstrap::{
 };
 use steward_protocol::helper::StartRequest;
 use steward_protocol::{Endpoint, Placement};
+use steward_spawner::ssh::SshBackend;
 use steward_spawner::{Backends, LocalBackend, SpawnerClient};
 use tokio::sync::{oneshot, Semaphore};
 
@@ -42,17 +44,6 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> UpstreamIo 
 
 pub type UpstreamWs =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<Box<dyn UpstreamIo>>>;
-
-/// A server the local helper started must listen on this host: a loopback address or
-/// an absolute Unix socket path. Anything else would have the hub dial out on its behalf.
-fn local_endpoint_ok(e: &Endpoint) -> bool {
-    match e {
-        Endpoint::Tcp { host, .. } => host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        Endpoint::Unix { path } | Endpoint::SingleUser { path } => path.starts_with('/'),
-    }
-}
 
 /// Opens a stream to `endpoint` (TCP with Nagle off, or a Unix socket).
 pub async fn connect_endpoint(endpoint: &Endpoint) -> std::io::Result<Box<dyn UpstreamIo>> {
@@ -81,6 +72,8 @@ pub struct ServerOptions {
     pub max_pending: usize,
     /// The helper profile of starts that name none (`uiserver.default_profile`).
     pub default_profile: Option<String>,
+    /// Which backend each start goes to, and the ssh pool.
+    pub placement: BackendChoice,
 }
 
 pub struct ServerManager {
@@ -89,6 +82,9 @@ pub struct ServerManager {
     /// (the helper, direct or through sudo) today; stop follows the stored placement, so
     /// an ssh or Slurm backend added here needs no change below.
     pub backends: Backends,
+    /// The ssh pool (also in `backends`), for placement explanations and draining.
+    pub ssh: Option<Arc<SshBackend>>,
+    placement: BackendChoice,
     executable: String,
     args: Vec<String>,
     start_timeout: Duration,
@@ -110,6 +106,11 @@ pub struct ServerManager {
     max_pending: usize,
     internal_addr: Mutex<Option<SocketAddr>>,
     oom_reported: Mutex<std::collections::HashSet<String>>,
+    /// Starts under way: owner → (backend, since), for `steward servers list`.
+    starting: Mutex<HashMap<String, (String, i64)>>,
+    /// Servers whose host or helper did not answer the last check, and why: unknown,
+    /// never gone.
+    pub(super) unanswered: Mutex<HashMap<String, String>>,
     default_profile: Option<String>,
     /// Set by `app` when `[singleuser] profiles` names any: starts on those profiles
     /// are JupyterHub single-user servers.
@@ -123,7 +124,6 @@ pub enum SpawnOutcome {
 }
 
 impl ServerManager {
-    #[allow(clippy::too_many_arguments)]
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
         spawner: SpawnerClient,
@@ -141,8 +141,15 @@ impl ServerManager {
             .into_iter()
             .map(|r| (r.owner.clone(), r))
             .collect();
+        let ssh = ssh_backend(opts.placement.ssh.as_ref())?;
+        let mut backends = Backends::new().with(Arc::new(LocalBackend::new(spawner.clone())));
+        if let Some(pool) = &ssh {
+            backends = backends.with(pool.clone());
+        }
         Ok(ServerManager {
-            backends: Backends::new().with(Arc::new(LocalBackend::new(spawner.clone()))),
+            backends,
+            ssh,
+            placement: opts.placement,
             spawner,
             executable: opts.executable,
             args: opts.args,
@@ -164,6 +171,8 @@ impl ServerManager {
             max_pending: opts.max_pending,
             internal_addr: Mutex::new(None),
             oom_reported: Mutex::new(Default::default()),
+            starting: Mutex::new(Default::default()),
+            unanswered: Mutex::new(Default::default()),
             default_profile: opts.default_profile,
             singleuser: Default::default(),
         })
@@ -194,6 +203,23 @@ impl ServerManager {
             .unwrap_or_default()
     }
 
+    /// Starts under way: (owner, backend, since).
+    pub fn starting(&self) -> Vec<(String, String, i64)> {
+        self.starting
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(o, (b, t))| (o.clone(), b.clone(), *t))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Why the owner's server's host or helper did not answer the last check, if so.
+    pub fn unanswered(&self, owner: &str) -> Option<String> {
+        self.unanswered.lock().ok()?.get(owner).cloned()
+    }
+
     /// True the first time an OOM kill is seen for this owner's current server.
     pub fn mark_oom_reported(&self, owner: &str) -> bool {
         self.oom_reported
@@ -207,6 +233,9 @@ impl ServerManager {
     pub async fn forget(&self, owner: &str) {
         if let Ok(mut s) = self.oom_reported.lock() {
             s.remove(owner);
+        }
+        if let Ok(mut u) = self.unanswered.lock() {
+            u.remove(owner);
         }
         if let Some(su) = self.singleuser.get() {
             su.forget(owner);
@@ -264,8 +293,15 @@ impl ServerManager {
         self.waiting
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let _permit = permit.map_err(|_| ServerError::Busy)?;
-        let s = self.spawn(owner, profile).await?;
-        Ok(SpawnOutcome::Started(s))
+        let backend = self.placement.backend_for(profile.as_deref()).to_string();
+        if let Ok(mut st) = self.starting.lock() {
+            st.insert(owner.to_string(), (backend, self.store.now()));
+        }
+        let s = self.spawn(owner, profile).await;
+        if let Ok(mut st) = self.starting.lock() {
+            st.remove(owner);
+        }
+        Ok(SpawnOutcome::Started(s?))
     }
 
     async fn spawn(
@@ -273,16 +309,23 @@ impl ServerManager {
         owner: &str,
         profile: Option<String>,
     ) -> Result<RunningServer, ServerError> {
-        if let Some(su) = self.singleuser.get() {
-            if su.is_singleuser(profile.as_deref()) {
-                let su = su.clone();
-                return self.spawn_singleuser(&su, owner, profile).await;
-            }
-        }
         let fail = |message: String| ServerError::Start {
             owner: owner.to_string(),
             message,
         };
+        let backend_name = self.placement.backend_for(profile.as_deref()).to_string();
+        if let Some(su) = self.singleuser.get() {
+            if su.is_singleuser(profile.as_deref()) {
+                if backend_name != "local" {
+                    return Err(fail(format!(
+                        "profile {:?} is a single-user server kind placed on {backend_name}: those run on the hub's host only",
+                        profile.unwrap_or_default()
+                    )));
+                }
+                let su = su.clone();
+                return self.spawn_singleuser(&su, owner, profile).await;
+            }
+        }
         let internal = self
             .internal_addr
             .lock()
@@ -305,7 +348,10 @@ impl ServerManager {
                 "https://{HUB_INTERNAL_NAME}:{}/internal/register",
                 internal.port()
             ),
-            hub_internal_addr: internal.to_string(),
+            hub_internal_addr: self
+                .placement
+                .register_addr(&backend_name, internal)
+                .map_err(fail)?,
             register_token: token.clone(),
             idle_timeout_secs: self.idle_timeout_secs,
         };
@@ -317,7 +363,7 @@ impl ServerManager {
             user: owner.to_string(),
             server: DEFAULT_SERVER.to_string(),
             executable: self.executable.clone(),
-            args: self.args.clone(),
+            args: self.placement.args_for(&backend_name, &self.args).to_vec(),
             env: Default::default(),
             stdin: Some(serde_json::to_string(&bootstrap).map_err(|e| fail(e.to_string()))?),
             profile,
@@ -327,9 +373,16 @@ impl ServerManager {
                 p.remove(&token);
             }
         };
-        let started = match self.backends.get("local") {
-            Ok(local) => local.start(&req).await,
-            Err(e) => Err(e),
+        let started = match (&self.ssh, backend_name.as_str()) {
+            // The pool's own start, for the decision it logs.
+            (Some(pool), "ssh") => pool.start_placed(&req).await.map(|(started, decision)| {
+                tracing::info!(owner, host = ?decision.winner, "placed: {}\n{}", decision.why, decision.render());
+                started
+            }),
+            _ => match self.backends.get(&backend_name) {
+                Ok(b) => b.start(&req).await,
+                Err(e) => Err(e),
+            },
         };
         let started = match started {
             Ok(s) => s,
@@ -357,19 +410,20 @@ impl ServerManager {
                 });
             }
         };
-        if !local_endpoint_ok(&reg.endpoint) {
-            abandon().await;
-            return Err(fail(format!(
-                "it registered {}, which is not on this host (loopback TCP or a Unix socket)",
-                reg.endpoint
-            )));
-        }
+        let endpoint = match endpoint_for(&placement, &reg.endpoint, self.ssh.as_deref()) {
+            Ok(e) => e,
+            Err(why) => {
+                abandon().await;
+                tracing::warn!(owner, at = %placement, "registration refused: {why}");
+                return Err(fail(why));
+            }
+        };
         let row = ServerRow {
             owner: owner.to_string(),
             name: DEFAULT_SERVER.into(),
             pid,
             placement,
-            endpoint: reg.endpoint,
+            endpoint,
             cgroup,
             started: self.store.now(),
             epoch: 0,

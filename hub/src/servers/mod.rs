@@ -2,18 +2,21 @@
 //! helper ([`manager`]), every start and stop audited with who caused it, re-adopted
 //! after a hub restart, culled when idle, forgotten when it dies (here).
 //!
-//! Everything the hub spawns is placed locally (`Placement::Local`, direct or sudo
-//! helper); its registration says where it listens and the store keeps both. A new
-//! placement (ssh, Slurm, a real Cylc UI server) is a new spawner backend plus, at
-//! most, a new file here. This module must not decide permissions, hold sessions or
+//! A start goes to the backend its profile names ([`remote`]: this machine through the
+//! helper, or a host of the ssh pool); its registration says which port it listens on
+//! and the store keeps placement and endpoint, so stop, status and adoption go back to
+//! the same place. A new placement (Slurm) is a new spawner backend plus, at most, a
+//! new file here. This module must not decide permissions, hold sessions or
 //! relay traffic.
 
 pub mod manager;
+pub mod remote;
 
 pub use manager::{
     connect_endpoint, RunningServer, ServerError, ServerManager, ServerOptions, SpawnOutcome,
     UpstreamIo, UpstreamWs, DEFAULT_SERVER,
 };
+pub use remote::BackendChoice;
 
 use steward_audit::{events, AuditRecord, Outcome, RecordKind, SYSTEM_ACTOR};
 use steward_protocol::helper::HelperErrorCode;
@@ -207,8 +210,17 @@ impl ServerManager {
                 Ok(st) => (st.running && st.pids.contains(&s.pid), st.oom_killed),
                 Err(e) if e.reply_code() == Some(HelperErrorCode::NotFound) => (false, false),
                 // Unknown (helper or host did not answer): never counted as gone.
-                Err(_) => continue,
+                Err(e) => {
+                    tracing::warn!(owner = %s.owner, at = %s.placement, error = %e, "could not ask about a server; its state is unknown");
+                    if let Ok(mut u) = self.unanswered.lock() {
+                        u.insert(s.owner.clone(), e.to_string());
+                    }
+                    continue;
+                }
             };
+            if let Ok(mut u) = self.unanswered.lock() {
+                u.remove(&s.owner);
+            }
             let newly_oom = oom && self.mark_oom_reported(&s.owner);
             if newly_oom {
                 tracing::error!(owner = %s.owner, cgroup = %s.cgroup, "the kernel OOM-killed a process in this server's cgroup (memory limit of its profile)");

@@ -7,7 +7,7 @@ use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use steward_audit::{events, AuditRecord, RecordKind};
-use steward_protocol::Endpoint;
+use steward_protocol::{Endpoint, Placement};
 
 fn admin(state: &AppState, s: Session) -> Result<Session, ApiError> {
     if state.is_admin(&s.user) {
@@ -24,9 +24,12 @@ fn admin_changing(state: &AppState, req: &HttpRequest, s: Session) -> Result<Ses
     Ok(s)
 }
 
+/// Every server this hub knows: where it runs (backend, host or job), its state
+/// (`running`, `unknown` with why when its host did not answer the last check, or
+/// `starting`) and since when.
 pub async fn servers(state: web::Data<AppState>, Authed(s): Authed) -> ApiResult {
     admin(&state, s)?;
-    let list: Vec<_> = state
+    let mut list: Vec<_> = state
         .servers
         .all()
         .into_iter()
@@ -35,12 +38,106 @@ pub async fn servers(state: web::Data<AppState>, Authed(s): Authed) -> ApiResult
                 Endpoint::Tcp { port, .. } => Some(*port),
                 Endpoint::Unix { .. } | Endpoint::SingleUser { .. } => None,
             };
+            let (server_state, reason) = match state.servers.unanswered(&s.owner) {
+                Some(why) => ("unknown", Some(why)),
+                None => ("running", None),
+            };
             json!({"owner": s.owner, "server": s.name, "pid": s.pid, "port": port,
                    "endpoint": s.endpoint.to_string(), "placement": s.placement.to_string(),
+                   "backend": s.placement.backend(), "where": placed_where(&s.placement),
+                   "state": server_state, "reason": reason, "since": s.started,
                    "cgroup": s.cgroup})
         })
         .collect();
+    for (owner, backend, since) in state.servers.starting() {
+        list.push(
+            json!({"owner": owner, "server": crate::servers::DEFAULT_SERVER,
+                         "backend": backend, "where": "-", "state": "starting",
+                         "since": since}),
+        );
+    }
     Ok(HttpResponse::Ok().json(json!({ "servers": list })))
+}
+
+/// The host or job a placement names (`-` on this machine).
+fn placed_where(at: &Placement) -> String {
+    match at {
+        Placement::Local => "-".into(),
+        Placement::Ssh { host } => host.clone(),
+        Placement::Slurm { cluster, job_id } => format!("{cluster}:{job_id}"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct PlaceQuery {
+    owner: String,
+}
+
+/// What placing `owner`'s next server on the ssh pool would choose now, and why: every
+/// host asked afresh; nothing is reserved or started.
+pub async fn explain_placement(
+    state: web::Data<AppState>,
+    q: web::Query<PlaceQuery>,
+    Authed(s): Authed,
+) -> ApiResult {
+    admin(&state, s)?;
+    let pool = state
+        .servers
+        .ssh
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("no ssh pool is configured ([spawner.ssh])"))?;
+    if !steward_protocol::ids::validate_user_name(&q.owner) {
+        return Err(ApiError::bad_request(format!(
+            "owner: {:?} is not a user name",
+            q.owner
+        )));
+    }
+    let d = pool.explain(&q.owner).await;
+    Ok(HttpResponse::Ok().json(json!({
+        "owner": d.owner, "policy": d.policy.as_str(),
+        "winner": d.winner, "why": d.why, "table": d.render(),
+    })))
+}
+
+#[derive(serde::Deserialize)]
+pub struct DrainBody {
+    #[serde(default = "yes")]
+    drained: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Drains (or undrains) a pool host: no new servers there; running ones stay.
+pub async fn drain_host(
+    state: web::Data<AppState>,
+    host: web::Path<String>,
+    req: HttpRequest,
+    body: Option<web::Json<DrainBody>>,
+    Authed(s): Authed,
+) -> ApiResult {
+    let s = admin_changing(&state, &req, s)?;
+    let pool = state
+        .servers
+        .ssh
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("no ssh pool is configured ([spawner.ssh])"))?;
+    let host = host.into_inner();
+    let drained = body.map_or(true, |b| b.drained);
+    pool.set_drained(&host, drained)
+        .map_err(|e| ApiError::not_found(e.to_string()))?;
+    let rec = AuditRecord {
+        session: Some(session_ref(&s)),
+        message: Some(format!(
+            "host {host} {}",
+            if drained { "drained" } else { "undrained" }
+        )),
+        ..AuditRecord::new(RecordKind::Event, events::ADMIN, &s.user)
+    }
+    .with_extra("host", host.clone());
+    let _ = state.recorder.append(rec).await;
+    Ok(HttpResponse::Ok().json(json!({ "host": host, "drained": drained })))
 }
 
 pub async fn stop_server(
