@@ -124,7 +124,7 @@ pub async fn drain_host(
         .as_ref()
         .ok_or_else(|| ApiError::not_found("no ssh pool is configured ([spawner.ssh])"))?;
     let host = host.into_inner();
-    let drained = body.map_or(true, |b| b.drained);
+    let drained = body.is_none_or(|b| b.drained);
     pool.set_drained(&host, drained)
         .map_err(|e| ApiError::not_found(e.to_string()))?;
     let rec = AuditRecord {
