@@ -627,11 +627,13 @@ pub async fn ws_op(ws: &mut Ws, id: &str, op: &str, target: &str) -> serde_json:
     .await
 }
 
-/// Whether an `/hub/api/admin/servers` answer lists a server of `owner`.
+/// Whether an `/hub/api/admin/servers` answer lists a running server of `owner` (not
+/// one still starting).
 pub fn server_listed(v: &serde_json::Value, owner: &str) -> bool {
-    v["servers"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|s| s["owner"] == owner))
+    v["servers"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|s| s["owner"] == owner && s["state"] != "starting")
+    })
 }
 
 impl Demo {

@@ -50,6 +50,7 @@ log_dir = "{logs}"
 [executables]
 listen = "{listen}"
 sleep = "/usr/bin/sleep"
+uiserver = "{uiserver}"
 [cgroup]
 prefix = "steward-e2e-ssh-{h}"
 [profiles.default]
@@ -58,6 +59,7 @@ pids = 64
 "#,
                     logs = dir.path().join(format!("logs-{h}")).display(),
                     listen = bin("steward-test-listen").display(),
+                    uiserver = bin("steward-uiserver").display(),
                 ),
             );
             // A killed earlier run may have left servers under this host's prefix.
@@ -98,6 +100,30 @@ pids = 64
         }
         t.push_str(hosts_extra);
         t
+    }
+
+    /// The pool as a `[spawner.ssh]` section of the hub's own config.
+    pub fn hub_section(&self, policy: &str) -> String {
+        let mut out = String::new();
+        let mut section = "spawner.ssh".to_string();
+        for line in self.pool_toml(policy, "", "").lines() {
+            match line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                Some(table) => {
+                    section = format!("spawner.ssh.{table}");
+                    out.push_str(&format!("[{section}]\n"));
+                }
+                None if section == "spawner.ssh" && out.is_empty() => {
+                    out.push_str("[spawner.ssh]\n");
+                    out.push_str(line);
+                    out.push('\n');
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
     }
 
     pub fn backend(&self, policy: &str) -> SshBackend {

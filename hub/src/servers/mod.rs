@@ -59,7 +59,8 @@ impl ServerManager {
                     message: Some(format!("pid {} in {}", s.pid, s.cgroup)),
                     ..AuditRecord::new(RecordKind::Event, events::SPAWN, actor)
                 }
-                .with_extra("server", s.name.clone());
+                .with_extra("server", s.name.clone())
+                .with_extra("placement", s.placement.to_string());
                 let rec = match profile {
                     Some(p) => rec.with_extra("profile", p),
                     None => rec,
