@@ -63,8 +63,13 @@ fi
 if ((${#offline[@]})); then
   cargo fetch --locked --quiet
   cargo fetch --locked --quiet --manifest-path fuzz/Cargo.toml
+  cargo fetch --locked --quiet --manifest-path compare/Cargo.toml
 fi
 cargo deny "${offline[@]}" --locked check advisories bans licenses sources
 # The fuzz workspace has its own lock file (libFuzzer and the instrumented build).
 cargo deny "${offline[@]}" --locked --manifest-path fuzz/Cargo.toml --log-level error \
+  check advisories bans licenses sources
+# The casbin comparison: a workspace of its own with its own deny.toml (one accepted,
+# named advisory; see compare/Cargo.toml).
+cargo deny "${offline[@]}" --locked --manifest-path compare/Cargo.toml --config compare/deny.toml --log-level error \
   check advisories bans licenses sources

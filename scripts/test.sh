@@ -34,6 +34,8 @@ FUZZ_BUILD=stable FUZZ_KEEP=0 FUZZ_MAX_SECONDS=4 bash fuzz/run.sh all
 # Unit tests of every crate, then the end-to-end suite (real users, cgroups, PAM, slapd,
 # Chromium) from the same build.
 cargo test --workspace --locked --no-fail-fast --exclude steward-e2e
+# casbin-rs as the policy engine's differential oracle (a workspace of its own: compare/).
+cargo test --manifest-path compare/Cargo.toml --locked --no-fail-fast
 cargo test -p steward-e2e --locked --no-fail-fast -- --test-threads 2
 # Load (issue 19), bounded: 60 s of simulated people with real PAM sessions watching and
 # operating on owners' UI servers; fails on any error or on an operation without exactly

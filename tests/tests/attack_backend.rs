@@ -1095,3 +1095,73 @@ fn other_local_user_on_port_and_files(d: &Demo, ui: &Ui) {
         out.status.code()
     );
 }
+
+/// A local UI server that registers an endpoint off this host (with its genuine
+/// certificate and one-time token) is refused: the start fails naming why, the server
+/// is stopped with its whole cgroup, and the hub never stores or dials that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_lying_in_its_registration() {
+    if !require_root("a_server_lying_in_its_registration") {
+        return;
+    }
+    let _l = demo_lock();
+    let mut d = Demo::start();
+    let spawn_cfg = d.data.path().join("spawn.toml");
+    let text = std::fs::read_to_string(&spawn_cfg).unwrap().replacen(
+        "[executables]\n",
+        &format!(
+            "[executables]\nliar = \"{}\"\n",
+            bin("steward-test-liar").display()
+        ),
+        1,
+    );
+    write_root_file(&spawn_cfg, &text);
+    let hub_cfg = d.data.path().join("steward.toml");
+    let original = std::fs::read_to_string(&hub_cfg).unwrap();
+    for (claim, why) in [
+        ("10.0.0.9:4000", "which is not on this host"),
+        ("hub-db.example.org:5432", "which is not on this host"),
+        ("relative/ui.sock", "which is not an absolute socket path"),
+    ] {
+        let text = original
+            .replacen(
+                "[spawner]\n",
+                &format!("[spawner]\nexecutable = \"liar\"\nargs = [\"{claim}\"]\n"),
+                1,
+            )
+            .replace("prestart = [\"alice\", \"bob\", \"carl\"]", "prestart = []");
+        write_root_file(&hub_cfg, &text);
+        d.serve_with("");
+        let (alice, csrf) = d.login("alice").await;
+        let r = alice
+            .post(format!("{}/hub/api/server", d.base))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            !status.is_success() && body["error"].as_str().is_some_and(|e| e.contains(why)),
+            "{claim}: {status} {body}"
+        );
+        let (carl, _) = d.login("carl").await;
+        let list = get_json(&carl, format!("{}/hub/api/admin/servers", d.base)).await;
+        assert!(!server_listed(&list, "alice"), "{claim}: {list}");
+        let failed = d
+            .audit_records()
+            .into_iter()
+            .rfind(|r| r["event"] == "spawn_failed" && r["owner"] == "alice")
+            .expect("the refused start is audited");
+        assert!(
+            failed["message"].as_str().unwrap().contains(claim),
+            "{failed}"
+        );
+        // (The bracket keeps pgrep from matching the shell that runs it.)
+        let left = sh("pgrep -f '[s]teward-test-liar' || true");
+        assert!(
+            left.trim().is_empty(),
+            "{claim}: the liar is still running: {left}"
+        );
+    }
+}

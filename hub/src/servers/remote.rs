@@ -83,9 +83,12 @@ pub fn endpoint_for(
 ) -> Result<Endpoint, String> {
     match at {
         Placement::Local if local_endpoint_ok(registered) => Ok(registered.clone()),
-        Placement::Local => Err(format!(
-            "it registered {registered}, which is not on this host (loopback TCP or a Unix socket)"
-        )),
+        Placement::Local => Err(match registered {
+            Endpoint::Tcp { .. } => format!(
+                "it registered {registered}, which is not on this host (loopback TCP or a Unix socket)"
+            ),
+            _ => format!("it registered {registered}, which is not an absolute socket path"),
+        }),
         Placement::Ssh { host } => {
             let Endpoint::Tcp { port, .. } = registered else {
                 return Err(format!(

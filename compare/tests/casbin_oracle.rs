@@ -2,6 +2,7 @@
 //! casbin, must give the engine's answer for every operation — on random policies
 //! and on every Cylc-derived and Steward case.
 
+#[path = "../../policy/tests/common/mod.rs"]
 mod common;
 
 use casbin::prelude::*;
@@ -115,26 +116,36 @@ fn casbin_agrees_on_every_case_file() {
 }
 
 /// The files `steward policy export --casbin DIR` writes load with casbin's own
-/// file adapter and agree too.
+/// file adapter and agree too. (The command's own code, parsed as the binary parses it:
+/// this workspace does not build the policy crate's binary.)
 #[test]
 fn exported_files_load_in_casbin() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Args {
+        #[command(subcommand)]
+        cmd: steward_policy::cli::PolicyCommand,
+    }
     let dir = tempfile::tempdir().unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_steward-policy"))
-        .args(["export", "--casbin"])
-        .arg(dir.path())
-        .args(["--site", &format!("{root}/../etc/policy/site.toml")])
-        .args([
-            "--user-policy",
-            &format!("{root}/../etc/policy/user-example.toml"),
-        ])
-        .args(["--owner", "bob", "--owner-groups", "atmos"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let args = Args::try_parse_from([
+        "steward-policy".to_string(),
+        "export".into(),
+        "--casbin".into(),
+        dir.path().display().to_string(),
+        "--site".into(),
+        format!("{root}/../etc/policy/site.toml"),
+        "--user-policy".into(),
+        format!("{root}/../etc/policy/user-example.toml"),
+        "--owner".into(),
+        "bob".into(),
+        "--owner-groups".into(),
+        "atmos".into(),
+    ])
+    .unwrap();
+    assert_eq!(
+        steward_policy::cli::run(args.cmd, &steward_policy::cli::NoLookup),
+        0
     );
     let site = SitePolicy::parse(
         &std::fs::read_to_string(format!("{root}/../etc/policy/site.toml")).unwrap(),

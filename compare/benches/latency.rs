@@ -7,9 +7,10 @@
 //! other tenants of a shared machine inflate it as little as possible; the load
 //! average at the start is printed with the results.
 //!
-//! Run: `cargo bench -p steward-policy --bench latency` (`-- flat`: only the table of
+//! Run: `cargo bench --manifest-path compare/Cargo.toml --bench latency` (`-- flat`: only the table of
 //! flatness at equal merged entries, the first one printed)
 
+#[path = "../../policy/benches/common/mod.rs"]
 mod common;
 
 use casbin::prelude::*;

@@ -1,0 +1,1 @@
+//! Nothing here: the comparisons are in tests/ and benches/.
