@@ -1106,32 +1106,12 @@ async fn a_server_lying_in_its_registration() {
     }
     let _l = demo_lock();
     let mut d = Demo::start();
-    let spawn_cfg = d.data.path().join("spawn.toml");
-    let text = std::fs::read_to_string(&spawn_cfg).unwrap().replacen(
-        "[executables]\n",
-        &format!(
-            "[executables]\nliar = \"{}\"\n",
-            bin("steward-test-liar").display()
-        ),
-        1,
-    );
-    write_root_file(&spawn_cfg, &text);
-    let hub_cfg = d.data.path().join("steward.toml");
-    let original = std::fs::read_to_string(&hub_cfg).unwrap();
     for (claim, why) in [
         ("10.0.0.9:4000", "which is not on this host"),
         ("hub-db.example.org:5432", "which is not on this host"),
         ("relative/ui.sock", "which is not an absolute socket path"),
     ] {
-        let text = original
-            .replacen(
-                "[spawner]\n",
-                &format!("[spawner]\nexecutable = \"liar\"\nargs = [\"{claim}\"]\n"),
-                1,
-            )
-            .replace("prestart = [\"alice\", \"bob\", \"carl\"]", "prestart = []");
-        write_root_file(&hub_cfg, &text);
-        d.serve_with("");
+        serve_liar(&mut d, &["register", claim]);
         let (alice, csrf) = d.login("alice").await;
         let r = alice
             .post(format!("{}/hub/api/server", d.base))
@@ -1164,4 +1144,114 @@ async fn a_server_lying_in_its_registration() {
             "{claim}: the liar is still running: {left}"
         );
     }
+}
+
+/// Restarts the demo hub with every server started as `steward-test-liar ARGS` (and no
+/// prestarts).
+fn serve_liar(d: &mut Demo, args: &[&str]) {
+    let spawn_cfg = d.data.path().join("spawn.toml");
+    let text = std::fs::read_to_string(&spawn_cfg).unwrap();
+    if !text.contains("liar = ") {
+        let text = text.replacen(
+            "[executables]\n",
+            &format!(
+                "[executables]\nliar = \"{}\"\n",
+                bin("steward-test-liar").display()
+            ),
+            1,
+        );
+        write_root_file(&spawn_cfg, &text);
+    }
+    let hub_cfg = d.data.path().join("steward.toml");
+    let original = d.data.path().join("steward.toml.orig");
+    if !original.exists() {
+        std::fs::copy(&hub_cfg, &original).unwrap();
+    }
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    let text = std::fs::read_to_string(&original)
+        .unwrap()
+        .replacen(
+            "[spawner]\n",
+            &format!(
+                "[spawner]\nexecutable = \"liar\"\nargs = [{}]\n",
+                args.join(", ")
+            ),
+            1,
+        )
+        .replace("prestart = [\"alice\", \"bob\", \"carl\"]", "prestart = []");
+    write_root_file(&hub_cfg, &text);
+    d.serve_with("");
+}
+
+/// A UI server lying in its answers cannot write the audit trail or reach the browser
+/// beyond its own word: a result for an operation the hub never forwarded, or a second
+/// result for one already answered, is dropped (no outcome, nothing relayed); the one
+/// real result makes exactly one outcome. (What it claims about its own owner's
+/// workflows is the owner's word, shown only on that owner's page and still filtered
+/// by each visitor's read right, as for an honest server.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_lying_in_its_answers() {
+    if !require_root("a_server_lying_in_its_answers") {
+        return;
+    }
+    let _l = demo_lock();
+    let mut d = Demo::start();
+    serve_liar(&mut d, &["answers"]);
+    let (alice, csrf) = d.login("alice").await;
+    let (_, alice_exec) = d.elevate(&alice, &csrf, "alice", "execute").await;
+    let mut w = demo_ws(&d, "alice", &alice_exec).await;
+    let snap = ws_until(&mut w, Duration::from_secs(30), |v| v["type"] == "snapshot").await;
+    assert_eq!(snap["workflows"].as_array().unwrap().len(), 2, "{snap}");
+    ws_send(
+        &mut w,
+        json!({"type": "op", "id": "p1", "op": "pause", "target": "alice_forecast"}),
+    )
+    .await;
+    // Everything the browser gets in the next two seconds.
+    let mut frames = vec![];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(Ok(m))) =
+        tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut w)).await
+    {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+            frames.push(serde_json::from_str::<Value>(t.as_str()).unwrap());
+        }
+    }
+    let results: Vec<&Value> = frames.iter().filter(|f| f["type"] == "result").collect();
+    assert_eq!(
+        results.len(),
+        1,
+        "one result reaches the browser: {frames:?}"
+    );
+    assert_eq!(results[0]["id"], "p1");
+    assert_eq!(results[0]["ok"], true);
+    wait_until(Duration::from_secs(5), || {
+        d.audit_records()
+            .iter()
+            .any(|r| r["op"] == "pause" && r["kind"] == "outcome")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let records = d.audit_records();
+    let of_kind = |kind: &str| {
+        records
+            .iter()
+            .filter(|r| r["op"] == "pause" && r["kind"] == kind)
+            .count()
+    };
+    assert_eq!(
+        (of_kind("intent"), of_kind("outcome")),
+        (1, 1),
+        "{records:#?}"
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.to_string().contains("never-asked")),
+        "no record of the forged result"
+    );
+    let outcome = records
+        .iter()
+        .find(|r| r["op"] == "pause" && r["kind"] == "outcome")
+        .unwrap();
+    assert_eq!(outcome["outcome"], "ok", "{outcome}");
 }

@@ -411,12 +411,14 @@ impl Conn {
                 ok,
                 ref message,
             } => {
-                if let Some(p) = self.pending.remove(id) {
-                    let outcome = if ok { Outcome::Ok } else { Outcome::Error };
-                    self.relay
-                        .recorder
-                        .outcome_detached(p, outcome, Some(message.clone()));
-                }
+                // Only the answer to an operation this relay forwarded, and only the
+                // first: a server cannot answer for operations the hub decided itself
+                // (a denial) or never saw, nor take back its answer.
+                let p = self.pending.remove(id)?;
+                let outcome = if ok { Outcome::Ok } else { Outcome::Error };
+                self.relay
+                    .recorder
+                    .outcome_detached(p, outcome, Some(message.clone()));
                 Some(text.to_string())
             }
             ServerMessage::Snapshot { workflows } => {
