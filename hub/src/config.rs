@@ -46,6 +46,10 @@ pub struct HubConfig {
     #[serde(default)]
     pub sessions: SessionConfig,
     pub audit: AuditSection,
+    /// Where sessions, tokens and the server registry live: SQLite in `data_dir` (the
+    /// default), or a PostgreSQL database shared by several hubs.
+    #[serde(default)]
+    pub database: DatabaseConfig,
     #[serde(default)]
     pub uiserver: UiServerConfig,
     /// Servers that are JupyterHub single-user servers (`cylc hubapp`).
@@ -168,17 +172,6 @@ pub struct SpawnerConfig {
 pub const BACKENDS: &[&str] = &["local", "ssh"];
 
 impl SpawnerConfig {
-    /// What the server manager needs to choose a backend.
-    pub fn backend_choice(&self) -> crate::servers::BackendChoice {
-        crate::servers::BackendChoice {
-            default_backend: self.default_backend.clone(),
-            profile_backends: self.profile_backends.clone(),
-            remote_hub_address: self.remote_hub_address.clone(),
-            remote_args: self.remote_args.clone(),
-            ssh: self.ssh.clone(),
-        }
-    }
-
     /// Whether any start can go to the ssh pool.
     pub fn uses_ssh(&self) -> bool {
         self.default_backend == "ssh" || self.profile_backends.values().any(|b| b == "ssh")
@@ -230,6 +223,35 @@ impl Default for SessionConfig {
             idle_secs: default_idle(),
             lifetime_secs: default_lifetime(),
         }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgresql://user@host:port/dbname` (libpq form also accepted); absent means
+    /// SQLite at `<data_dir>/hub.db`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file holding the database password alone (mode 0600), so the URL in this
+    /// world-readable-by-group file carries none.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// This hub's name among the hubs sharing the database (audit chains, the server
+    /// registry's owning hub, logs); default: the host name.
+    #[serde(default)]
+    pub hub_id: Option<String>,
+}
+
+impl DatabaseConfig {
+    /// The hub id: configured, or the host name.
+    pub fn hub_id(&self) -> String {
+        self.hub_id.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "hub".into())
+        })
     }
 }
 
@@ -530,6 +552,41 @@ impl HubConfig {
             ));
         }
         cfg.check_backends(&invalid)?;
+        if let Some(url) = &cfg.database.url {
+            if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
+                return Err(invalid(
+                    "database.url",
+                    format!(
+                        "{}: only PostgreSQL is supported (postgresql://…); leave it out for SQLite in data_dir",
+                        crate::store::postgres::redact_url(url)
+                    ),
+                ));
+            }
+            url.parse::<tokio_postgres::Config>().map_err(|e| {
+                invalid(
+                    "database.url",
+                    format!("{}: {e}", crate::store::postgres::redact_url(url)),
+                )
+            })?;
+        } else if cfg.database.password_file.is_some() {
+            return Err(invalid(
+                "database.password_file",
+                "given without database.url".into(),
+            ));
+        }
+        if let Some(id) = &cfg.database.hub_id {
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(invalid(
+                    "database.hub_id",
+                    format!("{id:?}: letters, digits, '-', '_', '.' (at most 64)"),
+                ));
+            }
+        }
         if cfg.spawner.concurrency == 0 {
             return Err(invalid("spawner.concurrency", "must be at least 1".into()));
         }
@@ -680,7 +737,7 @@ dir = "/var/log/steward/audit"
             pool,
         )
         .unwrap();
-        assert_eq!(good.spawner.backend_choice().backend_for(None), "ssh");
+        assert_eq!(good.spawner.default_backend, "ssh");
         let cases = [
             (
                 "default_backend = \"slurm\"",

@@ -17,11 +17,16 @@ pub struct Haproxy {
 impl Haproxy {
     /// Balances `127.0.0.1:<port>` round-robin over `backends` (loopback ports of hubs).
     pub fn start(backends: &[u16]) -> Haproxy {
-        let dir = tempfile::tempdir().expect("temporary directory");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("binding a loopback port");
+        Self::start_on(port, backends)
+    }
+
+    /// [`start`](Self::start) on a chosen port (the one the hubs' `public_url` names).
+    pub fn start_on(port: u16, backends: &[u16]) -> Haproxy {
+        let dir = tempfile::tempdir().expect("temporary directory");
         let mut conf = format!(
             "global\n  maxconn 4096\n\
              defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n  timeout check 1s\n\

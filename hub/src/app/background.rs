@@ -1,5 +1,7 @@
 //! What the hub does on its own: re-adopt servers after a restart, start configured
 //! servers, cull idle ones, and reload policy and certificates on change or SIGHUP.
+//! Adoption, status checks and culling are the leader's alone when several hubs share
+//! a store (`store::leader`); every hub reports its own servers' activity.
 
 use crate::pki::ca::ReloadableCert;
 use crate::state::AppState;
@@ -11,6 +13,13 @@ use steward_audit::{events, AuditRecord, Outcome, RecordKind, SYSTEM_ACTOR};
 pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
     let st = state.clone();
     actix_web::rt::spawn(async move {
+        // A shared store's leader is chosen within a second or two of the start.
+        for _ in 0..30 {
+            if st.servers.leadership.is_leader() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         st.servers.adopt_all().await;
         let st2 = st.clone();
         actix_web::rt::spawn(async move { super::reconcile::run(&st2).await });
@@ -23,8 +32,15 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         let mut last_mtime = policy_mtime(&st);
         let mut since_cull = 0u32;
+        let mut was_leader = st.servers.leadership.is_leader();
         loop {
             tick.tick().await;
+            let leader = st.servers.leadership.is_leader();
+            if leader && !was_leader {
+                // Taking over from a leader that stopped: its servers are ours to check.
+                st.servers.adopt_all().await;
+            }
+            was_leader = leader;
             let m = policy_mtime(&st);
             if m != last_mtime {
                 last_mtime = m;
@@ -33,6 +49,9 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
             since_cull += 1;
             if since_cull.is_multiple_of(3) {
                 st.servers.check_all().await;
+            }
+            if since_cull.is_multiple_of(5) {
+                st.servers.flush_activity().await;
             }
             if since_cull >= 15 {
                 since_cull = 0;

@@ -18,7 +18,7 @@ use crate::relay::Relay;
 use crate::servers::{ServerManager, ServerOptions};
 use crate::session::Sessions;
 use crate::state::AppState;
-use crate::store::{Clock, SqliteStore, Store};
+use crate::store::{Clock, PostgresStore, SqliteStore, Store};
 use crate::util::fsutil;
 use actix_web::web;
 use std::sync::Arc;
@@ -51,11 +51,46 @@ fn authenticator(cfg: &HubConfig) -> Box<dyn Authenticator> {
     }
 }
 
+/// The configured state store: PostgreSQL when `[database] url` is set, else SQLite in
+/// the data directory.
+async fn open_store(cfg: &HubConfig, clock: Clock) -> anyhow::Result<Arc<dyn Store>> {
+    let Some(url) = &cfg.database.url else {
+        return Ok(Arc::new(SqliteStore::open(
+            &cfg.data_dir.join("hub.db"),
+            clock,
+        )?));
+    };
+    let password = match &cfg.database.password_file {
+        Some(path) => Some(read_secret_file(path)?),
+        None => None,
+    };
+    let store = PostgresStore::connect_with_password(url, password.as_deref(), clock).await?;
+    tracing::info!(database = %crate::store::postgres::redact_url(url), "state store: PostgreSQL");
+    Ok(Arc::new(store))
+}
+
+/// A file holding one secret: not readable by group or others, first line only.
+fn read_secret_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("database.password_file {}: {e}", path.display()))?;
+    if meta.mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "database.password_file {}: mode {:o} lets others read it; chmod 600",
+            path.display(),
+            meta.mode() & 0o777
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("database.password_file {}: {e}", path.display()))?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
 pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
     fsutil::private_dir(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))?;
     let clock = Clock::with_offset_file(cfg.testing.clock_offset_file.clone());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&cfg.data_dir.join("hub.db"), clock)?);
+    let store = open_store(&cfg, clock).await?;
     let ca = Arc::new(Ca::load_or_create(&cfg.data_dir)?);
     let signer = Arc::new(TokenSigner::load_or_create(
         &cfg.data_dir.join(pki::JWT_KEY_FILE),
@@ -85,7 +120,14 @@ pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
                 max_pending: cfg.spawner.max_pending,
                 default_profile: Some(cfg.uiserver.default_profile.clone())
                     .filter(|p| !p.is_empty()),
-                placement: cfg.spawner.backend_choice(),
+                placement: crate::servers::BackendChoice {
+                    default_backend: cfg.spawner.default_backend.clone(),
+                    profile_backends: cfg.spawner.profile_backends.clone(),
+                    remote_hub_address: cfg.spawner.remote_hub_address.clone(),
+                    remote_args: cfg.spawner.remote_args.clone(),
+                    ssh: cfg.spawner.ssh.clone(),
+                },
+                leadership: store.leadership(&cfg.database.hub_id()),
             },
             ca.clone(),
             signer.clone(),
@@ -95,6 +137,7 @@ pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
         )
         .await?,
     );
+    servers.follow_changes();
     let groups = Arc::new(Groups::default());
     let login = Login::new(
         authenticator(&cfg),

@@ -161,6 +161,7 @@ fn routes(cfg: &mut aw::ServiceConfig) {
         .route("/hub/api/elevate", aw::post().to(account::elevate))
         .route("/hub/api/drop", aw::post().to(account::drop_privileges))
         .route("/metrics", aw::get().to(internal::metrics))
+        .route("/hub/health", aw::get().to(internal::health))
         .route("/hub/api/tokens", aw::post().to(tokens::create))
         .route("/hub/api/tokens", aw::get().to(tokens::list))
         .route("/hub/api/tokens/{id}", aw::delete().to(tokens::revoke))

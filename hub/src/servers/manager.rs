@@ -6,7 +6,7 @@ use crate::pki::ca::Ca;
 use crate::pki::jwt::TokenSigner;
 use crate::record::{Metrics, Recorder};
 use crate::singleuser::SingleUser;
-use crate::store::{Expect, ServerRow, Store};
+use crate::store::{Change, Expect, Leadership, ServerRow, Store};
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,6 +74,8 @@ pub struct ServerOptions {
     pub default_profile: Option<String>,
     /// Which backend each start goes to, and the ssh pool.
     pub placement: BackendChoice,
+    /// This hub among those sharing the store, and whether it leads the periodic work.
+    pub leadership: Arc<Leadership>,
 }
 
 pub struct ServerManager {
@@ -85,6 +87,7 @@ pub struct ServerManager {
     /// The ssh pool (also in `backends`), for placement explanations and draining.
     pub ssh: Option<Arc<SshBackend>>,
     placement: BackendChoice,
+    pub leadership: Arc<Leadership>,
     executable: String,
     args: Vec<String>,
     start_timeout: Duration,
@@ -98,7 +101,7 @@ pub struct ServerManager {
     signer: Arc<TokenSigner>,
     pub(super) store: Arc<dyn Store>,
     pub client_tls: Arc<rustls::ClientConfig>,
-    running: Mutex<HashMap<String, RunningServer>>,
+    pub(super) running: Mutex<HashMap<String, RunningServer>>,
     owner_locks: crate::util::keyed::KeyedLocks,
     pending: Mutex<HashMap<String, oneshot::Sender<Registration>>>,
     slots: Semaphore,
@@ -150,6 +153,7 @@ impl ServerManager {
             backends,
             ssh,
             placement: opts.placement,
+            leadership: opts.leadership,
             spawner,
             executable: opts.executable,
             args: opts.args,
@@ -176,6 +180,31 @@ impl ServerManager {
             default_profile: opts.default_profile,
             singleuser: Default::default(),
         })
+    }
+
+    /// Drops from memory the servers other hubs change (stopped, restarted elsewhere),
+    /// so the next request reads the store again. A store nobody else writes has none.
+    pub fn follow_changes(self: &Arc<Self>) {
+        let Some(mut rx) = self.store.changes() else {
+            return;
+        };
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let change = rx.recv().await;
+                let Some(me) = me.upgrade() else { return };
+                let Ok(mut m) = me.running.lock() else { return };
+                match change {
+                    Ok(Change::Server { owner, .. }) => {
+                        m.remove(&owner);
+                    }
+                    Ok(_) => {}
+                    // Missed some: forget every cached row rather than trust a stale one.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => m.clear(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     pub fn set_singleuser(&self, su: Arc<SingleUser>) {
@@ -284,6 +313,80 @@ impl ServerManager {
         if let Some(s) = self.get(owner) {
             return Ok(SpawnOutcome::AlreadyRunning(s));
         }
+        // Another hub sharing the store may run it, or be starting it.
+        if let Some(s) = self.claim_or_find(owner).await? {
+            return Ok(SpawnOutcome::AlreadyRunning(s));
+        }
+        let outcome = self.spawn_claimed(owner, profile).await;
+        let _ = self
+            .store
+            .release_claim(owner, DEFAULT_SERVER, self.leadership.hub())
+            .await;
+        outcome
+    }
+
+    /// The owner's server as the store has it (started by any hub), kept in memory.
+    async fn stored(&self, owner: &str) -> Option<RunningServer> {
+        let row = self
+            .store
+            .servers()
+            .await
+            .ok()?
+            .into_iter()
+            .find(|r| r.owner == owner && r.name == DEFAULT_SERVER)?;
+        if let Ok(mut m) = self.running.lock() {
+            m.insert(owner.to_string(), row.clone());
+        }
+        Some(row)
+    }
+
+    /// Takes this hub's claim on starting the owner's server, or, while another hub
+    /// holds one, waits for the server it starts (bounded by the start timeout): of
+    /// several hubs asked at once, one starts the server and the others use it.
+    async fn claim_or_find(&self, owner: &str) -> Result<Option<RunningServer>, ServerError> {
+        let hub = self.leadership.hub().to_string();
+        let wait = self.start_timeout + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(s) = self.stored(owner).await {
+                return Ok(Some(s));
+            }
+            let until = self.store.now() + wait.as_secs() as i64;
+            match self
+                .store
+                .claim_server(owner, DEFAULT_SERVER, &hub, until)
+                .await
+            {
+                Ok(None) => return Ok(None),
+                Ok(Some(holder)) => {
+                    tracing::debug!(
+                        owner,
+                        holder,
+                        "another hub is starting this server; waiting for it"
+                    );
+                }
+                Err(e) => {
+                    return Err(ServerError::Start {
+                        owner: owner.to_string(),
+                        message: format!("the state store: {e}"),
+                    })
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ServerError::Timeout {
+                    owner: owner.to_string(),
+                    secs: wait.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn spawn_claimed(
+        &self,
+        owner: &str,
+        profile: Option<String>,
+    ) -> Result<SpawnOutcome, ServerError> {
         if self.waiting.load(std::sync::atomic::Ordering::Relaxed) >= self.max_pending {
             return Err(ServerError::Busy);
         }

@@ -18,6 +18,7 @@ pub use manager::{
 };
 pub use remote::BackendChoice;
 
+use std::collections::HashMap;
 use steward_audit::{events, AuditRecord, Outcome, RecordKind, SYSTEM_ACTOR};
 use steward_protocol::helper::HelperErrorCode;
 use steward_protocol::Placement;
@@ -105,10 +106,50 @@ impl ServerManager {
         result
     }
 
-    /// After a restart: keep servers whose cgroup still holds their process as the
-    /// owner; stop whatever is half-started or dead.
+    /// Writes this hub's activity per owner to the store, where the leader reads every
+    /// hub's before culling.
+    pub async fn flush_activity(&self) {
+        let rows: Vec<(String, i64, u32)> = self
+            .activity
+            .lock()
+            .map(|a| {
+                a.iter()
+                    .map(|(o, (last, ws))| (o.clone(), *last, *ws as u32))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let hub = self.leadership.hub().to_string();
+        if let Err(e) = self.store.put_activity(&hub, self.store.now(), &rows).await {
+            tracing::warn!(error = %e, "could not record server activity in the state store");
+        }
+    }
+
+    /// Every server in the store (whichever hub started it), also kept in memory so
+    /// that a stop finds its placement; this hub's memory when the store is down.
+    async fn known(&self) -> Vec<RunningServer> {
+        match self.store.servers().await {
+            Ok(rows) => {
+                if let Ok(mut m) = self.running.lock() {
+                    for r in &rows {
+                        m.entry(r.owner.clone()).or_insert_with(|| r.clone());
+                    }
+                }
+                rows
+            }
+            Err(_) => self.all(),
+        }
+    }
+
+    /// After a restart (or on becoming leader): keep servers whose cgroup still holds
+    /// their process as the owner; stop whatever is half-started or dead. Leader only.
     pub async fn adopt_all(&self) {
-        for s in self.all() {
+        if !self.leadership.is_leader() {
+            return;
+        }
+        for s in self.known().await {
+            if !self.leadership.is_leader() {
+                return;
+            }
             let adopted = match self.backends.for_placement(&s.placement) {
                 Ok(b) => b.adopt(&s.placement, &s.owner, &s.name, s.pid).await,
                 Err(e) => Err(e),
@@ -153,7 +194,13 @@ impl ServerManager {
             };
             for found in listing.servers {
                 let st = &found.status;
-                if self.get(&st.user).is_none() {
+                // A start under way on any hub has no row yet; its claim says so.
+                let starting = self
+                    .store
+                    .claimed(&st.user, &st.server)
+                    .await
+                    .unwrap_or(true);
+                if self.get(&st.user).is_none() && !starting && self.leadership.is_leader() {
                     let _ = backend
                         .stop(&found.placement, &st.user, &st.server, Some(0))
                         .await;
@@ -172,17 +219,33 @@ impl ServerManager {
         }
     }
 
-    /// Stops servers nobody watched or used for `cull_idle_secs` (workflows keep running).
+    /// Stops servers nobody watched or used for `cull_idle_secs` on any hub (workflows
+    /// keep running). Leader only.
     pub async fn cull_idle(&self) {
+        if !self.leadership.is_leader() {
+            return;
+        }
         let now = self.store.now();
         let limit = self.cull_idle_secs as i64;
-        for s in self.all() {
-            let (last, watchers) = self
-                .activity
-                .lock()
-                .ok()
-                .and_then(|a| a.get(&s.owner).copied())
-                .unwrap_or((now, 0));
+        self.flush_activity().await;
+        // Watchers count from hubs that reported within the last two minutes.
+        let Ok(activity) = self.store.activity(now - 120).await else {
+            return;
+        };
+        let activity: HashMap<String, (i64, usize)> = activity
+            .into_iter()
+            .map(|(o, last, w)| (o, (last, w as usize)))
+            .collect();
+        for s in self.known().await {
+            if !self.leadership.is_leader() {
+                return;
+            }
+            let (last, watchers) = match activity.get(&s.owner) {
+                // Use recorded before this server started counts from its start.
+                Some((last, watchers)) => ((*last).max(s.started), *watchers),
+                // Never used on any hub: left alone, as a prestarted server is.
+                None => (now, 0),
+            };
             if watchers == 0 && now - last >= limit && self.stop(&s.owner).await.is_ok() {
                 if let Ok(mut a) = self.activity.lock() {
                     a.remove(&s.owner);
@@ -202,7 +265,13 @@ impl ServerManager {
     /// starts it again), and an OOM kill in a server's cgroup is reported once, in the
     /// log, the audit trail and the metrics.
     pub async fn check_all(&self) {
-        for s in self.all() {
+        if !self.leadership.is_leader() {
+            return;
+        }
+        for s in self.known().await {
+            if !self.leadership.is_leader() {
+                return;
+            }
             let status = match self.backends.for_placement(&s.placement) {
                 Ok(b) => b.status(&s.placement, &s.owner, &s.name).await,
                 Err(e) => Err(e),

@@ -30,10 +30,12 @@
 //!   which would otherwise allow twice the configured rate.
 
 mod clock;
+pub mod leader;
 pub mod postgres;
 pub mod sqlite;
 
 pub use clock::Clock;
+pub use leader::Leadership;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -229,4 +231,37 @@ pub trait Store: Send + Sync {
 
     async fn save_overview(&self, row: &OverviewRow) -> Result<(), StoreError>;
     async fn overviews(&self) -> Result<Vec<OverviewRow>, StoreError>;
+
+    /// Claims the right to start `owner`'s server `name` until `until` (store seconds),
+    /// so that of several hubs asked at once exactly one starts it. `Ok(None)`: this hub
+    /// holds the claim now (it was free, expired, or already ours); `Ok(Some(hub))`:
+    /// another hub holds an unexpired claim.
+    async fn claim_server(
+        &self,
+        owner: &str,
+        name: &str,
+        hub: &str,
+        until: i64,
+    ) -> Result<Option<String>, StoreError>;
+    /// Whether any hub holds an unexpired claim on starting this server now.
+    async fn claimed(&self, owner: &str, name: &str) -> Result<bool, StoreError>;
+    /// Drops this hub's claim (after the start succeeded or failed).
+    async fn release_claim(&self, owner: &str, name: &str, hub: &str) -> Result<(), StoreError>;
+    /// This hub's activity per owner: (owner, last use, open WebSockets), as of `now`.
+    async fn put_activity(
+        &self,
+        hub: &str,
+        now: i64,
+        rows: &[(String, i64, u32)],
+    ) -> Result<(), StoreError>;
+    /// Every hub's activity merged per owner: (owner, latest use, WebSockets open on
+    /// hubs that reported since `fresh_since`), so the hub that culls sees them all.
+    async fn activity(&self, fresh_since: i64) -> Result<Vec<(String, i64, u32)>, StoreError>;
+
+    /// Whether the store answers now (`/hub/health`).
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// What kind of store this is, for health answers and logs.
+    fn kind(&self) -> &'static str;
+    /// This hub's part in choosing the one leader of the deployment.
+    fn leadership(&self, hub: &str) -> std::sync::Arc<Leadership>;
 }

@@ -33,7 +33,8 @@ use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &["CREATE TABLE sessions (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE sessions (
         id_hash TEXT PRIMARY KEY,
         username TEXT NOT NULL,
         groups TEXT NOT NULL,
@@ -73,7 +74,31 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE sessions (
         owner TEXT PRIMARY KEY,
         workflows TEXT NOT NULL,
         updated BIGINT NOT NULL
-     );"];
+     );",
+    // 2: claims on starting a server, activity per hub (see the Store trait), and the
+    // leader's fencing epoch (see `leader.rs`).
+    "CREATE TABLE server_claims (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        hub TEXT NOT NULL,
+        until BIGINT NOT NULL,
+        PRIMARY KEY (owner, name)
+     );
+     CREATE TABLE server_activity (
+        owner TEXT NOT NULL,
+        hub TEXT NOT NULL,
+        last BIGINT NOT NULL,
+        watchers BIGINT NOT NULL,
+        seen BIGINT NOT NULL,
+        PRIMARY KEY (owner, hub)
+     );
+     CREATE TABLE leader (
+        id INT PRIMARY KEY,
+        epoch BIGINT NOT NULL,
+        hub TEXT NOT NULL,
+        since BIGINT NOT NULL
+     );",
+];
 
 /// The schema version this hub writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -115,6 +140,8 @@ pub struct PostgresStore {
     /// Database clock minus this host's system clock, in seconds.
     offset: Arc<AtomicI64>,
     changes: broadcast::Sender<Change>,
+    /// For the leadership connection, which must not be a pooled one.
+    conn_cfg: tokio_postgres::Config,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -234,9 +261,22 @@ async fn measure_offset(client: &tokio_postgres::Client) -> Result<i64, StoreErr
 impl PostgresStore {
     /// Connects, migrates the schema and starts listening for other hubs' changes.
     pub async fn connect(url: &str, clock: Clock) -> Result<PostgresStore, StoreError> {
-        let cfg: tokio_postgres::Config = url
+        Self::connect_with_password(url, None, clock).await
+    }
+
+    /// [`connect`](Self::connect), with the password from `[database] password_file`
+    /// instead of the URL.
+    pub async fn connect_with_password(
+        url: &str,
+        password: Option<&str>,
+        clock: Clock,
+    ) -> Result<PostgresStore, StoreError> {
+        let mut cfg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("[database] url {}: {e}", redact_url(url))))?;
+        if let Some(p) = password {
+            cfg.password(p);
+        }
         let mgr = Manager::from_config(
             cfg.clone(),
             NoTls,
@@ -256,6 +296,7 @@ impl PostgresStore {
             clock,
             offset: Arc::new(AtomicI64::new(0)),
             changes: broadcast::channel(1024).0,
+            conn_cfg: cfg.clone(),
         };
         store.migrate(url).await?;
         {
@@ -333,13 +374,6 @@ impl PostgresStore {
             .try_get(0)
             .map_err(backend)?;
         Ok(v.unwrap_or(0))
-    }
-
-    /// Whether the database answers now (for `/hub/health`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(backend)?;
-        Ok(())
     }
 
     fn spawn_clock_refresh(&self) {
@@ -700,6 +734,135 @@ impl Store for PostgresStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    async fn claim_server(
+        &self,
+        owner: &str,
+        name: &str,
+        hub: &str,
+        until: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let now = self.now();
+        let client = self.client().await?;
+        // One statement: the upsert either takes the claim or leaves the holder's, and
+        // RETURNING answers only when it took it.
+        let took = client
+            .query_opt(
+                "INSERT INTO server_claims (owner, name, hub, until) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (owner, name) DO UPDATE SET hub = excluded.hub, until = excluded.until
+                 WHERE server_claims.until < $5 OR server_claims.hub = excluded.hub
+                 RETURNING hub",
+                &[&owner, &name, &hub, &until, &now],
+            )
+            .await
+            .map_err(backend)?;
+        if took.is_some() {
+            return Ok(None);
+        }
+        let holder = client
+            .query_opt(
+                "SELECT hub FROM server_claims WHERE owner = $1 AND name = $2",
+                &[&owner, &name],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(Some(match holder {
+            Some(r) => r.try_get(0).map_err(backend)?,
+            // Released between the two statements: say so; the caller asks again.
+            None => String::new(),
+        }))
+    }
+
+    async fn claimed(&self, owner: &str, name: &str) -> Result<bool, StoreError> {
+        let now = self.now();
+        let client = self.client().await?;
+        let n: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM server_claims WHERE owner = $1 AND name = $2 AND until >= $3",
+                &[&owner, &name, &now],
+            )
+            .await
+            .map_err(backend)?
+            .try_get(0)
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    async fn release_claim(&self, owner: &str, name: &str, hub: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM server_claims WHERE owner = $1 AND name = $2 AND hub = $3",
+                &[&owner, &name, &hub],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn put_activity(
+        &self,
+        hub: &str,
+        now: i64,
+        rows: &[(String, i64, u32)],
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.execute(
+            "UPDATE server_activity SET watchers = 0, seen = $2 WHERE hub = $1",
+            &[&hub, &now],
+        )
+        .await
+        .map_err(backend)?;
+        for (owner, last, watchers) in rows {
+            let watchers = i64::from(*watchers);
+            tx.execute(
+                "INSERT INTO server_activity (owner, hub, last, watchers, seen) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (owner, hub) DO UPDATE SET last = GREATEST(server_activity.last, excluded.last),
+                   watchers = excluded.watchers, seen = excluded.seen",
+                &[owner, &hub, last, &watchers, &now],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn activity(&self, fresh_since: i64) -> Result<Vec<(String, i64, u32)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT owner, MAX(last), SUM(CASE WHEN seen >= $1 THEN watchers ELSE 0 END)::BIGINT
+                 FROM server_activity GROUP BY owner ORDER BY owner",
+                &[&fresh_since],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                let w: i64 = r.try_get(2).map_err(backend)?;
+                Ok((
+                    r.try_get(0).map_err(backend)?,
+                    r.try_get(1).map_err(backend)?,
+                    w.clamp(0, u32::MAX.into()) as u32,
+                ))
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(backend)?;
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn leadership(&self, hub: &str) -> Arc<super::Leadership> {
+        super::Leadership::contend(self.conn_cfg.clone(), hub)
     }
 
     async fn overviews(&self) -> Result<Vec<OverviewRow>, StoreError> {

@@ -90,6 +90,22 @@ const MIGRATIONS: &[&str] = &[
     // them: their owners log in once more.
     "ALTER TABLE sessions ADD COLUMN uid INTEGER;
      ALTER TABLE api_tokens ADD COLUMN uid INTEGER;",
+    // 4: claims on starting a server, and activity per hub (see the Store trait).
+    "CREATE TABLE server_claims (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        hub TEXT NOT NULL,
+        until INTEGER NOT NULL,
+        PRIMARY KEY (owner, name)
+     );
+     CREATE TABLE server_activity (
+        owner TEXT NOT NULL,
+        hub TEXT NOT NULL,
+        last INTEGER NOT NULL,
+        watchers INTEGER NOT NULL,
+        seen INTEGER NOT NULL,
+        PRIMARY KEY (owner, hub)
+     );",
 ];
 
 /// The schema version this hub writes.
@@ -499,6 +515,107 @@ impl Store for SqliteStore {
             })?;
             rows.collect()
         })
+    }
+
+    async fn claim_server(
+        &self,
+        owner: &str,
+        name: &str,
+        hub: &str,
+        until: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let now = self.now();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO server_claims (owner, name, hub, until) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (owner, name) DO UPDATE SET hub = excluded.hub, until = excluded.until
+                 WHERE server_claims.until < ?5 OR server_claims.hub = excluded.hub",
+                params![owner, name, hub, until, now],
+            )?;
+            let holder: String = c.query_row(
+                "SELECT hub FROM server_claims WHERE owner = ?1 AND name = ?2",
+                params![owner, name],
+                |r| r.get(0),
+            )?;
+            Ok((holder != hub).then_some(holder))
+        })
+    }
+
+    async fn claimed(&self, owner: &str, name: &str) -> Result<bool, StoreError> {
+        let now = self.now();
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM server_claims WHERE owner = ?1 AND name = ?2 AND until >= ?3",
+                params![owner, name, now],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    async fn release_claim(&self, owner: &str, name: &str, hub: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM server_claims WHERE owner = ?1 AND name = ?2 AND hub = ?3",
+                params![owner, name, hub],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn put_activity(
+        &self,
+        hub: &str,
+        now: i64,
+        rows: &[(String, i64, u32)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let tx = conn.transaction().map_err(backend)?;
+        // Owners this hub no longer serves keep their last use, not their watchers.
+        tx.execute(
+            "UPDATE server_activity SET watchers = 0, seen = ?2 WHERE hub = ?1",
+            params![hub, now],
+        )
+        .map_err(backend)?;
+        for (owner, last, watchers) in rows {
+            tx.execute(
+                "INSERT INTO server_activity (owner, hub, last, watchers, seen) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (owner, hub) DO UPDATE SET last = MAX(server_activity.last, excluded.last),
+                   watchers = excluded.watchers, seen = excluded.seen",
+                params![owner, hub, last, watchers, now],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    async fn activity(&self, fresh_since: i64) -> Result<Vec<(String, i64, u32)>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT owner, MAX(last), SUM(CASE WHEN seen >= ?1 THEN watchers ELSE 0 END)
+                 FROM server_activity GROUP BY owner ORDER BY owner",
+            )?;
+            let rows = stmt.query_map(params![fresh_since], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get::<_, i64>(2)?.clamp(0, u32::MAX.into()) as u32,
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn leadership(&self, hub: &str) -> std::sync::Arc<super::Leadership> {
+        super::Leadership::sole(hub)
     }
 }
 

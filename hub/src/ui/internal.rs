@@ -29,3 +29,32 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
 }
+
+/// `GET /hub/health`, for load balancers: 200 when this hub can serve (its state store
+/// answers within two seconds), 503 otherwise, with why. Unauthenticated, and says
+/// nothing a client could use: store kind, hub id, leadership.
+pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let l = &state.servers.leadership;
+    let store = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    let (ok, error) = match store {
+        Ok(Ok(())) => (true, None),
+        Ok(Err(e)) => (false, Some(e.to_string())),
+        Err(_) => (
+            false,
+            Some("the state store did not answer within 2 s".to_string()),
+        ),
+    };
+    let body = json!({
+        "status": if ok { "ok" } else { "unavailable" },
+        "store": state.store.kind(),
+        "hub": l.hub(),
+        "leader": l.is_leader(),
+        "leader_epoch": l.epoch(),
+        "error": error,
+    });
+    if ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

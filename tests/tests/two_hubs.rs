@@ -1,0 +1,266 @@
+//! Two hubs on one PostgreSQL database behind HAProxy (issue 18), all real: Debian's
+//! PostgreSQL started by the test (tests/src/postgres.rs), Debian's HAProxy health-
+//! checking `/hub/health` (tests/src/haproxy.rs), two `steward serve` processes with
+//! the same keys and CA (copied, as an operator would) and their own audit logs.
+//!
+//! Proved here: a session made on one hub works on the other, and a logout on one ends
+//! it on the other at once; two hubs asked at once to start an owner's server start
+//! exactly one, and either relays to it; one hub leads the periodic work, and when it
+//! is killed the other takes over within seconds while HAProxy keeps serving through
+//! the survivor.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use steward_e2e::haproxy::Haproxy;
+use steward_e2e::postgres::Postgres;
+use steward_e2e::*;
+
+struct Hub {
+    proc: Option<Proc>,
+    port: u16,
+    base: String,
+    audit: std::path::PathBuf,
+}
+
+/// Starts `steward serve` from the demo's config, changed for this hub.
+fn start_hub(demo: &Path, id: &str, public_url: &str, url: &str) -> Hub {
+    let port = free_port();
+    let text = std::fs::read_to_string(demo.join("steward.toml")).unwrap();
+    let data = demo.display().to_string();
+    let state = demo.join(format!("state-{id}"));
+    let audit = demo.join(format!("audit-{id}"));
+    // Keys and CA are the deployment's: every hub has the same copy.
+    std::fs::create_dir_all(&state).unwrap();
+    for entry in std::fs::read_dir(demo.join("state")).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.is_file() && !name.starts_with("hub.db") && !name.starts_with("audit.head") {
+            std::fs::copy(&p, state.join(&name)).unwrap();
+        }
+    }
+    sh(&format!("chmod 700 {}", state.display()));
+    let mut cfg = String::new();
+    for line in text.lines() {
+        let line = if line.starts_with("public_url =") {
+            format!("public_url = \"{public_url}\"")
+        } else if line.starts_with("listen =") {
+            format!("listen = \"127.0.0.1:{port}\"")
+        } else if line.starts_with("data_dir =") {
+            format!("data_dir = \"{}\"", state.display())
+        } else if line.starts_with("dir = \"") && line.contains("/audit") {
+            format!("dir = \"{}\"", audit.display())
+        } else if line.starts_with("prestart =") {
+            "prestart = []".into()
+        } else {
+            line.to_string()
+        };
+        cfg.push_str(&line);
+        cfg.push('\n');
+    }
+    cfg.push_str(&format!(
+        "\n[database]\nurl = \"{url}\"\nhub_id = \"{id}\"\n"
+    ));
+    let path = Path::new(&data).join(format!("steward-{id}.toml"));
+    write_root_file(&path, &cfg);
+    let mut cmd = Command::new(bin("steward"));
+    cmd.args(["serve", "-c"])
+        .arg(&path)
+        .env("STEWARD_LOG", "warn");
+    let mut p = Proc::spawn(cmd);
+    p.wait_for_line("ready on", Duration::from_secs(60));
+    Hub {
+        proc: Some(p),
+        port,
+        base: format!("https://127.0.0.1:{port}"),
+        audit,
+    }
+}
+
+fn records(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn health(c: &reqwest::Client, hub: &Hub) -> Value {
+    get_json(c, format!("{}/hub/health", hub.base)).await
+}
+
+/// Logs in at `base` (a hub, or HAProxy) and returns (cookie, csrf).
+async fn login_at(d: &Demo, base: &str, user: &str) -> (String, String) {
+    login_cookie(base, &d.ca(), user, &d.password(user)).await
+}
+
+async fn get_with(d: &Demo, url: String, cookie: &str) -> reqwest::StatusCode {
+    http_client(&d.ca())
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hubs_share_one_postgresql_behind_haproxy() {
+    if !require_root("two_hubs_share_one_postgresql_behind_haproxy") {
+        return;
+    }
+    let _l = demo_lock();
+    let pg = Postgres::start();
+    let mut d = Demo::start();
+    if let Some(mut p) = d.proc.take() {
+        p.interrupt();
+    }
+    let lb_port = free_port();
+    let public = format!("https://127.0.0.1:{lb_port}");
+    let demo = d.data.path().to_path_buf();
+    let mut a = start_hub(&demo, "hub-a", &public, &pg.url());
+    let mut b = start_hub(&demo, "hub-b", &public, &pg.url());
+    let _lb = Haproxy::start_on(lb_port, &[a.port, b.port]);
+    let c = d.client();
+
+    // Both ready on PostgreSQL; exactly one leads.
+    let (ha, hb) = (health(&c, &a).await, health(&c, &b).await);
+    for h in [&ha, &hb] {
+        assert_eq!(h["status"], "ok", "{h}");
+        assert_eq!(h["store"], "postgresql", "{h}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (leader_first, ha, hb) = loop {
+        let (ha, hb) = (health(&c, &a).await, health(&c, &b).await);
+        match (ha["leader"].as_bool(), hb["leader"].as_bool()) {
+            (Some(true), Some(false)) => break ("a", ha, hb),
+            (Some(false), Some(true)) => break ("b", ha, hb),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "one leader: {ha} {hb}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let first_epoch = if leader_first == "a" {
+        ha["leader_epoch"].as_i64().unwrap()
+    } else {
+        hb["leader_epoch"].as_i64().unwrap()
+    };
+
+    // A session made on A works on B; a logout on A ends it on B at once.
+    let (cookie, csrf) = login_at(&d, &a.base, "bob").await;
+    assert_eq!(
+        get_with(&d, format!("{}/hub/api/me", b.base), &cookie).await,
+        200
+    );
+    let r = http_client(&d.ca())
+        .post(format!("{}/hub/api/logout", a.base))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .header("origin", &public)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "logout on A: {}", r.status());
+    assert_eq!(
+        get_with(&d, format!("{}/hub/api/me", b.base), &cookie).await,
+        401,
+        "the logout on A reached B"
+    );
+
+    // bob watches alice's workflows through A and through B at the same moment: the
+    // two hubs start exactly one server for her, and each relays to it.
+    let (cookie, _) = login_at(&d, &a.base, "bob").await;
+    let open = |base: String| {
+        let ca = d.ca();
+        let cookie = cookie.clone();
+        let public = public.clone();
+        async move {
+            let url = format!("{}/user/alice/ws", base.replace("https://", "wss://"));
+            let mut w = ws_connect(&ca, &url, Some(&public), &cookie).await.unwrap();
+            ws_until(&mut w, Duration::from_secs(60), |v| v["type"] == "snapshot").await
+        }
+    };
+    let (sa, sb) = tokio::join!(open(a.base.clone()), open(b.base.clone()));
+    assert_eq!(sa["workflows"], sb["workflows"], "one server answers both");
+    let spawns: Vec<Value> = [&a.audit, &b.audit]
+        .iter()
+        .flat_map(|dir| records(dir))
+        .filter(|r| r["event"] == "spawn" && r["owner"] == "alice")
+        .collect();
+    assert_eq!(spawns.len(), 1, "exactly one start: {spawns:#?}");
+    let procs =
+        sh("cat /sys/fs/cgroup/pids/steward-demo/alice/default/cgroup.procs 2>/dev/null || true");
+    assert_eq!(
+        procs.lines().count(),
+        1,
+        "one server process for alice: {procs}"
+    );
+
+    // Through HAProxy: one login, then requests spread over both hubs all succeed.
+    let (cookie, _) = login_at(&d, &public, "carl").await;
+    for _ in 0..6 {
+        assert_eq!(
+            get_with(&d, format!("{public}/hub/api/me"), &cookie).await,
+            200
+        );
+    }
+
+    // The leader dies: the other takes over within seconds (a higher fencing epoch) and
+    // HAProxy serves everything through it.
+    let (leader, survivor) = if leader_first == "a" {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
+    let killed_at = Instant::now();
+    if let Some(mut p) = leader.proc.take() {
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let took_over = loop {
+        let h = health(&c, survivor).await;
+        if h["leader"] == true && h["leader_epoch"].as_i64().unwrap_or(0) > first_epoch {
+            break h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never took over: {h}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "two_hubs: the survivor leads after {:?} (epoch {})",
+        killed_at.elapsed(),
+        took_over["leader_epoch"]
+    );
+    let survivor_base = survivor.base.clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..6 {
+        assert_eq!(
+            get_with(&d, format!("{public}/hub/api/me"), &cookie).await,
+            200,
+            "HAProxy serves through the survivor"
+        );
+    }
+
+    // Leave no server behind.
+    let (admin, admin_csrf) = {
+        let c = d.client();
+        let r = c
+            .post(format!("{survivor_base}/hub/api/login"))
+            .json(&serde_json::json!({"username": "carl", "password": d.password("carl")}))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        (c, v["csrf"].as_str().unwrap().to_string())
+    };
+    let _ = admin
+        .post(format!("{survivor_base}/hub/api/admin/servers/alice/stop"))
+        .header("x-csrf-token", admin_csrf)
+        .send()
+        .await;
+    drop(pg);
+}
