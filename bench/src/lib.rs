@@ -116,3 +116,19 @@ pub fn start_hub(
     std::thread::spawn(move || for _ in lines {});
     (child, ready)
 }
+
+/// Appends one summary row for `bench/run` to the file `STEWARD_BENCH_JSON` names (if
+/// any): `bench`, `figure`, `value`, `command`, and optionally `baseline`,
+/// `baseline_value`, `target`, `met`.
+pub fn append_row(row: serde_json::Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    let Ok(file) = std::env::var("STEWARD_BENCH_JSON") else {
+        return Ok(());
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(file)?;
+    writeln!(f, "{row}")?;
+    Ok(())
+}

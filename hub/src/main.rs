@@ -59,6 +59,9 @@ enum Command {
     /// Check the hub's configuration file.
     #[command(subcommand)]
     Config(steward_hub::config_check::ConfigCommand),
+    /// The state store: move a hub from SQLite to PostgreSQL.
+    #[command(subcommand)]
+    Database(steward_hub::cli::database::DatabaseCmd),
     /// Packaging: write man pages and shell completions for this CLI into DIR.
     #[command(hide = true)]
     GenDocs { dir: PathBuf },
@@ -99,6 +102,7 @@ fn main() {
         Command::Token(cmd) => run_async(steward_hub::cli::client::token(cmd)),
         Command::Scan(conn) => run_async(steward_hub::cli::client::scan(conn)),
         Command::Config(cmd) => steward_hub::config_check::run(cmd),
+        Command::Database(cmd) => run_async(steward_hub::cli::database::run(cmd)),
         Command::GenDocs { dir } => {
             steward_hub::docgen::run(<Cli as clap::CommandFactory>::command(), &dir)
         }

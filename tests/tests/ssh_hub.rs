@@ -33,7 +33,7 @@ fn server_of<'a>(list: &'a Value, owner: &str) -> Option<&'a Value> {
     list["servers"]
         .as_array()?
         .iter()
-        .find(|s| s["owner"] == owner && s["state"] != "starting")
+        .find(|s| s["owner"] == owner)
 }
 
 /// Opens `owner`'s page as `cookie`'s user and waits for the snapshot the owner's server

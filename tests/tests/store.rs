@@ -155,6 +155,96 @@ async fn contract(db: &dyn Store) {
     .unwrap();
     let o = db.overviews().await.unwrap();
     assert_eq!((o.len(), o[0].workflows_json.as_str()), (1, "[2]"));
+
+    // Claims on starting a server: one holder until it releases or the claim expires.
+    let now = db.now();
+    assert_eq!(
+        db.claim_server("carol", "default", "hub-a", now + 30)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(db.claimed("carol", "default").await.unwrap());
+    assert_eq!(
+        db.claim_server("carol", "default", "hub-b", now + 30)
+            .await
+            .unwrap(),
+        Some("hub-a".to_string()),
+        "another hub's live claim is kept"
+    );
+    assert_eq!(
+        db.claim_server("carol", "default", "hub-a", now + 40)
+            .await
+            .unwrap(),
+        None,
+        "the holder may renew"
+    );
+    db.release_claim("carol", "default", "hub-b").await.unwrap();
+    assert!(
+        db.claimed("carol", "default").await.unwrap(),
+        "only the holder releases"
+    );
+    db.release_claim("carol", "default", "hub-a").await.unwrap();
+    assert!(!db.claimed("carol", "default").await.unwrap());
+    assert_eq!(
+        db.claim_server("carol", "default", "hub-b", now - 1)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !db.claimed("carol", "default").await.unwrap(),
+        "an expired claim counts for nothing"
+    );
+    assert_eq!(
+        db.claim_server("carol", "default", "hub-a", now + 30)
+            .await
+            .unwrap(),
+        None,
+        "and is taken over"
+    );
+    db.release_claims("hub-b").await.unwrap();
+    assert!(
+        db.claimed("carol", "default").await.unwrap(),
+        "another hub's claims stay"
+    );
+    db.release_claims("hub-a").await.unwrap();
+    assert!(
+        !db.claimed("carol", "default").await.unwrap(),
+        "a restarted hub holds none"
+    );
+
+    // Activity: merged over hubs; watchers only from hubs that reported recently.
+    db.put_activity("hub-a", now, &[("carol".into(), now - 50, 2)])
+        .await
+        .unwrap();
+    db.put_activity(
+        "hub-b",
+        now,
+        &[("carol".into(), now - 10, 1), ("dave".into(), now - 5, 0)],
+    )
+    .await
+    .unwrap();
+    let act = db.activity(now - 60).await.unwrap();
+    assert_eq!(
+        act,
+        vec![
+            ("carol".to_string(), now - 10, 3),
+            ("dave".to_string(), now - 5, 0)
+        ]
+    );
+    // hub-a stops watching carol: its watchers go, her last use stays.
+    db.put_activity("hub-a", now + 1, &[]).await.unwrap();
+    assert_eq!(
+        db.activity(now - 60).await.unwrap()[0],
+        ("carol".to_string(), now - 10, 1)
+    );
+    // A hub that stopped reporting: its watchers no longer count.
+    assert_eq!(
+        db.activity(now + 1).await.unwrap()[0],
+        ("carol".to_string(), now - 10, 0)
+    );
+    db.ping().await.unwrap();
 }
 
 #[tokio::test]
@@ -243,6 +333,116 @@ async fn postgres_keeps_the_store_contract_and_serves_two_hubs() {
         );
     }
     assert_eq!(a.servers().await.unwrap().len(), 20);
+
+    // Two hubs claiming the same start at once: exactly one gets it.
+    for round in 0..20u16 {
+        let owner = format!("claim{round}");
+        let until = a.now() + 30;
+        let (ra, rb) = tokio::join!(
+            a.claim_server(&owner, "default", "hub-a", until),
+            b.claim_server(&owner, "default", "hub-b", until)
+        );
+        let got = [ra.unwrap(), rb.unwrap()]
+            .iter()
+            .filter(|r| r.is_none())
+            .count();
+        assert_eq!(got, 1, "round {round}: exactly one hub holds the claim");
+    }
+    assert_eq!(a.kind(), "postgresql");
+}
+
+/// `steward database migrate`: a SQLite hub's state copied into an empty PostgreSQL
+/// database named by the config, every row as it was; a second run refuses to merge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steward_database_migrate_copies_sqlite_into_postgresql() {
+    if !steward_e2e::require_root("steward_database_migrate_copies_sqlite_into_postgresql") {
+        return;
+    }
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    std::fs::create_dir_all(&data).unwrap();
+    let sqlite = SqliteStore::open(&data.join("hub.db"), Clock::default()).unwrap();
+    contract(&sqlite).await;
+    sqlite.insert_session(&session("migrated")).await.unwrap();
+    sqlite
+        .put_server(&server("migrated-owner", 4242), Expect::Any)
+        .await
+        .unwrap();
+    let before = (
+        sqlite.sessions().await.unwrap(),
+        sqlite.tokens(None).await.unwrap(),
+        sqlite.servers().await.unwrap(),
+        sqlite.overviews().await.unwrap(),
+    );
+    assert!(!before.0.is_empty() && !before.1.is_empty() && !before.2.is_empty());
+    drop(sqlite);
+    let pw = dir.path().join("db-password");
+    std::fs::write(&pw, format!("{}\n", pg.password)).unwrap();
+    let cfg = dir.path().join("steward.toml");
+    let url_without_password = format!(
+        "postgresql://{}@127.0.0.1:{}/{}",
+        steward_e2e::postgres::SUPERUSER,
+        pg.port,
+        steward_e2e::postgres::DATABASE
+    );
+    std::fs::write(
+        &cfg,
+        format!(
+            "public_url = \"https://127.0.0.1:8443\"\nlisten = \"127.0.0.1:8443\"\ndata_dir = \"{}\"\n[tls]\ncert = \"/c\"\nkey = \"/k\"\n[policy]\nsite = \"/p\"\n[spawner]\nhelper = \"/h\"\n[audit]\ndir = \"/a\"\n[database]\nurl = \"{url_without_password}\"\npassword_file = \"{}\"\n",
+            data.display(),
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let migrate = || {
+        std::process::Command::new(steward_e2e::bin("steward"))
+            .args(["database", "migrate", "-c"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    // A password file others can read is refused, naming it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = migrate();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("password_file") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = migrate();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("sessions") && !said.contains(&pg.password),
+        "{said}"
+    );
+    let to = PostgresStore::connect(&pg.url(), Clock::default())
+        .await
+        .unwrap();
+    assert_eq!(to.sessions().await.unwrap(), before.0);
+    assert_eq!(to.tokens(None).await.unwrap(), before.1);
+    let servers = to.servers().await.unwrap();
+    assert_eq!(servers.len(), before.2.len());
+    for (got, want) in servers.iter().zip(&before.2) {
+        assert_eq!(
+            (&got.owner, &got.placement, &got.endpoint, got.pid),
+            (&want.owner, &want.placement, &want.endpoint, want.pid)
+        );
+    }
+    assert_eq!(to.overviews().await.unwrap(), before.3);
+    let again = migrate();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("migrate into an empty database"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

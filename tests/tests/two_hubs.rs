@@ -111,7 +111,7 @@ async fn two_hubs_share_one_postgresql_behind_haproxy() {
         return;
     }
     let _l = demo_lock();
-    let pg = Postgres::start();
+    let mut pg = Postgres::start();
     let mut d = Demo::start();
     if let Some(mut p) = d.proc.take() {
         p.interrupt();
@@ -197,7 +197,8 @@ async fn two_hubs_share_one_postgresql_behind_haproxy() {
         "one server process for alice: {procs}"
     );
 
-    // Through HAProxy: one login, then requests spread over both hubs all succeed.
+    // Through HAProxy: one login, then requests spread over both hubs all succeed; an
+    // elevation made on one hub has the same deadline on the other (the database's).
     let (cookie, _) = login_at(&d, &public, "carl").await;
     for _ in 0..6 {
         assert_eq!(
@@ -205,6 +206,94 @@ async fn two_hubs_share_one_postgresql_behind_haproxy() {
             200
         );
     }
+    let (bob_c, bob_csrf) = {
+        let c = d.client();
+        let r = c
+            .post(format!("{}/hub/api/login", a.base))
+            .json(&serde_json::json!({"username": "bob", "password": d.password("bob")}))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        (c, v["csrf"].as_str().unwrap().to_string())
+    };
+    let r = bob_c
+        .post(format!("{}/hub/api/elevate", a.base))
+        .header("x-csrf-token", &bob_csrf)
+        .json(&serde_json::json!({"class": "execute", "password": d.password("bob")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "elevate on A");
+    let me_a = get_json(&bob_c, format!("{}/hub/api/me", a.base)).await;
+    let me_b = get_json(&bob_c, format!("{}/hub/api/me", b.base)).await;
+    assert_eq!(me_b["class"], "execute", "{me_b}");
+    let (la, lb) = (
+        me_a["seconds_left"].as_i64().unwrap(),
+        me_b["seconds_left"].as_i64().unwrap(),
+    );
+    assert!((la - lb).abs() <= 1, "one deadline: {me_a} {me_b}");
+
+    // PostgreSQL stopped: both hubs say so on /hub/health (503, why) and refuse what
+    // needs the store; back: both recover by themselves.
+    pg.stop();
+    for hub in [&a, &b] {
+        let r = c
+            .get(format!("{}/hub/health", hub.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["status"], "unavailable", "{v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    }
+    assert_ne!(
+        get_with(&d, format!("{}/hub/api/me", a.base), &cookie).await,
+        200,
+        "no session can be checked without the store"
+    );
+    pg.resume();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for hub in [&a, &b] {
+        loop {
+            let r = c
+                .get(format!("{}/hub/health", hub.base))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} did not recover", hub.base);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    assert_eq!(
+        get_with(&d, format!("{public}/hub/api/me"), &cookie).await,
+        200,
+        "sessions survive the outage"
+    );
+    // The leadership connection died with the database: one hub leads again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let first_epoch = loop {
+        let (ha, hb) = (health(&c, &a).await, health(&c, &b).await);
+        let leaders = [&ha, &hb].iter().filter(|h| h["leader"] == true).count();
+        if leaders == 1 {
+            let leading = if ha["leader"] == true { &ha } else { &hb };
+            break leading["leader_epoch"].as_i64().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "one leader after the outage: {ha} {hb}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let leader_first = if health(&c, &a).await["leader"] == true {
+        "a"
+    } else {
+        "b"
+    };
 
     // The leader dies: the other takes over within seconds (a higher fencing epoch) and
     // HAProxy serves everything through it.

@@ -18,7 +18,7 @@ use crate::relay::Relay;
 use crate::servers::{ServerManager, ServerOptions};
 use crate::session::Sessions;
 use crate::state::AppState;
-use crate::store::{Clock, PostgresStore, SqliteStore, Store};
+use crate::store::{Clock, SqliteStore, Store};
 use crate::util::fsutil;
 use actix_web::web;
 use std::sync::Arc;
@@ -54,36 +54,22 @@ fn authenticator(cfg: &HubConfig) -> Box<dyn Authenticator> {
 /// The configured state store: PostgreSQL when `[database] url` is set, else SQLite in
 /// the data directory.
 async fn open_store(cfg: &HubConfig, clock: Clock) -> anyhow::Result<Arc<dyn Store>> {
-    let Some(url) = &cfg.database.url else {
-        return Ok(Arc::new(SqliteStore::open(
+    match &cfg.database.url {
+        None => Ok(Arc::new(SqliteStore::open(
             &cfg.data_dir.join("hub.db"),
             clock,
-        )?));
-    };
-    let password = match &cfg.database.password_file {
-        Some(path) => Some(read_secret_file(path)?),
-        None => None,
-    };
-    let store = PostgresStore::connect_with_password(url, password.as_deref(), clock).await?;
-    tracing::info!(database = %crate::store::postgres::redact_url(url), "state store: PostgreSQL");
-    Ok(Arc::new(store))
-}
-
-/// A file holding one secret: not readable by group or others, first line only.
-fn read_secret_file(path: &std::path::Path) -> anyhow::Result<String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| anyhow::anyhow!("database.password_file {}: {e}", path.display()))?;
-    if meta.mode() & 0o077 != 0 {
-        anyhow::bail!(
-            "database.password_file {}: mode {:o} lets others read it; chmod 600",
-            path.display(),
-            meta.mode() & 0o777
-        );
+        )?)),
+        Some(url) => {
+            let store = crate::store::postgres::open_configured(
+                url,
+                cfg.database.password_file.as_deref(),
+                clock,
+            )
+            .await?;
+            tracing::info!(database = %crate::store::postgres::redact_url(url), "state store: PostgreSQL");
+            Ok(Arc::new(store))
+        }
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("database.password_file {}: {e}", path.display()))?;
-    Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
 pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {

@@ -146,7 +146,8 @@ pub async fn servers(cmd: ServersCmd) -> anyhow::Result<()> {
                 "{:<16} {:<8} {:<8} {:<14} {:>8} {:<20} STATE",
                 "OWNER", "SERVER", "BACKEND", "HOST/JOB", "PID", "SINCE"
             );
-            for s in v["servers"].as_array().into_iter().flatten() {
+            let running = v["servers"].as_array().into_iter().flatten();
+            for s in running.chain(v["starting"].as_array().into_iter().flatten()) {
                 let state = match s["reason"].as_str() {
                     Some(why) => format!("{} ({why})", s["state"].as_str().unwrap_or("")),
                     None => s["state"].as_str().unwrap_or("").to_string(),

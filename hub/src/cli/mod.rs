@@ -1,9 +1,11 @@
 //! The `steward` binary's commands that are not the server: small clients of a running
-//! hub's API ([`client`]: `servers`, `sessions`, `token`, `scan`) and the one-machine
-//! demo ([`demo`]: users, policy, workflows, self-signed TLS).
+//! hub's API ([`client`]: `servers`, `sessions`, `token`, `scan`), the one-machine
+//! demo ([`demo`]: users, policy, workflows, self-signed TLS), and the move from SQLite
+//! to PostgreSQL ([`database`], run with the hub stopped).
 //!
-//! Clients must reach the hub only through its HTTP API, as any script would. The demo
+//! Clients must reach a running hub only through its HTTP API, as any script would. The demo
 //! prepares files for `app::build`; at Ctrl-C it stops only what the demo started.
 
 pub mod client;
+pub mod database;
 pub mod demo;

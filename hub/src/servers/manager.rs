@@ -144,6 +144,9 @@ impl ServerManager {
             .into_iter()
             .map(|r| (r.owner.clone(), r))
             .collect();
+        // A start this hub's previous process claimed died with it: nothing of ours is
+        // under way now, and adoption must see its half-started server as such.
+        store.release_claims(opts.leadership.hub()).await?;
         let ssh = ssh_backend(opts.placement.ssh.as_ref())?;
         let mut backends = Backends::new().with(Arc::new(LocalBackend::new(spawner.clone())));
         if let Some(pool) = &ssh {

@@ -31,6 +31,7 @@
 
 mod clock;
 pub mod leader;
+pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
@@ -247,6 +248,8 @@ pub trait Store: Send + Sync {
     async fn claimed(&self, owner: &str, name: &str) -> Result<bool, StoreError>;
     /// Drops this hub's claim (after the start succeeded or failed).
     async fn release_claim(&self, owner: &str, name: &str, hub: &str) -> Result<(), StoreError>;
+    /// Drops every claim of `hub`: at its start, when none of its starts can be under way.
+    async fn release_claims(&self, hub: &str) -> Result<(), StoreError>;
     /// This hub's activity per owner: (owner, last use, open WebSockets), as of `now`.
     async fn put_activity(
         &self,

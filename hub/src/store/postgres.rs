@@ -258,6 +258,38 @@ async fn measure_offset(client: &tokio_postgres::Client) -> Result<i64, StoreErr
     Ok(db - chrono::Utc::now().timestamp())
 }
 
+/// A file holding one secret: not readable by group or others, first line only.
+fn read_secret_file(path: &std::path::Path) -> Result<String, StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        StoreError::Backend(format!("database.password_file {}: {e}", path.display()))
+    })?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(StoreError::Backend(format!(
+            "database.password_file {}: mode {:o} lets others read it; chmod 600",
+            path.display(),
+            meta.mode() & 0o777
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        StoreError::Backend(format!("database.password_file {}: {e}", path.display()))
+    })?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+/// The store `[database]` names: its url, and the password from `password_file`.
+pub async fn open_configured(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+    clock: Clock,
+) -> Result<PostgresStore, StoreError> {
+    let password = match password_file {
+        Some(path) => Some(read_secret_file(path)?),
+        None => None,
+    };
+    PostgresStore::connect_with_password(url, password.as_deref(), clock).await
+}
+
 impl PostgresStore {
     /// Connects, migrates the schema and starts listening for other hubs' changes.
     pub async fn connect(url: &str, clock: Clock) -> Result<PostgresStore, StoreError> {
@@ -796,6 +828,15 @@ impl Store for PostgresStore {
                 "DELETE FROM server_claims WHERE owner = $1 AND name = $2 AND hub = $3",
                 &[&owner, &name, &hub],
             )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn release_claims(&self, hub: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM server_claims WHERE hub = $1", &[&hub])
             .await
             .map_err(backend)?;
         Ok(())

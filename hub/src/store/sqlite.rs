@@ -563,6 +563,13 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn release_claims(&self, hub: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM server_claims WHERE hub = ?1", params![hub])
+                .map(|_| ())
+        })
+    }
+
     async fn put_activity(
         &self,
         hub: &str,

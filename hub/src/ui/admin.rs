@@ -26,10 +26,10 @@ fn admin_changing(state: &AppState, req: &HttpRequest, s: Session) -> Result<Ses
 
 /// Every server this hub knows: where it runs (backend, host or job), its state
 /// (`running`, `unknown` with why when its host did not answer the last check, or
-/// `starting`) and since when.
+/// `starting`, listed apart under "starting") and since when.
 pub async fn servers(state: web::Data<AppState>, Authed(s): Authed) -> ApiResult {
     admin(&state, s)?;
-    let mut list: Vec<_> = state
+    let list: Vec<_> = state
         .servers
         .all()
         .into_iter()
@@ -49,14 +49,18 @@ pub async fn servers(state: web::Data<AppState>, Authed(s): Authed) -> ApiResult
                    "cgroup": s.cgroup})
         })
         .collect();
-    for (owner, backend, since) in state.servers.starting() {
-        list.push(
+    // Starts under way have no pid or endpoint yet: listed apart, so that every entry of
+    // "servers" is a server that runs.
+    let starting: Vec<_> = state
+        .servers
+        .starting()
+        .into_iter()
+        .map(|(owner, backend, since)| {
             json!({"owner": owner, "server": crate::servers::DEFAULT_SERVER,
-                         "backend": backend, "where": "-", "state": "starting",
-                         "since": since}),
-        );
-    }
-    Ok(HttpResponse::Ok().json(json!({ "servers": list })))
+                   "backend": backend, "where": "-", "state": "starting", "since": since})
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "servers": list, "starting": starting })))
 }
 
 /// The host or job a placement names (`-` on this machine).
