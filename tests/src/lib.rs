@@ -605,6 +605,46 @@ impl Demo {
     }
 }
 
+impl Demo {
+    /// An API token for `user`, made by `steward token create` with the demo password.
+    pub fn cli_token(&self, user: &str) -> String {
+        let out = Command::new(bin("steward"))
+            .args([
+                "token", "create", "--user", user, "--name", "cli", "--url", &self.base,
+            ])
+            .arg("--ca")
+            .arg(self.ca())
+            .env("STEWARD_PASSWORD", self.password(user))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Runs `steward ARGS` against this hub with `token`: (succeeded, stdout + stderr).
+    pub fn cli(&self, token: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new(bin("steward"))
+            .args(args)
+            .args(["--url", &self.base, "--ca"])
+            .arg(self.ca())
+            .env("STEWARD_TOKEN", token)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
 /// Opens `owner`'s WebSocket on a demo hub with the hub's own Origin and this cookie.
 pub async fn demo_ws(d: &Demo, owner: &str, cookie: &str) -> Ws {
     ws_connect(

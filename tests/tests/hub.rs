@@ -506,55 +506,13 @@ async fn admins_stop_servers_but_not_workflows_and_the_cli_uses_tokens() {
     drop(w);
 
     // The CLI talks to the running hub with a token.
-    let out = std::process::Command::new(bin("steward"))
-        .args([
-            "token", "create", "--user", "carl", "--name", "cli", "--url", &d.base, "--ca",
-        ])
-        .arg(d.ca())
-        .env("STEWARD_PASSWORD", d.password("carl"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cli_token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let out = std::process::Command::new(bin("steward"))
-        .args(["servers", "list", "--url", &d.base, "--ca"])
-        .arg(d.ca())
-        .env("STEWARD_TOKEN", &cli_token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("alice"));
-    let out = std::process::Command::new(bin("steward"))
-        .args(["scan", "--url", &d.base, "--ca"])
-        .arg(d.ca())
-        .env("STEWARD_TOKEN", &cli_token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("alice_forecast"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let out = std::process::Command::new(bin("steward"))
-        .args(["sessions", "list", "--url", &d.base, "--ca"])
-        .arg(d.ca())
-        .env("STEWARD_TOKEN", &cli_token)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("bob"));
+    let cli_token = d.cli_token("carl");
+    let (ok, out) = d.cli(&cli_token, &["servers", "list"]);
+    assert!(ok && out.contains("alice"), "{out}");
+    let (ok, out) = d.cli(&cli_token, &["scan"]);
+    assert!(ok && out.contains("alice_forecast"), "{out}");
+    let (_, out) = d.cli(&cli_token, &["sessions", "list"]);
+    assert!(out.contains("bob"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,24 +11,6 @@ use steward_e2e::netns::{pid_netns_inode, Netns, SUBNET};
 use steward_e2e::sshpool::Fixture;
 use steward_e2e::*;
 
-fn cli(d: &Demo, token: &str, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(bin("steward"))
-        .args(args)
-        .args(["--url", &d.base, "--ca"])
-        .arg(d.ca())
-        .env("STEWARD_TOKEN", token)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 fn server_of<'a>(list: &'a Value, owner: &str) -> Option<&'a Value> {
     list["servers"]
         .as_array()?
@@ -202,21 +184,8 @@ async fn servers_on_an_ssh_pool_through_the_hub() {
     let other_host = if alice_host == "h1" { "h2" } else { "h1" }.to_string();
 
     // The CLI: list with backend and host, the placement explained, a host drained.
-    let out = std::process::Command::new(bin("steward"))
-        .args([
-            "token", "create", "--user", "carl", "--name", "ssh", "--url", &d.base, "--ca",
-        ])
-        .arg(d.ca())
-        .env("STEWARD_PASSWORD", d.password("carl"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    let (ok, out) = cli(&d, &token, &["servers", "list"]);
+    let token = d.cli_token("carl");
+    let (ok, out) = d.cli(&token, &["servers", "list"]);
     assert!(ok, "{out}");
     let alice_line = out.lines().find(|l| l.starts_with("alice")).expect(&out);
     assert!(
@@ -225,8 +194,7 @@ async fn servers_on_an_ssh_pool_through_the_hub() {
             && alice_line.contains("running"),
         "{out}"
     );
-    let (ok, out) = cli(
-        &d,
+    let (ok, out) = d.cli(
         &token,
         &["servers", "place", "--owner", "carl", "--explain"],
     );
@@ -234,10 +202,9 @@ async fn servers_on_an_ssh_pool_through_the_hub() {
     for needle in ["h1", "h2", "verdict", "next server would go to"] {
         assert!(out.contains(needle), "{needle:?} in: {out}");
     }
-    let (ok, out) = cli(&d, &token, &["servers", "drain", &alice_host]);
+    let (ok, out) = d.cli(&token, &["servers", "drain", &alice_host]);
     assert!(ok, "{out}");
-    let (_, out) = cli(
-        &d,
+    let (_, out) = d.cli(
         &token,
         &["servers", "place", "--owner", "carl", "--explain"],
     );
@@ -245,15 +212,11 @@ async fn servers_on_an_ssh_pool_through_the_hub() {
         out.contains(&format!("next server would go to {other_host}")) && out.contains("drained"),
         "a drained host gets no new server: {out}"
     );
-    let (ok, out) = cli(&d, &token, &["servers", "drain", &alice_host, "--undo"]);
+    let (ok, out) = d.cli(&token, &["servers", "drain", &alice_host, "--undo"]);
     assert!(ok, "{out}");
-    let (ok, out) = cli(&d, &token, &["servers", "drain", "h9"]);
+    let (ok, out) = d.cli(&token, &["servers", "drain", "h9"]);
     assert!(!ok && out.contains("h9"), "an unknown host is named: {out}");
-    let (ok, out) = cli(
-        &d,
-        &token,
-        &["servers", "place", "--owner", "a/b", "--explain"],
-    );
+    let (ok, out) = d.cli(&token, &["servers", "place", "--owner", "a/b", "--explain"]);
     assert!(!ok && out.contains("owner"), "{out}");
     assert!(d
         .audit_records()
@@ -287,8 +250,7 @@ async fn servers_on_an_ssh_pool_through_the_hub() {
         .position(|h| h.name == alice_host)
         .unwrap();
     f.net.take_down(down);
-    let (ok, out) = cli(
-        &d,
+    let (ok, out) = d.cli(
         &token,
         &["servers", "place", "--owner", "alice", "--explain"],
     );

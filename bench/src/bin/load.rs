@@ -7,7 +7,9 @@
 //! Run as root: `steward-bench load [--users 200] [--owners 50] [--secs 600] [--interval-ms 2000]`
 //! (binary `load` next to `steward`). Users `stwl001…` (actors, group steward-ops) and
 //! `stwo01…` (owners, one stopped workflow `load` each, granting steward-ops CONTROL) are
-//! created if missing. With `STEWARD_BENCH_JSON=FILE` a JSON row is appended to FILE.
+//! created if missing; the soak (`--soak`) uses its own, `stsl001…`/`stso01…` under the
+//! cgroup prefix `steward-soak`, so that it can run beside the test command's load.
+//! With `STEWARD_BENCH_JSON=FILE` a JSON row is appended to FILE.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -70,7 +72,29 @@ fn parse_args() -> Args {
     a
 }
 
-const CGROUP_PREFIX: &str = "steward-load";
+/// The users and the cgroup prefix of a run. The soak has its own, so that an hour of
+/// soak and the test command's 60 s load (same machine) never share users or servers.
+struct Names {
+    cgroup: &'static str,
+    actor: &'static str,
+    owner: &'static str,
+}
+
+fn names(soak: bool) -> Names {
+    if soak {
+        Names {
+            cgroup: "steward-soak",
+            actor: "stsl",
+            owner: "stso",
+        }
+    } else {
+        Names {
+            cgroup: "steward-load",
+            actor: "stwl",
+            owner: "stwo",
+        }
+    }
+}
 
 const FLOW: &str =
     "description = \"load test\"\ncycles = [\"1\"]\n\n[tasks.a]\nscript = \"sleep 1\"\n";
@@ -166,15 +190,20 @@ async fn main() -> anyhow::Result<()> {
         &spawn_toml,
         st.replace(
             "prefix = \"steward-demo\"",
-            &format!("prefix = \"{CGROUP_PREFIX}\""),
+            &format!("prefix = \"{}\"", names(a.soak).cgroup),
         ),
     )?;
 
-    let owners: Vec<String> = (1..=a.owners).map(|i| format!("stwo{i:02}")).collect();
+    let names = names(a.soak);
+    let owners: Vec<String> = (1..=a.owners)
+        .map(|i| format!("{}{i:02}", names.owner))
+        .collect();
     for o in &owners {
         setup_owner(o);
     }
-    let actors: Vec<String> = (1..=a.users).map(|i| format!("stwl{i:03}")).collect();
+    let actors: Vec<String> = (1..=a.users)
+        .map(|i| format!("{}{i:03}", names.actor))
+        .collect();
     let password = "load-bench-pw-1";
     let mut pw = String::new();
     for u in &actors {
@@ -401,14 +430,15 @@ async fn main() -> anyhow::Result<()> {
         // Leaks: at most the server in each owner's server cgroup, no helper left.
         for o in &owners {
             let procs = std::fs::read_to_string(format!(
-                "/sys/fs/cgroup/pids/{CGROUP_PREFIX}/{o}/default/cgroup.procs"
+                "/sys/fs/cgroup/pids/{}/{o}/default/cgroup.procs",
+                names.cgroup
             ))
             .unwrap_or_default();
             let n = procs.lines().count();
             if n > 1 {
                 soak_failures.push(format!("{o}'s server cgroup holds {n} processes"));
             }
-            let cgs = std::fs::read_dir(format!("/sys/fs/cgroup/pids/{CGROUP_PREFIX}/{o}"))
+            let cgs = std::fs::read_dir(format!("/sys/fs/cgroup/pids/{}/{o}", names.cgroup))
                 .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
                 .unwrap_or(0);
             if cgs > 2 {
@@ -436,7 +466,11 @@ async fn main() -> anyhow::Result<()> {
     let recs: Vec<Value> = audit
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|r: &Value| r["actor"].as_str().is_some_and(|a| a.starts_with("stwl")))
+        .filter(|r: &Value| {
+            r["actor"]
+                .as_str()
+                .is_some_and(|a| a.starts_with(names.actor))
+        })
         .collect();
     let mut intents = std::collections::HashMap::new();
     let mut outcomes = std::collections::HashMap::new();
@@ -522,7 +556,7 @@ async fn main() -> anyhow::Result<()> {
         for r in audit
             .lines()
             .filter(|l| l.contains("\"event\":\"stop\"") || l.contains("\"event\":\"cull\""))
-            .filter(|l| l.contains("\"owner\":\"stwo"))
+            .filter(|l| l.contains(&format!("\"owner\":\"{}", names.owner)))
             .take(5)
         {
             eprintln!("hub audit: {r}");
