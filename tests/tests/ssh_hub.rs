@@ -274,6 +274,26 @@ async fn servers_on_an_ssh_pool_through_the_hub() {
         other_host
     );
 
+    // The downed host comes back with another host key (reinstalled, or an impostor on
+    // its address): the hub refuses it, says why, and never accepts the new key.
+    let pinned = std::fs::read_to_string(&f.net.known_hosts).unwrap();
+    f.net.rekey(down).unwrap();
+    let (ok, out) = d.cli(
+        &token,
+        &["servers", "place", "--owner", "alice", "--explain"],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("next server would go to {other_host}"))
+            && out.contains("does not match the key pinned"),
+        "a changed host key is refused and named: {out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&f.net.known_hosts).unwrap(),
+        pinned,
+        "known_hosts unchanged"
+    );
+
     // Leave no server behind on the pool.
     for owner in ["alice", "bob", "carl"] {
         let _ = carl
