@@ -248,6 +248,10 @@ pub fn human_line(rec: &AuditRecord) -> Option<String> {
             format!("{subj} could not start {}", server_phrase(rec, "")),
             rec.message.as_deref().or(rec.reason.as_deref()),
         ),
+        events::SPAWN_READY => with_text(
+            format!("{} is ready", server_phrase(rec, "")),
+            rec.message.as_deref(),
+        ),
         events::STOP => outcome_suffix(format!("{subj} stopped {}", server_phrase(rec, "")), rec),
         events::CULL => with_text(
             format!("{subj} culled {}", server_phrase(rec, "idle ")),

@@ -114,6 +114,8 @@ pub mod events {
     pub const CULL: &str = "cull";
     pub const ADOPT: &str = "adopt";
     pub const SPAWN_FAILED: &str = "spawn_failed";
+    /// A start submitted to a batch system (Slurm) whose server registered: it runs.
+    pub const SPAWN_READY: &str = "spawn_ready";
     pub const POLICY_RELOAD: &str = "policy_reload";
     pub const TOKEN_CREATE: &str = "token_create";
     pub const TOKEN_REVOKE: &str = "token_revoke";

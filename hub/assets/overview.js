@@ -57,8 +57,16 @@ export function overviewView(main) {
   };
   filter.addEventListener('input', applyFilter);
 
+  // A server waiting in a batch queue (Slurm): marked with the scheduler's reason.
+  const queuedBadge = (o, server) => (server
+    ? h('span', { class: `badge queued-badge ${server.state}`, title: `${o}'s server is ${server.state} in the batch queue: ${server.reason}` },
+      `server ${server.state}: ${server.reason}`)
+    : null);
+
   const render = (data) => {
-    const list = (data.owners || []).slice().sort((a, b) => collator.compare(a.owner, b.owner));
+    const list = (data.owners || []).slice()
+      .concat((data.queued || []).map((q) => ({ owner: q.owner, workflows: [], server: q })))
+      .sort((a, b) => collator.compare(a.owner, b.owner));
     if (!list.length) {
       replace(owners, h('p', {}, 'There are no workflows you may read.'));
       return;
@@ -68,7 +76,8 @@ export function overviewView(main) {
       const wfs = (o.workflows || []).slice().sort((a, b) => collator.compare(a.name, b.name));
       return h('section', { class: `owner${o.stale ? ' stale' : ''}`, 'aria-labelledby': hid, dataset: { owner: o.owner } },
         h('h2', { id: hid }, o.owner,
-          o.stale ? h('span', { class: 'badge stale-badge', title: `${o.owner}'s server did not answer; this is the last known state` }, 'stale') : null),
+          o.stale ? h('span', { class: 'badge stale-badge', title: `${o.owner}'s server did not answer; this is the last known state` }, 'stale') : null,
+          queuedBadge(o.owner, o.server)),
         wfs.length
           ? h('div', { class: 'table-wrap' }, h('table', { class: 'workflows' },
             h('caption', { class: 'visually-hidden' }, `Workflows of ${o.owner}`),

@@ -166,15 +166,19 @@ pub struct SpawnerConfig {
     /// The ssh host pool (`[spawner.ssh]`, with `[spawner.ssh.hosts.NAME]` tables).
     #[serde(default)]
     pub ssh: Option<steward_spawner::ssh::SshPoolConfig>,
+    /// The Slurm cluster the hub submits to and polls (`[spawner.slurm]`; `name` must
+    /// be a `[slurm.<name>]` table of the helper config).
+    #[serde(default)]
+    pub slurm: Option<steward_spawner::slurm::SlurmCluster>,
 }
 
 /// The backends the hub can place a server on.
-pub const BACKENDS: &[&str] = &["local", "ssh"];
+pub const BACKENDS: &[&str] = &["local", "ssh", "slurm"];
 
 impl SpawnerConfig {
-    /// Whether any start can go to the ssh pool.
-    pub fn uses_ssh(&self) -> bool {
-        self.default_backend == "ssh" || self.profile_backends.values().any(|b| b == "ssh")
+    /// Whether any start can go to `backend`.
+    pub fn uses(&self, backend: &str) -> bool {
+        self.default_backend == backend || self.profile_backends.values().any(|b| b == backend)
     }
 }
 
@@ -604,7 +608,7 @@ impl HubConfig {
             return Err(invalid(
                 "spawner.default_backend",
                 format!(
-                    "{:?}: the hub places servers with {} (Slurm through the hub is not built yet)",
+                    "{:?}: the hub places servers with {}",
                     sp.default_backend,
                     BACKENDS.join(", ")
                 ),
@@ -614,7 +618,7 @@ impl HubConfig {
             return Err(invalid(
                 "spawner.profile_backends",
                 format!(
-                    "{p} = {b:?}: the hub places servers with {} (Slurm through the hub is not built yet)",
+                    "{p} = {b:?}: the hub places servers with {}",
                     BACKENDS.join(", ")
                 ),
             ));
@@ -622,7 +626,42 @@ impl HubConfig {
         if let Some(pool) = &sp.ssh {
             pool.validate().map_err(|e| invalid("spawner.ssh", e))?;
         }
-        if !sp.uses_ssh() {
+        if let Some(cluster) = &sp.slurm {
+            cluster
+                .validate()
+                .map_err(|e| invalid("spawner.slurm", e))?;
+        }
+        if sp.uses("slurm") {
+            if sp.slurm.is_none() {
+                return Err(invalid(
+                    "spawner.slurm",
+                    "a backend is \"slurm\" but there is no [spawner.slurm] cluster".into(),
+                ));
+            }
+            // Compute nodes may be this very host (a one-node cluster): the address
+            // must be one they reach, which may be loopback there.
+            match sp.remote_hub_address.as_deref() {
+                None => return Err(invalid(
+                    "spawner.remote_hub_address",
+                    "servers started through Slurm register with the hub: give the address compute nodes reach this hub at".into(),
+                )),
+                Some(a) if a.parse::<std::net::IpAddr>().is_err() => return Err(invalid(
+                    "spawner.remote_hub_address",
+                    format!("{a:?} is not an IP address"),
+                )),
+                Some(_) => {}
+            }
+            if self.internal_listen.port() == 0 {
+                return Err(invalid(
+                    "internal_listen",
+                    format!(
+                        "{}: port 0 changes at every hub start, but a job queued in Slurm registers whenever Slurm runs it, possibly after a restart: give a fixed port",
+                        self.internal_listen
+                    ),
+                ));
+            }
+        }
+        if !sp.uses("ssh") {
             return Ok(());
         }
         if sp.ssh.is_none() {
@@ -738,12 +777,51 @@ dir = "/var/log/steward/audit"
         )
         .unwrap();
         assert_eq!(good.spawner.default_backend, "ssh");
+        let cluster = "\n[spawner.slurm]\nname = \"c1\"\nconf = \"/etc/slurm/slurm.conf\"\n";
+        let good = with(
+            "remote_hub_address = \"10.1.0.1\"\n[spawner.profile_backends]\nbatch = \"slurm\"",
+            "internal_listen = \"0.0.0.0:8444\"",
+            cluster,
+        )
+        .unwrap();
+        assert_eq!(good.spawner.slurm.as_ref().unwrap().poll_secs, 10);
+        let slurm_ok = "default_backend = \"slurm\"\nremote_hub_address = \"10.1.0.1\"";
         let cases = [
             (
                 "default_backend = \"slurm\"",
                 "",
                 "",
-                "spawner.default_backend",
+                "no [spawner.slurm] cluster",
+            ),
+            (
+                "default_backend = \"slurm\"",
+                "internal_listen = \"0.0.0.0:8444\"",
+                cluster,
+                "spawner.remote_hub_address",
+            ),
+            (
+                slurm_ok,
+                "internal_listen = \"0.0.0.0:0\"",
+                cluster,
+                "give a fixed port",
+            ),
+            (
+                slurm_ok,
+                "internal_listen = \"0.0.0.0:8444\"",
+                &format!("{cluster}poll_secs = 0\n"),
+                "spawner.slurm: poll_secs",
+            ),
+            (
+                slurm_ok,
+                "internal_listen = \"0.0.0.0:8444\"",
+                &cluster.replace("/etc/slurm/slurm.conf", "slurm.conf"),
+                "spawner.slurm: conf",
+            ),
+            (
+                slurm_ok,
+                "internal_listen = \"0.0.0.0:8444\"",
+                &format!("{cluster}partition = \"debug\"\n"),
+                "partition",
             ),
             (
                 "default_backend = \"cloud\"",

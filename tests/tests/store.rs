@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use steward_e2e::postgres::Postgres;
 use steward_hub::store::{
-    hash_secret, Change, Clock, Expect, OverviewRow, PostgresStore, ServerRow, Session,
-    SessionKind, SqliteStore, Store, TokenRow,
+    hash_secret, Change, Clock, Expect, OverviewRow, PendingSpawn, PostgresStore, ServerRow,
+    Session, SessionKind, SqliteStore, Store, TokenRow,
 };
 use steward_protocol::{Endpoint, OpClass, Placement};
 
@@ -43,6 +43,7 @@ fn server(owner: &str, port: u16) -> ServerRow {
         cgroup: "/sys/fs/cgroup/steward/x/default".into(),
         started: 5,
         epoch: 0,
+        profile: None,
     }
 }
 
@@ -244,6 +245,66 @@ async fn contract(db: &dyn Store) {
         db.activity(now + 1).await.unwrap()[0],
         ("carol".to_string(), now - 10, 0)
     );
+    // Starts queued in a batch system: stored, updated by the poll, taken exactly once.
+    let queued = PendingSpawn {
+        owner: "erin".into(),
+        name: "default".into(),
+        placement: Placement::Slurm {
+            cluster: "c1".into(),
+            job_id: "77".into(),
+        },
+        token_hash: hash_secret("erin-token"),
+        profile: Some("batch".into()),
+        actor: "erin".into(),
+        hub: "hub-a".into(),
+        since: now,
+        state: "submitted".into(),
+        failed: false,
+    };
+    db.put_pending(&queued).await.unwrap();
+    assert_eq!(db.pending_spawns().await.unwrap(), vec![queued.clone()]);
+    assert!(db
+        .set_pending_state(&queued.token_hash, "pending (PartitionDown)", false)
+        .await
+        .unwrap());
+    assert!(!db
+        .set_pending_state(&hash_secret("nobody"), "x", true)
+        .await
+        .unwrap());
+    let got = db.pending_spawns().await.unwrap();
+    assert_eq!(
+        (got[0].state.as_str(), got[0].failed),
+        ("pending (PartitionDown)", false)
+    );
+    // A second submit for the same server replaces the first (one row per server).
+    let again = PendingSpawn {
+        token_hash: hash_secret("erin-token-2"),
+        placement: Placement::Slurm {
+            cluster: "c1".into(),
+            job_id: "78".into(),
+        },
+        ..queued.clone()
+    };
+    db.put_pending(&again).await.unwrap();
+    assert_eq!(db.pending_spawns().await.unwrap(), vec![again.clone()]);
+    assert_eq!(db.take_pending(&queued.token_hash).await.unwrap(), None);
+    assert_eq!(
+        db.take_pending(&again.token_hash).await.unwrap(),
+        Some(again.clone())
+    );
+    assert_eq!(db.take_pending(&again.token_hash).await.unwrap(), None);
+    assert!(db.pending_spawns().await.unwrap().is_empty());
+    // A server keeps the profile it was started on.
+    let mut batch = server("erin", 4100);
+    batch.profile = Some("batch".into());
+    db.put_server(&batch, Expect::Any).await.unwrap();
+    let stored = db.servers().await.unwrap();
+    let erin = stored.iter().find(|s| s.owner == "erin").unwrap();
+    assert_eq!(erin.profile.as_deref(), Some("batch"));
+    assert!(db
+        .delete_server("erin", "default", Expect::Any)
+        .await
+        .unwrap());
     db.ping().await.unwrap();
 }
 
@@ -369,6 +430,22 @@ async fn steward_database_migrate_copies_sqlite_into_postgresql() {
         .put_server(&server("migrated-owner", 4242), Expect::Any)
         .await
         .unwrap();
+    let queued = PendingSpawn {
+        owner: "migrated-queued".into(),
+        name: "default".into(),
+        placement: Placement::Slurm {
+            cluster: "c1".into(),
+            job_id: "9".into(),
+        },
+        token_hash: hash_secret("migrated-token"),
+        profile: None,
+        actor: "migrated-queued".into(),
+        hub: "hub-a".into(),
+        since: 1,
+        state: "pending (Priority)".into(),
+        failed: false,
+    };
+    sqlite.put_pending(&queued).await.unwrap();
     let before = (
         sqlite.sessions().await.unwrap(),
         sqlite.tokens(None).await.unwrap(),
@@ -437,6 +514,7 @@ async fn steward_database_migrate_copies_sqlite_into_postgresql() {
         );
     }
     assert_eq!(to.overviews().await.unwrap(), before.3);
+    assert_eq!(to.pending_spawns().await.unwrap(), vec![queued]);
     let again = migrate();
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(

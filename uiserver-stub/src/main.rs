@@ -14,6 +14,12 @@ struct Cli {
     /// Listen address (default 127.0.0.1:0; env STEWARD_UISERVER_BIND).
     #[arg(long, env = "STEWARD_UISERVER_BIND")]
     bind: Option<String>,
+    /// Memory to hold, in MiB (written, so it is charged), for as long as the server
+    /// runs; taken before anything else. Lets a site check, and the tests prove, that a
+    /// profile's memory limit is enforced wherever the server is placed (a Slurm job
+    /// over its request ends OUT_OF_MEMORY before it registers).
+    #[arg(long, default_value_t = 0)]
+    ballast_mib: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -34,10 +40,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ballast = vec![1u8; cli.ballast_mib << 20];
     let result = match cli.command {
         Some(Command::Scheduler { workflow, detach }) => run_scheduler(workflow, detach),
         None | Some(Command::Serve) => steward_uiserver::server_main::run(cli.bind),
     };
+    drop(std::hint::black_box(ballast));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

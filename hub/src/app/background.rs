@@ -21,6 +21,17 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         st.servers.adopt_all().await;
+        if let Some(cluster) = st.cfg.spawner.slurm.clone() {
+            let st3 = st.clone();
+            actix_web::rt::spawn(async move {
+                // One batched, jittered poll per interval, whatever the number of owners.
+                let every = Duration::from_secs(cluster.poll_secs);
+                loop {
+                    st3.servers.poll_slurm().await;
+                    tokio::time::sleep(steward_spawner::slurm::jittered(every, 0.2)).await;
+                }
+            });
+        }
         let st2 = st.clone();
         actix_web::rt::spawn(async move { super::reconcile::run(&st2).await });
         for owner in st.cfg.uiserver.prestart.clone() {

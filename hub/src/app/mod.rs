@@ -112,6 +112,7 @@ pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
                     remote_hub_address: cfg.spawner.remote_hub_address.clone(),
                     remote_args: cfg.spawner.remote_args.clone(),
                     ssh: cfg.spawner.ssh.clone(),
+                    slurm: cfg.spawner.slurm.clone(),
                 },
                 leadership: store.leadership(&cfg.database.hub_id()),
             },

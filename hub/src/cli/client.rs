@@ -143,8 +143,8 @@ pub async fn servers(cmd: ServersCmd) -> anyhow::Result<()> {
         ServersCmd::List(conn) => {
             let v = call(&conn, reqwest::Method::GET, "/hub/api/admin/servers", None).await?;
             println!(
-                "{:<16} {:<8} {:<8} {:<14} {:>8} {:<20} STATE",
-                "OWNER", "SERVER", "BACKEND", "HOST/JOB", "PID", "SINCE"
+                "{:<16} {:<8} {:<8} {:<14} {:>8} {:<12} {:<20} STATE",
+                "OWNER", "SERVER", "BACKEND", "HOST/JOB", "PID", "PROFILE", "SINCE"
             );
             let running = v["servers"].as_array().into_iter().flatten();
             for s in running.chain(v["starting"].as_array().into_iter().flatten()) {
@@ -153,12 +153,17 @@ pub async fn servers(cmd: ServersCmd) -> anyhow::Result<()> {
                     None => s["state"].as_str().unwrap_or("").to_string(),
                 };
                 println!(
-                    "{:<16} {:<8} {:<8} {:<14} {:>8} {:<20} {state}",
+                    "{:<16} {:<8} {:<8} {:<14} {:>8} {:<12} {:<20} {state}",
                     s["owner"].as_str().unwrap_or(""),
                     s["server"].as_str().unwrap_or(""),
                     s["backend"].as_str().unwrap_or(""),
                     s["where"].as_str().unwrap_or(""),
-                    s["pid"].as_u64().map_or("-".into(), |p| p.to_string()),
+                    // Slurm jobs have no pid the hub knows (0).
+                    s["pid"]
+                        .as_u64()
+                        .filter(|p| *p > 0)
+                        .map_or("-".into(), |p| p.to_string()),
+                    s["profile"].as_str().unwrap_or("-"),
                     s["since"].as_i64().map_or("-".into(), format_time),
                 );
             }
@@ -206,7 +211,7 @@ pub async fn servers(cmd: ServersCmd) -> anyhow::Result<()> {
                 None,
             )
             .await?;
-            println!("stopped {owner}'s server");
+            println!("stopped {owner}'s server (a queued Slurm start is cancelled)");
         }
     }
     Ok(())

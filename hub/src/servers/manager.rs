@@ -17,6 +17,7 @@ use steward_protocol::bootstrap::{
 };
 use steward_protocol::helper::StartRequest;
 use steward_protocol::{Endpoint, Placement};
+use steward_spawner::slurm::SlurmBackend;
 use steward_spawner::ssh::SshBackend;
 use steward_spawner::{Backends, LocalBackend, SpawnerClient};
 use tokio::sync::{oneshot, Semaphore};
@@ -33,6 +34,36 @@ pub enum ServerError {
     Timeout { owner: String, secs: u64 },
     #[error("connecting to the server of {owner}: {message}")]
     Connect { owner: String, message: String },
+    /// Submitted to Slurm and waiting there; not a failure (nothing to audit again).
+    #[error("the server of {owner} is queued in Slurm as job {job}: {state}; it starts when Slurm runs it (retry, or cancel it by stopping the server)")]
+    Pending {
+        owner: String,
+        job: String,
+        state: String,
+    },
+    /// A Slurm job that ended before its server registered (the leader's poll audited it).
+    #[error("the server of {owner} did not start: {message}")]
+    JobEnded { owner: String, message: String },
+}
+
+impl ServerError {
+    /// Whether [`ServerManager::ensure_audited`] must record this as a failed start: a
+    /// queued job is none, and a job's end was recorded when the poll saw it.
+    pub fn is_recorded_elsewhere(&self) -> bool {
+        matches!(
+            self,
+            ServerError::Pending { .. } | ServerError::JobEnded { .. }
+        )
+    }
+}
+
+/// What an owner's server is in the store, from any hub's point of view.
+pub(super) enum Found {
+    Running(RunningServer),
+    /// Submitted to a batch system, not registered yet.
+    Queued,
+    /// Neither: this hub now holds the claim on starting it.
+    Claimed,
 }
 
 /// A server this hub knows to be running: its store row (epoch as last written or read).
@@ -86,6 +117,8 @@ pub struct ServerManager {
     pub backends: Backends,
     /// The ssh pool (also in `backends`), for placement explanations and draining.
     pub ssh: Option<Arc<SshBackend>>,
+    /// The Slurm cluster (also in `backends`), for its batched poll and node addresses.
+    pub slurm: Option<Arc<SlurmBackend>>,
     placement: BackendChoice,
     pub leadership: Arc<Leadership>,
     executable: String,
@@ -152,9 +185,18 @@ impl ServerManager {
         if let Some(pool) = &ssh {
             backends = backends.with(pool.clone());
         }
+        let slurm = opts
+            .placement
+            .slurm
+            .clone()
+            .map(|c| Arc::new(SlurmBackend::new(spawner.clone(), c)));
+        if let Some(cluster) = &slurm {
+            backends = backends.with(cluster.clone());
+        }
         Ok(ServerManager {
             backends,
             ssh,
+            slurm,
             placement: opts.placement,
             leadership: opts.leadership,
             spawner,
@@ -208,6 +250,10 @@ impl ServerManager {
                 }
             }
         });
+    }
+
+    pub(super) fn start_timeout(&self) -> Duration {
+        self.start_timeout
     }
 
     pub fn set_singleuser(&self, su: Arc<SingleUser>) {
@@ -280,8 +326,10 @@ impl ServerManager {
             .await;
     }
 
-    /// Called by the internal listener; true if a spawn was waiting for this token.
-    pub fn register(&self, reg: Registration) -> bool {
+    /// Called by the internal listener; true if a spawn was waiting for this token:
+    /// one of this hub's starts, or a start queued in a batch system (stored, so it may
+    /// have been submitted by this hub before a restart, or by another hub).
+    pub async fn register(&self, reg: Registration) -> bool {
         let sender = self
             .pending
             .lock()
@@ -289,14 +337,14 @@ impl ServerManager {
             .and_then(|mut p| p.remove(&reg.register_token));
         match sender {
             Some(tx) => tx.send(reg).is_ok(),
-            None => false,
+            None => self.complete_queued(reg).await,
         }
     }
 
     /// Returns the owner's running server, starting it if needed. Concurrent callers for
     /// one owner share a single spawn.
     pub async fn ensure(&self, owner: &str) -> Result<SpawnOutcome, ServerError> {
-        self.ensure_profile(owner, None).await
+        self.ensure_profile(owner, owner, None).await
     }
 
     /// [`ensure`](Self::ensure) with a profile ("machine type") from the helper's config;
@@ -304,6 +352,7 @@ impl ServerManager {
     pub async fn ensure_profile(
         &self,
         owner: &str,
+        actor: &str,
         profile: Option<String>,
     ) -> Result<SpawnOutcome, ServerError> {
         let profile = profile.or_else(|| self.default_profile.clone());
@@ -316,11 +365,19 @@ impl ServerManager {
         if let Some(s) = self.get(owner) {
             return Ok(SpawnOutcome::AlreadyRunning(s));
         }
-        // Another hub sharing the store may run it, or be starting it.
-        if let Some(s) = self.claim_or_find(owner).await? {
-            return Ok(SpawnOutcome::AlreadyRunning(s));
+        // Another hub sharing the store may run it, or be starting it; or it waits in
+        // a batch queue.
+        match self.claim_or_find(owner).await? {
+            Found::Running(s) => return Ok(SpawnOutcome::AlreadyRunning(s)),
+            Found::Queued => {
+                return self
+                    .await_queued(owner)
+                    .await
+                    .map(SpawnOutcome::AlreadyRunning)
+            }
+            Found::Claimed => {}
         }
-        let outcome = self.spawn_claimed(owner, profile).await;
+        let outcome = self.spawn_claimed(owner, actor, profile).await;
         let _ = self
             .store
             .release_claim(owner, DEFAULT_SERVER, self.leadership.hub())
@@ -329,7 +386,7 @@ impl ServerManager {
     }
 
     /// The owner's server as the store has it (started by any hub), kept in memory.
-    async fn stored(&self, owner: &str) -> Option<RunningServer> {
+    pub(super) async fn stored(&self, owner: &str) -> Option<RunningServer> {
         let row = self
             .store
             .servers()
@@ -346,13 +403,16 @@ impl ServerManager {
     /// Takes this hub's claim on starting the owner's server, or, while another hub
     /// holds one, waits for the server it starts (bounded by the start timeout): of
     /// several hubs asked at once, one starts the server and the others use it.
-    async fn claim_or_find(&self, owner: &str) -> Result<Option<RunningServer>, ServerError> {
+    async fn claim_or_find(&self, owner: &str) -> Result<Found, ServerError> {
         let hub = self.leadership.hub().to_string();
         let wait = self.start_timeout + Duration::from_secs(10);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(s) = self.stored(owner).await {
-                return Ok(Some(s));
+                return Ok(Found::Running(s));
+            }
+            if self.queued(owner).await.is_some() {
+                return Ok(Found::Queued);
             }
             let until = self.store.now() + wait.as_secs() as i64;
             match self
@@ -360,7 +420,7 @@ impl ServerManager {
                 .claim_server(owner, DEFAULT_SERVER, &hub, until)
                 .await
             {
-                Ok(None) => return Ok(None),
+                Ok(None) => return Ok(Found::Claimed),
                 Ok(Some(holder)) => {
                     tracing::debug!(
                         owner,
@@ -388,6 +448,7 @@ impl ServerManager {
     async fn spawn_claimed(
         &self,
         owner: &str,
+        actor: &str,
         profile: Option<String>,
     ) -> Result<SpawnOutcome, ServerError> {
         if self.waiting.load(std::sync::atomic::Ordering::Relaxed) >= self.max_pending {
@@ -403,18 +464,19 @@ impl ServerManager {
         if let Ok(mut st) = self.starting.lock() {
             st.insert(owner.to_string(), (backend, self.store.now()));
         }
-        let s = self.spawn(owner, profile).await;
+        let s = self.spawn(owner, actor, profile).await;
         if let Ok(mut st) = self.starting.lock() {
             st.remove(owner);
         }
-        Ok(SpawnOutcome::Started(s?))
+        s
     }
 
     async fn spawn(
         &self,
         owner: &str,
+        actor: &str,
         profile: Option<String>,
-    ) -> Result<RunningServer, ServerError> {
+    ) -> Result<SpawnOutcome, ServerError> {
         let fail = |message: String| ServerError::Start {
             owner: owner.to_string(),
             message,
@@ -429,7 +491,10 @@ impl ServerManager {
                     )));
                 }
                 let su = su.clone();
-                return self.spawn_singleuser(&su, owner, profile).await;
+                return self
+                    .spawn_singleuser(&su, owner, profile)
+                    .await
+                    .map(SpawnOutcome::Started);
             }
         }
         let internal = self
@@ -461,10 +526,6 @@ impl ServerManager {
             register_token: token.clone(),
             idle_timeout_secs: self.idle_timeout_secs,
         };
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut p) = self.pending.lock() {
-            p.insert(token.clone(), tx);
-        }
         let req = StartRequest {
             user: owner.to_string(),
             server: DEFAULT_SERVER.to_string(),
@@ -474,6 +535,13 @@ impl ServerManager {
             stdin: Some(serde_json::to_string(&bootstrap).map_err(|e| fail(e.to_string()))?),
             profile,
         };
+        if backend_name == "slurm" {
+            return self.submit_queued(owner, actor, &req, &token).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(token.clone(), tx);
+        }
         let cleanup_token = || {
             if let Ok(mut p) = self.pending.lock() {
                 p.remove(&token);
@@ -516,7 +584,7 @@ impl ServerManager {
                 });
             }
         };
-        let endpoint = match endpoint_for(&placement, &reg.endpoint, self.ssh.as_deref()) {
+        let endpoint = match endpoint_for(&placement, &reg.endpoint, self.ssh.as_deref(), None) {
             Ok(e) => e,
             Err(why) => {
                 abandon().await;
@@ -533,12 +601,13 @@ impl ServerManager {
             cgroup,
             started: self.store.now(),
             epoch: 0,
+            profile: req.profile.clone(),
         };
-        Ok(self.remember(row).await)
+        Ok(SpawnOutcome::Started(self.remember(row).await))
     }
 
     /// Stores a server that just became ready and keeps it in memory.
-    async fn remember(&self, mut row: ServerRow) -> RunningServer {
+    pub(super) async fn remember(&self, mut row: ServerRow) -> RunningServer {
         // The owner lock is held and no server is known, so any row left is stale.
         if let Ok(Some(epoch)) = self.store.put_server(&row, Expect::Any).await {
             row.epoch = epoch;
@@ -612,12 +681,18 @@ impl ServerManager {
             cgroup: started.cgroup,
             started: self.store.now(),
             epoch: 0,
+            profile: req.profile.clone(),
         };
         Ok(self.remember(row).await)
     }
 
     /// Stops the owner's server through the helper (the whole cgroup).
     pub async fn stop(&self, owner: &str) -> Result<(), ServerError> {
+        if self.get(owner).is_none() {
+            if let Some(queued) = self.queued(owner).await {
+                return self.cancel_queued(queued).await;
+            }
+        }
         // Stop where the server was placed; a server this hub does not know of (adopted
         // state lost, or a stop from the admin CLI) can only be a local one.
         let at = self

@@ -11,6 +11,7 @@
 
 pub mod manager;
 pub mod remote;
+mod slurm;
 
 pub use manager::{
     connect_endpoint, RunningServer, ServerError, ServerManager, ServerOptions, SpawnOutcome,
@@ -51,8 +52,12 @@ impl ServerManager {
         actor: &str,
         profile: Option<String>,
     ) -> Result<SpawnOutcome, ServerError> {
-        match self.ensure_profile(owner, profile.clone()).await {
+        match self.ensure_profile(owner, actor, profile.clone()).await {
             Ok(SpawnOutcome::AlreadyRunning(s)) => Ok(SpawnOutcome::AlreadyRunning(s)),
+            // Audited when submitted and when it registered (`slurm.rs`).
+            Ok(SpawnOutcome::Started(s)) if s.placement.backend() == "slurm" => {
+                Ok(SpawnOutcome::Started(s))
+            }
             Ok(SpawnOutcome::Started(s)) => {
                 self.metrics.spawns.inc();
                 let rec = AuditRecord {
@@ -69,6 +74,7 @@ impl ServerManager {
                 let _ = self.recorder.append(rec).await;
                 Ok(SpawnOutcome::Started(s))
             }
+            Err(e) if e.is_recorded_elsewhere() => Err(e),
             Err(e) => {
                 self.metrics.spawn_failures.inc();
                 let rec = AuditRecord {
@@ -187,6 +193,13 @@ impl ServerManager {
                 let _ = self.recorder.append(rec).await;
             }
         }
+        // Queued starts (stored) are followed again by the next poll, by job id and name.
+        let queued = self.queued_all().await;
+        if let Some(slurm) = &self.slurm {
+            for q in queued.iter().filter(|q| !q.failed) {
+                let _ = slurm.track(&q.placement, &q.owner, &q.name);
+            }
+        }
         // cgroups the store does not know: a start that never registered before a crash.
         for backend in self.backends.all() {
             let Ok(listing) = backend.list().await else {
@@ -200,7 +213,12 @@ impl ServerManager {
                     .claimed(&st.user, &st.server)
                     .await
                     .unwrap_or(true);
-                if self.get(&st.user).is_none() && !starting && self.leadership.is_leader() {
+                let waiting = queued.iter().any(|q| q.placement == found.placement);
+                if self.get(&st.user).is_none()
+                    && !starting
+                    && !waiting
+                    && self.leadership.is_leader()
+                {
                     let _ = backend
                         .stop(&found.placement, &st.user, &st.server, Some(0))
                         .await;
@@ -271,6 +289,11 @@ impl ServerManager {
         for s in self.known().await {
             if !self.leadership.is_leader() {
                 return;
+            }
+            // A Slurm job's state comes from the cluster's batched poll (`poll_slurm`),
+            // never from a query per server.
+            if s.placement.backend() == "slurm" {
+                continue;
             }
             let status = match self.backends.for_placement(&s.placement) {
                 Ok(b) => b.status(&s.placement, &s.owner, &s.name).await,

@@ -13,7 +13,7 @@ use steward_spawner::ssh::{SshBackend, SshPoolConfig};
 /// Where starts go and what remote servers are started with (`[spawner]`).
 #[derive(Debug, Clone, Default)]
 pub struct BackendChoice {
-    /// `local` or `ssh` (config validation keeps it to these).
+    /// `local`, `ssh` or `slurm` (config validation keeps it to these).
     pub default_backend: String,
     pub profile_backends: BTreeMap<String, String>,
     /// The address the pool's hosts reach the internal listener at.
@@ -21,6 +21,7 @@ pub struct BackendChoice {
     /// Arguments for servers on other hosts (`None`: the same as local ones).
     pub remote_args: Option<Vec<String>>,
     pub ssh: Option<SshPoolConfig>,
+    pub slurm: Option<steward_spawner::slurm::SlurmCluster>,
 }
 
 impl BackendChoice {
@@ -75,11 +76,13 @@ fn local_endpoint_ok(e: &Endpoint) -> bool {
 }
 
 /// The endpoint the hub stores and dials for a server that registered `registered`
-/// after being placed at `at`, or why it is refused.
+/// after being placed at `at`, or why it is refused. For a Slurm job, `slurm_node` is
+/// the address Slurm gives the node the job runs on (or why it could not be found).
 pub fn endpoint_for(
     at: &Placement,
     registered: &Endpoint,
     ssh: Option<&SshBackend>,
+    slurm_node: Option<Result<String, String>>,
 ) -> Result<Endpoint, String> {
     match at {
         Placement::Local if local_endpoint_ok(registered) => Ok(registered.clone()),
@@ -104,8 +107,16 @@ pub fn endpoint_for(
                 port: *port,
             })
         }
-        Placement::Slurm { .. } => {
-            Err("servers placed through Slurm are not hosted by the hub yet".into())
+        Placement::Slurm { job_id, .. } => {
+            let Endpoint::Tcp { port, .. } = registered else {
+                return Err(format!(
+                    "it registered {registered}, but a server in a Slurm job must listen on TCP"
+                ));
+            };
+            let host = slurm_node
+                .ok_or_else(|| format!("the node of Slurm job {job_id} is not known"))?
+                .map_err(|why| format!("where Slurm job {job_id} runs: {why}"))?;
+            Ok(Endpoint::Tcp { host, port: *port })
         }
     }
 }
@@ -149,7 +160,7 @@ mod tests {
             },
         ] {
             assert_eq!(
-                endpoint_for(&ssh, &registered, Some(&b)).unwrap(),
+                endpoint_for(&ssh, &registered, Some(&b), None).unwrap(),
                 Endpoint::Tcp {
                     host: "10.213.0.2".into(),
                     port: 4000
@@ -159,30 +170,58 @@ mod tests {
         let unix = Endpoint::Unix {
             path: "/run/x.sock".into(),
         };
-        assert!(endpoint_for(&ssh, &unix, Some(&b))
+        assert!(endpoint_for(&ssh, &unix, Some(&b), None)
             .unwrap_err()
             .contains("must listen on TCP"));
         let gone = Placement::Ssh { host: "h9".into() };
-        assert!(endpoint_for(&gone, &Endpoint::loopback(1), Some(&b))
+        assert!(endpoint_for(&gone, &Endpoint::loopback(1), Some(&b), None)
             .unwrap_err()
             .contains("not in the ssh pool"));
     }
 
     #[test]
+    fn a_slurm_server_is_dialled_at_its_node_whatever_it_registers() {
+        let at = Placement::Slurm {
+            cluster: "c".into(),
+            job_id: "42".into(),
+        };
+        let claimed = Endpoint::Tcp {
+            host: "192.0.2.7".into(),
+            port: 4000,
+        };
+        assert_eq!(
+            endpoint_for(&at, &claimed, None, Some(Ok("10.1.2.3".into()))).unwrap(),
+            Endpoint::Tcp {
+                host: "10.1.2.3".into(),
+                port: 4000
+            }
+        );
+        let why = endpoint_for(&at, &claimed, None, Some(Err("job 42 is PENDING".into())));
+        assert!(why.unwrap_err().contains("job 42 is PENDING"));
+        assert!(endpoint_for(&at, &claimed, None, None).is_err());
+        let unix = Endpoint::Unix {
+            path: "/run/x.sock".into(),
+        };
+        assert!(endpoint_for(&at, &unix, None, Some(Ok("10.1.2.3".into())))
+            .unwrap_err()
+            .contains("must listen on TCP"));
+    }
+
+    #[test]
     fn a_local_server_must_stay_on_this_host() {
         let local = Placement::Local;
-        assert!(endpoint_for(&local, &Endpoint::loopback(5), None).is_ok());
+        assert!(endpoint_for(&local, &Endpoint::loopback(5), None, None).is_ok());
         let away = Endpoint::Tcp {
             host: "10.0.0.9".into(),
             port: 5,
         };
-        assert!(endpoint_for(&local, &away, None)
+        assert!(endpoint_for(&local, &away, None, None)
             .unwrap_err()
             .contains("not on this host"));
         let relative = Endpoint::Unix {
             path: "run/x.sock".into(),
         };
-        assert!(endpoint_for(&local, &relative, None).is_err());
+        assert!(endpoint_for(&local, &relative, None, None).is_err());
     }
 
     #[test]
@@ -193,6 +232,7 @@ mod tests {
             remote_hub_address: Some("10.213.0.1".into()),
             remote_args: Some(vec!["--bind".into(), "0.0.0.0:0".into()]),
             ssh: None,
+            slurm: None,
         };
         assert_eq!(choice.backend_for(Some("big")), "ssh");
         assert_eq!(choice.backend_for(Some("small")), "local");

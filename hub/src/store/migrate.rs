@@ -12,6 +12,8 @@ pub struct Copied {
     pub sessions: usize,
     pub tokens: usize,
     pub servers: usize,
+    /// Starts queued in a batch system, not registered yet.
+    pub pending: usize,
     pub overviews: usize,
 }
 
@@ -19,8 +21,8 @@ impl std::fmt::Display for Copied {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} sessions, {} API tokens, {} servers, {} overviews",
-            self.sessions, self.tokens, self.servers, self.overviews
+            "{} sessions, {} API tokens, {} servers, {} pending starts, {} overviews",
+            self.sessions, self.tokens, self.servers, self.pending, self.overviews
         )
     }
 }
@@ -58,6 +60,10 @@ pub async fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<Copied, StoreE
             )));
         }
         copied.servers += 1;
+    }
+    for pending in from.pending_spawns().await? {
+        to.put_pending(&pending).await?;
+        copied.pending += 1;
     }
     for overview in from.overviews().await? {
         to.save_overview(&overview).await?;

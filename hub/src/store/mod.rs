@@ -142,6 +142,29 @@ pub struct ServerRow {
     pub started: i64,
     /// Bumped by every write; conditional writes name the epoch they read.
     pub epoch: i64,
+    /// The helper profile it was started on (None: the helper's default).
+    pub profile: Option<String>,
+}
+
+/// A start submitted to a batch system that has not registered yet (a Slurm job waiting
+/// in the queue, or starting). Stored so that it survives a hub restart and any hub can
+/// show it; the server's registration (to whichever hub) finds it by its token's hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSpawn {
+    pub owner: String,
+    pub name: String,
+    pub placement: Placement,
+    /// SHA-256 of the one-time registration token the server was given.
+    pub token_hash: String,
+    pub profile: Option<String>,
+    /// Who caused the start, for the audit record written when it becomes ready.
+    pub actor: String,
+    pub hub: String,
+    pub since: i64,
+    /// What the leader's last poll said ("pending (PartitionDown)", …).
+    pub state: String,
+    /// Set when the job ended before registering: `state` says why.
+    pub failed: bool,
 }
 
 /// The condition a write to a server row is made under.
@@ -229,6 +252,22 @@ pub trait Store: Send + Sync {
         name: &str,
         expect: Expect,
     ) -> Result<bool, StoreError>;
+
+    /// Stores a submitted start (replacing the owner's previous one of that name).
+    async fn put_pending(&self, p: &PendingSpawn) -> Result<(), StoreError>;
+    /// Every submitted start not registered yet, oldest first.
+    async fn pending_spawns(&self) -> Result<Vec<PendingSpawn>, StoreError>;
+    /// Records what the last poll said of the start with this token; false when it is
+    /// gone (registered, cancelled) meanwhile.
+    async fn set_pending_state(
+        &self,
+        token_hash: &str,
+        state: &str,
+        failed: bool,
+    ) -> Result<bool, StoreError>;
+    /// Removes and returns the start with this token: exactly one registration (on any
+    /// hub) completes it.
+    async fn take_pending(&self, token_hash: &str) -> Result<Option<PendingSpawn>, StoreError>;
 
     async fn save_overview(&self, row: &OverviewRow) -> Result<(), StoreError>;
     async fn overviews(&self) -> Result<Vec<OverviewRow>, StoreError>;

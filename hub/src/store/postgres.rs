@@ -19,8 +19,8 @@
 //! This module must not hold policy or HTTP logic.
 
 use super::{
-    Change, Clock, Expect, OverviewRow, ServerRow, Session, SessionKind, Store, StoreError,
-    TokenRow,
+    Change, Clock, Expect, OverviewRow, PendingSpawn, ServerRow, Session, SessionKind, Store,
+    StoreError, TokenRow,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -97,6 +97,22 @@ const MIGRATIONS: &[&str] = &[
         epoch BIGINT NOT NULL,
         hub TEXT NOT NULL,
         since BIGINT NOT NULL
+     );",
+    // 3: starts submitted to a batch system that have not registered yet, and the
+    // profile each server was started on.
+    "ALTER TABLE servers ADD COLUMN profile TEXT;
+     CREATE TABLE pending_spawns (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        placement TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        profile TEXT,
+        actor TEXT NOT NULL,
+        hub TEXT NOT NULL,
+        since BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        failed BOOLEAN NOT NULL DEFAULT FALSE,
+        PRIMARY KEY (owner, name)
      );",
 ];
 
@@ -222,6 +238,25 @@ fn server_from_row(r: &Row) -> Result<ServerRow, StoreError> {
         cgroup: r.try_get(5).map_err(backend)?,
         started: r.try_get(6).map_err(backend)?,
         epoch: r.try_get(7).map_err(backend)?,
+        profile: r.try_get(8).map_err(backend)?,
+    })
+}
+
+const PENDING_COLUMNS: &str =
+    "owner, name, placement, token_hash, profile, actor, hub, since, state, failed";
+
+fn pending_from_row(r: &Row) -> Result<PendingSpawn, StoreError> {
+    Ok(PendingSpawn {
+        owner: r.try_get(0).map_err(backend)?,
+        name: r.try_get(1).map_err(backend)?,
+        placement: json_col::<Placement>(r, 2)?,
+        token_hash: r.try_get(3).map_err(backend)?,
+        profile: r.try_get(4).map_err(backend)?,
+        actor: r.try_get(5).map_err(backend)?,
+        hub: r.try_get(6).map_err(backend)?,
+        since: r.try_get(7).map_err(backend)?,
+        state: r.try_get(8).map_err(backend)?,
+        failed: r.try_get(9).map_err(backend)?,
     })
 }
 
@@ -243,7 +278,8 @@ fn token_from_row(r: &Row) -> Result<TokenRow, StoreError> {
 const SESSION_COLUMNS: &str =
     "id_hash, username, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited, uid";
 const TOKEN_COLUMNS: &str = "id, hash, username, name, class, created, expires, revoked, uid";
-const SERVER_COLUMNS: &str = "owner, name, pid, placement, endpoint, cgroup, started, epoch";
+const SERVER_COLUMNS: &str =
+    "owner, name, pid, placement, endpoint, cgroup, started, epoch, profile";
 
 /// Database clock minus system clock, in whole seconds.
 async fn measure_offset(client: &tokio_postgres::Client) -> Result<i64, StoreError> {
@@ -667,19 +703,19 @@ impl Store for PostgresStore {
         let pid = i64::from(s.pid);
         let sql = match expect {
             Expect::Any => format!(
-                "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
+                "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)
                  ON CONFLICT (owner, name) DO UPDATE SET pid = excluded.pid, placement = excluded.placement,
                    endpoint = excluded.endpoint, cgroup = excluded.cgroup, started = excluded.started,
-                   epoch = servers.epoch + 1
+                   epoch = servers.epoch + 1, profile = excluded.profile
                  RETURNING epoch"
             ),
             Expect::Absent => format!(
-                "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
+                "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)
                  ON CONFLICT (owner, name) DO NOTHING RETURNING epoch"
             ),
             Expect::Epoch(_) => "UPDATE servers SET pid = $3, placement = $4, endpoint = $5, cgroup = $6,
-                   started = $7, epoch = epoch + 1
-                 WHERE owner = $1 AND name = $2 AND epoch = $8 RETURNING epoch"
+                   started = $7, profile = $8, epoch = epoch + 1
+                 WHERE owner = $1 AND name = $2 AND epoch = $9 RETURNING epoch"
                 .to_string(),
         };
         let epoch_arg = match expect {
@@ -693,7 +729,7 @@ impl Store for PostgresStore {
                 &sql,
                 &[
                     &s.owner, &s.name, &pid, &placement, &endpoint, &s.cgroup, &s.started,
-                    &epoch_arg,
+                    &s.profile, &epoch_arg,
                 ],
             )
             .await
@@ -702,6 +738,7 @@ impl Store for PostgresStore {
                 &sql,
                 &[
                     &s.owner, &s.name, &pid, &placement, &endpoint, &s.cgroup, &s.started,
+                    &s.profile,
                 ],
             )
             .await
@@ -752,6 +789,86 @@ impl Store for PostgresStore {
             }
         };
         Ok(n > 0)
+    }
+
+    async fn put_pending(&self, p: &PendingSpawn) -> Result<(), StoreError> {
+        let placement = to_json(&p.placement)?;
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO pending_spawns ({PENDING_COLUMNS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (owner, name) DO UPDATE SET placement = excluded.placement,
+                       token_hash = excluded.token_hash, profile = excluded.profile,
+                       actor = excluded.actor, hub = excluded.hub, since = excluded.since,
+                       state = excluded.state, failed = excluded.failed"
+                ),
+                &[
+                    &p.owner,
+                    &p.name,
+                    &placement,
+                    &p.token_hash,
+                    &p.profile,
+                    &p.actor,
+                    &p.hub,
+                    &p.since,
+                    &p.state,
+                    &p.failed,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn pending_spawns(&self) -> Result<Vec<PendingSpawn>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query(
+                &format!(
+                    "SELECT {PENDING_COLUMNS} FROM pending_spawns ORDER BY since, owner, name"
+                ),
+                &[],
+            )
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(pending_from_row)
+            .collect()
+    }
+
+    async fn set_pending_state(
+        &self,
+        token_hash: &str,
+        state: &str,
+        failed: bool,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE pending_spawns SET state = $2, failed = $3 WHERE token_hash = $1",
+                &[&token_hash, &state, &failed],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    async fn take_pending(&self, token_hash: &str) -> Result<Option<PendingSpawn>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!(
+                    "DELETE FROM pending_spawns WHERE token_hash = $1 RETURNING {PENDING_COLUMNS}"
+                ),
+                &[&token_hash],
+            )
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(pending_from_row)
+            .transpose()
     }
 
     async fn save_overview(&self, row: &OverviewRow) -> Result<(), StoreError> {

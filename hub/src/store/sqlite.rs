@@ -6,8 +6,8 @@
 //! WAL database, cheaper than handing it to a blocking pool.
 
 use super::{
-    Change, Clock, Expect, OverviewRow, ServerRow, Session, SessionKind, Store, StoreError,
-    TokenRow,
+    Change, Clock, Expect, OverviewRow, PendingSpawn, ServerRow, Session, SessionKind, Store,
+    StoreError, TokenRow,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -105,6 +105,22 @@ const MIGRATIONS: &[&str] = &[
         watchers INTEGER NOT NULL,
         seen INTEGER NOT NULL,
         PRIMARY KEY (owner, hub)
+     );",
+    // 5: starts submitted to a batch system that have not registered yet, and the
+    // profile each server was started on.
+    "ALTER TABLE servers ADD COLUMN profile TEXT;
+     CREATE TABLE pending_spawns (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        placement TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        profile TEXT,
+        actor TEXT NOT NULL,
+        hub TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        failed INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner, name)
      );",
 ];
 
@@ -210,6 +226,25 @@ fn server_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServerRow> {
         cgroup: r.get(5)?,
         started: r.get(6)?,
         epoch: r.get(7)?,
+        profile: r.get(8)?,
+    })
+}
+
+const PENDING_COLUMNS: &str =
+    "owner, name, placement, token_hash, profile, actor, hub, since, state, failed";
+
+fn pending_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PendingSpawn> {
+    Ok(PendingSpawn {
+        owner: r.get(0)?,
+        name: r.get(1)?,
+        placement: json_col::<Placement>(2, r.get(2)?)?,
+        token_hash: r.get(3)?,
+        profile: r.get(4)?,
+        actor: r.get(5)?,
+        hub: r.get(6)?,
+        since: r.get(7)?,
+        state: r.get(8)?,
+        failed: r.get(9)?,
     })
 }
 
@@ -229,7 +264,8 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
 }
 
 const TOKEN_COLUMNS: &str = "id, hash, user, name, class, created, expires, revoked, uid";
-const SERVER_COLUMNS: &str = "owner, name, pid, placement, endpoint, cgroup, started, epoch";
+const SERVER_COLUMNS: &str =
+    "owner, name, pid, placement, endpoint, cgroup, started, epoch, profile";
 
 impl SqliteStore {
     pub fn open(path: &Path, clock: Clock) -> Result<SqliteStore, StoreError> {
@@ -456,12 +492,12 @@ impl Store for SqliteStore {
         }
         let epoch = current.unwrap_or(0) + 1;
         tx.execute(
-            "INSERT INTO servers (owner, name, pid, placement, endpoint, cgroup, started, epoch)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO servers (owner, name, pid, placement, endpoint, cgroup, started, epoch, profile)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT(owner, name) DO UPDATE SET pid = excluded.pid, placement = excluded.placement,
                endpoint = excluded.endpoint, cgroup = excluded.cgroup, started = excluded.started,
-               epoch = excluded.epoch",
-            params![s.owner, s.name, s.pid, placement, endpoint, s.cgroup, s.started, epoch],
+               epoch = excluded.epoch, profile = excluded.profile",
+            params![s.owner, s.name, s.pid, placement, endpoint, s.cgroup, s.started, epoch, s.profile],
         )
         .map_err(backend)?;
         tx.commit().map_err(backend)?;
@@ -488,6 +524,69 @@ impl Store for SqliteStore {
                     params![owner, name, e],
                 )
                 .map(|n| n > 0),
+        })
+    }
+
+    async fn put_pending(&self, p: &PendingSpawn) -> Result<(), StoreError> {
+        let placement = to_json(&p.placement)?;
+        self.with(|c| {
+            c.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO pending_spawns ({PENDING_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ),
+                params![
+                    p.owner,
+                    p.name,
+                    placement,
+                    p.token_hash,
+                    p.profile,
+                    p.actor,
+                    p.hub,
+                    p.since,
+                    p.state,
+                    p.failed
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn pending_spawns(&self) -> Result<Vec<PendingSpawn>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {PENDING_COLUMNS} FROM pending_spawns ORDER BY since, owner, name"
+            ))?;
+            let rows = stmt.query_map([], pending_from_row)?;
+            rows.collect()
+        })
+    }
+
+    async fn set_pending_state(
+        &self,
+        token_hash: &str,
+        state: &str,
+        failed: bool,
+    ) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE pending_spawns SET state = ?2, failed = ?3 WHERE token_hash = ?1",
+                params![token_hash, state, failed],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    async fn take_pending(&self, token_hash: &str) -> Result<Option<PendingSpawn>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                &format!(
+                    "DELETE FROM pending_spawns WHERE token_hash = ?1 RETURNING {PENDING_COLUMNS}"
+                ),
+                params![token_hash],
+                pending_from_row,
+            )
+            .optional()
         })
     }
 
@@ -680,6 +779,7 @@ mod tests {
             cgroup: "/sys/fs/cgroup/steward/alice/default".into(),
             started: 5,
             epoch: 0,
+            profile: None,
         }
     }
 

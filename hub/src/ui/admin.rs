@@ -24,9 +24,10 @@ fn admin_changing(state: &AppState, req: &HttpRequest, s: Session) -> Result<Ses
     Ok(s)
 }
 
-/// Every server this hub knows: where it runs (backend, host or job), its state
-/// (`running`, `unknown` with why when its host did not answer the last check, or
-/// `starting`, listed apart under "starting") and since when.
+/// Every server this hub knows: where it runs (backend, host or job), its profile, its
+/// state (`running`, `unknown` with why when its host or cluster did not answer the last
+/// check; starts under way are listed apart under "starting": `starting`, or for a job
+/// in a batch queue `pending` or `failed` with Slurm's reason) and since when.
 pub async fn servers(state: web::Data<AppState>, Authed(s): Authed) -> ApiResult {
     admin(&state, s)?;
     let list: Vec<_> = state
@@ -46,20 +47,29 @@ pub async fn servers(state: web::Data<AppState>, Authed(s): Authed) -> ApiResult
                    "endpoint": s.endpoint.to_string(), "placement": s.placement.to_string(),
                    "backend": s.placement.backend(), "where": placed_where(&s.placement),
                    "state": server_state, "reason": reason, "since": s.started,
-                   "cgroup": s.cgroup})
+                   "cgroup": s.cgroup, "profile": s.profile})
         })
         .collect();
     // Starts under way have no pid or endpoint yet: listed apart, so that every entry of
     // "servers" is a server that runs.
-    let starting: Vec<_> = state
+    let queued = state.servers.queued_all().await;
+    let mut starting: Vec<_> = state
         .servers
         .starting()
         .into_iter()
+        // A queued start is shown from the store, with its job and reason.
+        .filter(|(owner, _, _)| !queued.iter().any(|q| &q.owner == owner))
         .map(|(owner, backend, since)| {
             json!({"owner": owner, "server": crate::servers::DEFAULT_SERVER,
                    "backend": backend, "where": "-", "state": "starting", "since": since})
         })
         .collect();
+    starting.extend(queued.into_iter().map(|q| {
+        json!({"owner": q.owner, "server": q.name, "backend": q.placement.backend(),
+               "where": placed_where(&q.placement), "placement": q.placement.to_string(),
+               "state": if q.failed { "failed" } else { "pending" }, "reason": q.state,
+               "since": q.since, "profile": q.profile})
+    }));
     Ok(HttpResponse::Ok().json(json!({ "servers": list, "starting": starting })))
 }
 
@@ -152,9 +162,9 @@ pub async fn stop_server(
 ) -> ApiResult {
     let s = admin_changing(&state, &req, s)?;
     let owner = owner.into_inner();
-    if state.servers.get(&owner).is_none() {
+    if !state.servers.has_server_or_queued(&owner).await {
         return Err(ApiError::not_found(format!(
-            "{owner} has no running server"
+            "{owner} has no running or queued server"
         )));
     }
     state

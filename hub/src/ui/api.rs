@@ -46,7 +46,16 @@ pub async fn overview(state: web::Data<AppState>, Authed(s): Authed) -> ApiResul
             owners.insert(owner, (false, workflows));
         }
     }
+    // Owners whose server waits in a batch queue: marked, with Slurm's reason.
+    let queued: BTreeMap<String, (bool, String)> = state
+        .servers
+        .queued_all()
+        .await
+        .into_iter()
+        .map(|q| (q.owner, (q.failed, q.state)))
+        .collect();
     let mut out = vec![];
+    let mut queued_shown = vec![];
     for (owner, (stale, workflows)) in owners {
         let mut visible = vec![];
         for mut w in workflows {
@@ -56,10 +65,29 @@ pub async fn overview(state: web::Data<AppState>, Authed(s): Authed) -> ApiResul
             }
         }
         if !visible.is_empty() {
-            out.push(json!({ "owner": owner, "stale": stale, "workflows": visible }));
+            let server = queued.get(&owner).map(|(failed, why)| {
+                json!({"state": if *failed { "failed" } else { "pending" }, "reason": why})
+            });
+            out.push(
+                json!({ "owner": owner, "stale": stale, "workflows": visible,
+                             "server": server }),
+            );
+            queued_shown.push(owner);
         }
     }
-    Ok(HttpResponse::Ok().json(json!({ "owners": out })))
+    // A queued owner with no known workflows yet (first start): listed when the reader
+    // may read anything of theirs.
+    let mut pending = vec![];
+    for (owner, (failed, why)) in &queued {
+        if queued_shown.contains(owner) || !state.decider.may_read(owner, &s, "").await {
+            continue;
+        }
+        pending.push(
+            json!({"owner": owner, "state": if *failed { "failed" } else { "pending" },
+                            "reason": why}),
+        );
+    }
+    Ok(HttpResponse::Ok().json(json!({ "owners": out, "queued": pending })))
 }
 
 #[derive(Deserialize)]
@@ -246,14 +274,18 @@ pub async fn start_own_server(
         // Started by someone else (a visit, a prestart) since the check above.
         Ok(SpawnOutcome::AlreadyRunning(srv)) => Err(already_running(srv.pid)),
         Err(e @ ServerError::Busy) => Err(ApiError::too_many(e.to_string(), 5)),
+        // Submitted and waiting in the batch queue: accepted, not refused.
+        Err(e @ ServerError::Pending { .. }) => Ok(HttpResponse::Accepted().json(
+            json!({ "started": false, "queued": true, "profile": profile, "message": e.to_string() }),
+        )),
         Err(e) => Err(ApiError::forbidden(e.to_string())),
     }
 }
 
 /// `DELETE /hub/api/server`: stop your own server (your workflows keep running).
 pub async fn stop_own_server(state: web::Data<AppState>, CsrfChecked(s): CsrfChecked) -> ApiResult {
-    if state.servers.get(&s.user).is_none() {
-        return Err(ApiError::not_found("your server is not running"));
+    if !state.servers.has_server_or_queued(&s.user).await {
+        return Err(ApiError::not_found("your server is not running or queued"));
     }
     state
         .servers

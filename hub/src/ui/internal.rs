@@ -11,7 +11,7 @@ use steward_protocol::bootstrap::Registration;
 pub async fn register(state: web::Data<AppState>, body: web::Bytes) -> ApiResult {
     let reg = serde_json::from_slice::<Registration>(&body)
         .map_err(|_| ApiError::bad_request("registration body must be a Registration JSON"))?;
-    if state.servers.register(reg) {
+    if state.servers.register(reg).await {
         Ok(HttpResponse::Ok().json(json!({ "ok": true })))
     } else {
         Err(ApiError::forbidden(

@@ -10,6 +10,8 @@
 //! Like the rest of this crate it knows nothing of sessions or policy; it answers
 //! with `steward_protocol::Placement::Slurm { cluster, job_id }` and job states.
 
+#[cfg(feature = "client")]
+pub mod backend;
 pub mod config;
 pub mod poller;
 pub mod queue;
@@ -17,6 +19,8 @@ pub mod run;
 pub mod script;
 pub mod submit;
 
+#[cfg(feature = "client")]
+pub use backend::SlurmBackend;
 pub use config::{SlurmClusterConfig, SlurmProfile};
 pub use poller::{jittered, Calls, PollReport, Poller, SlurmCluster, StewardJob};
 pub use queue::{job_name, parse_job_name, Evidence, JobState};

@@ -53,6 +53,10 @@ pub struct SlurmCluster {
     /// Consecutive polls a job must be missing from squeue before accounting is asked.
     #[serde(default = "default_confirm_after")]
     pub confirm_after: u32,
+    /// Seconds between the hub's polls (each jittered by up to a fifth, so hubs and
+    /// clusters do not fall into step).
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
 }
 
 fn default_bin_dir() -> PathBuf {
@@ -64,6 +68,9 @@ fn default_timeout() -> u64 {
 fn default_confirm_after() -> u32 {
     2
 }
+fn default_poll_secs() -> u64 {
+    10
+}
 
 impl SlurmCluster {
     pub fn new(name: impl Into<String>) -> SlurmCluster {
@@ -74,6 +81,83 @@ impl SlurmCluster {
             timeout_secs: default_timeout(),
             jobcomp_file: None,
             confirm_after: default_confirm_after(),
+            poll_secs: default_poll_secs(),
+        }
+    }
+
+    /// Checks the table the hub's config names; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        for (field, p) in [
+            ("bin_dir", Some(&self.bin_dir)),
+            ("conf", self.conf.as_ref()),
+            ("jobcomp_file", self.jobcomp_file.as_ref()),
+        ] {
+            if let Some(p) = p.filter(|p| !p.is_absolute()) {
+                return Err(format!("{field}: {} is not an absolute path", p.display()));
+            }
+        }
+        for (field, v, max) in [
+            ("timeout_secs", self.timeout_secs, 600),
+            ("poll_secs", self.poll_secs, 3600),
+            ("confirm_after", u64::from(self.confirm_after), 100),
+        ] {
+            if v == 0 || v > max {
+                return Err(format!("{field}: {v} is not between 1 and {max}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The address the hub dials a server in `job_id` at: the `NodeAddr` Slurm has for
+    /// the node the job runs on, once the job is checked to be `owner`'s server (by
+    /// name and Slurm user). One squeue (robust format) and one sinfo; called once per
+    /// registration, not per poll.
+    pub fn node_address(&self, job_id: &str, owner: &str, server: &str) -> Result<String, String> {
+        let nonce = format!("~{:016x}~", rand::random::<u64>());
+        let mut cmd = self.command("squeue");
+        cmd.args(["--noheader", "--states=all", "--jobs", job_id, "--format"])
+            .arg(queue::squeue_format(&nonce));
+        let out = run_bounded(&mut cmd, None, self.timeout()).map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "squeue failed ({}): {}",
+                out.status,
+                slurm_message(&out.stderr)
+            ));
+        }
+        let rows = parse_squeue(&out.stdout, &nonce)?;
+        let expected = queue::job_name(owner, server);
+        let row = rows
+            .iter()
+            .find(|r| r.job_id == job_id)
+            .ok_or_else(|| format!("Slurm does not list job {job_id}"))?;
+        if row.name != expected || row.user != owner {
+            return Err(format!(
+                "job {job_id} is {:?} of user {}, not {expected} of {owner}",
+                row.name, row.user
+            ));
+        }
+        if classify(&row.state) != StateClass::Running {
+            return Err(format!("job {job_id} is {}, not running", row.state));
+        }
+        let node = row.nodes.trim();
+        if node.is_empty()
+            || !node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(format!("job {job_id} runs on {node:?}, not on one node"));
+        }
+        let mut cmd = self.command("sinfo");
+        cmd.args(["--noheader", "--Node", "--nodes", node, "--format", "%o"]);
+        let out = run_bounded(&mut cmd, None, self.timeout()).map_err(|e| e.to_string())?;
+        let addr = out.stdout.lines().map(str::trim).find(|l| !l.is_empty());
+        match (out.status.success(), addr) {
+            (true, Some(addr)) => resolve_node(addr),
+            _ => Err(format!(
+                "sinfo has no address for node {node}: {}",
+                slurm_message(&out.stderr)
+            )),
         }
     }
 
@@ -163,6 +247,20 @@ impl SlurmCluster {
             }
         }
     }
+}
+
+/// A node's `NodeAddr` as an IP address (names resolved by the system resolver).
+fn resolve_node(addr: &str) -> Result<String, String> {
+    if addr.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(addr.to_string());
+    }
+    use std::net::ToSocketAddrs;
+    (addr, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving node address {addr:?}: {e}"))?
+        .next()
+        .map(|a| a.ip().to_string())
+        .ok_or_else(|| format!("node address {addr:?} resolves to nothing"))
 }
 
 /// The last `max` bytes of a file (the jobcomp log only grows).
@@ -276,7 +374,17 @@ impl Poller {
     }
 
     /// Starts following a job (after a submit, or when adopting one after a restart).
+    /// Tracking a job again (every poll of a hub re-tracks what its store holds) keeps
+    /// its absence count: only a new job, or an id now naming another server, starts
+    /// from zero.
     pub fn track(&mut self, job_id: &str, owner: &str, server: &str) {
+        if self
+            .tracked
+            .get(job_id)
+            .is_some_and(|t| t.owner == owner && t.server == server)
+        {
+            return;
+        }
         self.tracked.insert(
             job_id.to_string(),
             Tracked {
