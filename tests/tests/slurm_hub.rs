@@ -44,6 +44,10 @@ memory = "256M"
 cpu = 1.0
 [profiles.standby.slurm]
 partition = "standby"
+[profiles.nowhere]
+memory = "256M"
+[profiles.nowhere.slurm]
+partition = "nosuch"
 "#,
             conf = s.conf.display(),
             data = data.display()
@@ -87,6 +91,7 @@ partition = "standby"
 [spawner.profile_backends]
 batch = "slurm"
 standby = "slurm"
+nowhere = "slurm"
 [spawner.slurm]
 name = "{CLUSTER}"
 conf = "{conf}"
@@ -460,4 +465,117 @@ async fn servers_through_slurm_via_the_hub() {
     let list = get_json(&carl, format!("{}/hub/api/admin/servers", d.base)).await;
     assert!(entry(&list, "servers", "alice").is_none(), "{list}");
     assert!(entry(&list, "starting", "alice").is_none(), "{list}");
+}
+
+// See servers_through_slurm_via_the_hub.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slurm_faults_through_the_hub() {
+    if !slurm::available("slurm_faults_through_the_hub") {
+        return;
+    }
+    let _sl = slurm::lock();
+    let s = Slurm::start();
+    let _l = demo_lock();
+    let mut d = Demo::start();
+    configure(&d, &s, &[]);
+    d.serve_with("");
+    let (carl, carl_csrf) = d.login("carl").await;
+    let (alice, alice_csrf) = d.login("alice").await;
+    d.stop_prestarted(&carl, &carl_csrf, "alice").await;
+    let listed = |l: &Value| {
+        entry(l, "servers", "alice").is_some() || entry(l, "starting", "alice").is_some()
+    };
+
+    // --- sbatch refuses the job (a partition that does not exist): a clear, audited
+    // failure, nothing queued.
+    let (status, body) = start_own(&d, &alice, &alice_csrf, "nowhere").await;
+    let message = body["error"].as_str().unwrap_or_default();
+    assert_eq!(status, 403, "{body}");
+    assert!(message.contains("Invalid partition"), "{message}");
+    assert!(d
+        .audit_records()
+        .iter()
+        .any(|r| r["event"] == "spawn_failed"
+            && r["owner"] == "alice"
+            && r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Invalid partition"))));
+    let list = get_json(&carl, format!("{}/hub/api/admin/servers", d.base)).await;
+    assert!(!listed(&list), "{list}");
+    assert!(alice_jobs(&s).is_empty(), "{:?}", alice_jobs(&s));
+
+    // --- slurmctld down: the running server is "unknown" with why, never gone; it is
+    // still relayed to; a start meanwhile fails clearly and queues nothing.
+    let (status, body) = start_own(&d, &alice, &alice_csrf, "batch").await;
+    assert_eq!(status, 200, "{body}\n{}", audit_dump(&d));
+    let list = list_until(&d, &carl, "alice running", |l| {
+        entry(l, "servers", "alice").is_some()
+    })
+    .await;
+    let job = entry(&list, "servers", "alice").unwrap()["where"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    s.stop_controller();
+    let list = list_until(&d, &carl, "alice unknown", |l| {
+        entry(l, "servers", "alice").is_some_and(|e| e["state"] == "unknown")
+    })
+    .await;
+    let reason = entry(&list, "servers", "alice").unwrap()["reason"].clone();
+    assert!(
+        reason.as_str().is_some_and(|r| r.contains("squeue")),
+        "{reason}"
+    );
+    // Three more polls: still there, still unknown.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let list = get_json(&carl, format!("{}/hub/api/admin/servers", d.base)).await;
+    assert_eq!(
+        entry(&list, "servers", "alice").unwrap()["state"],
+        "unknown",
+        "{list}"
+    );
+    let (alice_cookie, _) = login_cookie(&d.base, &d.ca(), "alice", &d.password("alice")).await;
+    visit(&d, "alice", &alice_cookie).await;
+    let (bob, bob_csrf) = d.login("bob").await;
+    d.stop_prestarted(&carl, &carl_csrf, "bob").await;
+    let (status, body) = start_own(&d, &bob, &bob_csrf, "batch").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("unavailable") || m.contains("controller")),
+        "{body}"
+    );
+    let list = get_json(&carl, format!("{}/hub/api/admin/servers", d.base)).await;
+    assert!(entry(&list, "starting", "bob").is_none(), "{list}");
+    s.start_controller()
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.logs()));
+    list_until(&d, &carl, "alice running again", |l| {
+        entry(l, "servers", "alice").is_some_and(|e| e["state"] == "running")
+    })
+    .await;
+
+    // --- The job cancelled behind the hub's back: gone once Slurm confirms it; the hub
+    // forgets the server and records why.
+    let out = s.client("scancel").arg(&job).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    list_until(&d, &carl, "alice's cancelled job forgotten", |l| !listed(l)).await;
+    assert!(
+        d.audit_records().iter().any(|r| r["event"] == "stop"
+            && r["owner"] == "alice"
+            && r["actor"] == "@steward"
+            && r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&job) && m.contains("CANCELLED"))),
+        "{}",
+        audit_dump(&d)
+    );
+    // The next start is a new job.
+    let (status, body) = start_own(&d, &alice, &alice_csrf, "batch").await;
+    assert_eq!(status, 200, "{body}");
+    admin_stop(&d, &carl, &carl_csrf, "alice").await;
 }
