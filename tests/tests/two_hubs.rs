@@ -425,6 +425,20 @@ async fn a_tail_cut_off_one_hubs_audit_log_is_named_by_the_deployment_checkpoint
     }
     let public = format!("https://127.0.0.1:{}", free_port());
     let demo = d.data.path().to_path_buf();
+
+    // One hub on SQLite is a deployment of one: at its stop it checkpointed its own
+    // chain into hub.db, and the same command verifies it.
+    let (ok, out, err) = audit_verify(&[
+        "-c".as_ref(),
+        demo.join("steward.toml").as_os_str(),
+        "--deployment".as_ref(),
+        demo.join("audit").as_os_str(),
+    ]);
+    assert!(ok, "the SQLite demo's deployment: {out}{err}");
+    assert!(
+        out.contains("checkpointed head") && out.contains("covers 1 hub(s)"),
+        "{out}"
+    );
     let mut a = start_hub(&demo, "hub-a", &public, &pg.url());
     let mut b = start_hub(&demo, "hub-b", &public, &pg.url());
 
