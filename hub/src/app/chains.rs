@@ -45,7 +45,9 @@ impl Chains {
             store: state.store.clone(),
             log: state.recorder.log().clone(),
             leadership: state.servers.leadership.clone(),
-            key: pki::audit_key(&state.cfg.data_dir)?,
+            // The key the hub started with (`app::build` made it if it was missing); a
+            // file gone since is an error here, not a new key.
+            key: pki::load_key(&state.cfg.data_dir.join(pki::AUDIT_KEY_FILE))?,
             hub: state.servers.leadership.hub().to_string(),
             published: Mutex::new(None),
             refused: Mutex::new(None),
@@ -62,10 +64,7 @@ impl Chains {
         let Some(head) = self.log.durable_head() else {
             return;
         };
-        let lock = |m: &Mutex<Option<ChainHead>>| -> Option<ChainHead> {
-            m.lock().unwrap_or_else(|p| p.into_inner()).clone()
-        };
-        if lock(&self.published).as_ref() == Some(&head) {
+        if get(&self.published).as_ref() == Some(&head) {
             return;
         }
         match self
@@ -73,17 +72,15 @@ impl Chains {
             .put_audit_head(&head.hub, head.seq, &head.hash, self.store.now())
             .await
         {
-            Ok(true) => {
-                *self.published.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
-            }
+            Ok(true) => set(&self.published, head),
             Ok(false) => {
-                if lock(&self.refused).as_ref() != Some(&head) {
+                if get(&self.refused).as_ref() != Some(&head) {
                     tracing::error!(
                         hub = %head.hub,
                         seq = head.seq,
                         "the state store holds a later audit chain head for this hub (or another record at this seq) than its log has: this hub's audit log was cut or replaced; `steward audit verify --deployment` names it"
                     );
-                    *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
+                    set(&self.refused, head);
                 }
             }
             Err(e) => {
@@ -166,6 +163,15 @@ impl Chains {
             }
         }
     }
+}
+
+// A panic while holding these small locks leaves plain data behind.
+fn get(m: &Mutex<Option<ChainHead>>) -> Option<ChainHead> {
+    m.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+fn set(m: &Mutex<Option<ChainHead>>, head: ChainHead) {
+    *m.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
 }
 
 /// Runs [`Chains::round`] every [`EVERY`] for as long as the hub runs.

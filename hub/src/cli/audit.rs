@@ -5,10 +5,9 @@
 //! Read-only: it creates no key and no database.
 
 use crate::config::HubConfig;
-use crate::pki::AUDIT_KEY_FILE;
+use crate::pki::{load_key, AUDIT_KEY_FILE};
 use crate::store::{Clock, SqliteStore, Store};
-use ed25519_dalek::pkcs8::DecodePrivateKey;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use std::path::{Path, PathBuf};
 
 /// Where the packaged hub's configuration is.
@@ -28,15 +27,8 @@ async fn load(
         None => {
             let cfg = cfg()?;
             // The private key file the hubs share; only its public half is used.
-            let path = cfg.data_dir.join(AUDIT_KEY_FILE);
-            let der = std::fs::read(&path).map_err(|e| {
-                format!(
-                    "the audit key {}: {e} (give the deployment's key with --key)",
-                    path.display()
-                )
-            })?;
-            SigningKey::from_pkcs8_der(&der)
-                .map_err(|e| format!("the audit key {}: {e}", path.display()))?
+            load_key(&cfg.data_dir.join(AUDIT_KEY_FILE))
+                .map_err(|e| format!("{e} (give the deployment's key with --key)"))?
                 .verifying_key()
         }
     };
