@@ -63,12 +63,15 @@ pub(crate) struct LineHead<'a> {
     pub prev: Hash,
     pub time: &'a [u8],
     pub kind: RecordKind,
+    /// The hub named right after `kind`, if the record names one.
+    pub hub: Option<&'a [u8]>,
 }
 
 const P_SEQ: &[u8] = b"{\"seq\":";
 const P_PREV: &[u8] = b",\"prev\":\"";
 const P_TIME: &[u8] = b"\",\"time\":\"";
 const P_KIND: &[u8] = b"\",\"kind\":\"";
+const P_HUB: &[u8] = b"\",\"hub\":\"";
 
 /// Reads the canonical prefix. The error says what is wrong, for `file:line: ...`.
 pub(crate) fn parse_head(line: &[u8]) -> Result<LineHead<'_>, &'static str> {
@@ -105,6 +108,17 @@ pub(crate) fn parse_head(line: &[u8]) -> Result<LineHead<'_>, &'static str> {
         .ok_or("not an audit record: \"kind\" must follow \"time\"")?;
     let klen = memchr::memchr(b'"', rest).ok_or("not an audit record: unterminated kind")?;
     let kind = RecordKind::from_bytes(&rest[..klen]).ok_or("not an audit record: unknown kind")?;
+    let hub = match rest[klen..].strip_prefix(P_HUB) {
+        Some(rest) => {
+            let hlen = memchr::memchr2(b'"', b'\\', rest)
+                .ok_or("not an audit record: unterminated hub")?;
+            if rest[hlen] != b'"' || hlen == 0 {
+                return Err("not an audit record: hub is not a valid hub id");
+            }
+            Some(&rest[..hlen])
+        }
+        None => None,
+    };
     if line.last() != Some(&b'}') {
         return Err("not an audit record: line does not end with }");
     }
@@ -113,6 +127,7 @@ pub(crate) fn parse_head(line: &[u8]) -> Result<LineHead<'_>, &'static str> {
         prev,
         time,
         kind,
+        hub,
     })
 }
 
@@ -222,5 +237,21 @@ mod tests {
         }
         let upper = line.replace(&"0f".repeat(32), &"0F".repeat(32));
         assert!(parse_head(upper.as_bytes()).is_err());
+        assert_eq!(h.hub, None, "a record of an old log names no hub");
+        let named = line.replace(
+            "\"kind\":\"outcome\"",
+            "\"kind\":\"outcome\",\"hub\":\"hub-a\"",
+        );
+        assert_eq!(
+            parse_head(named.as_bytes()).unwrap().hub,
+            Some(&b"hub-a"[..])
+        );
+        for bad in ["\"hub\":\"\"", "\"hub\":\"a\\\"b\""] {
+            let l = line.replace(
+                "\"kind\":\"outcome\"",
+                &format!("\"kind\":\"outcome\",{bad}"),
+            );
+            assert!(parse_head(l.as_bytes()).is_err(), "{l}");
+        }
     }
 }

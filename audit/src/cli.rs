@@ -1,6 +1,7 @@
 //! `steward audit verify|search`: the subcommands, ready to be mounted in the
 //! `steward` binary (`#[command(subcommand)] audit: AuditCommand`).
 
+use crate::deployment::{verify_deployment, DeploymentCheckpoint, DeploymentError};
 use crate::human::quote;
 use crate::human_line;
 use crate::record::{AuditRecord, Decision, RecordKind};
@@ -17,6 +18,11 @@ pub enum AuditCommand {
     /// Check the hash chain, the signed checkpoints, audit.head and (with --head) the
     /// head kept outside the audit directory; print the first bad record with its
     /// file and line. Exit 0 when intact, 1 when not.
+    ///
+    /// Several hubs: `steward audit verify -c /etc/steward/steward.toml --deployment
+    /// DIR_A DIR_B ...` checks every hub's chain and holds each to the head the
+    /// leader's signed checkpoint (in the hubs' database) has for it, naming the hub
+    /// whose chain is missing, cut short or altered.
     Verify {
         /// Chain files, oldest first (default: every file in the audit directory).
         files: Vec<PathBuf>,
@@ -35,6 +41,24 @@ pub enum AuditCommand {
         /// signed, i.e. unless no records were cut off the end.
         #[arg(long)]
         head: Option<PathBuf>,
+        /// Verify a deployment of several hubs together: one audit directory per hub
+        /// (each hub's [audit] dir, or copies of them). Every chain is verified on its
+        /// own, then held to the leader's signed checkpoint of every hub's head: a chain
+        /// that ends before its signed head (deleted tail), has another record at that
+        /// seq, or is missing fails, naming the hub. The checkpoint is read from the
+        /// database of --config, or from --checkpoint; it must be signed by the audit
+        /// key (--key, default: the one in the config's data_dir).
+        #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with_all = ["files", "dir", "head"])]
+        deployment: Vec<PathBuf>,
+        /// With --deployment: read the checkpoint from this JSON file (the `body` of
+        /// the database's `audit_checkpoint` row) instead of the database.
+        #[arg(long, value_name = "FILE", requires = "deployment")]
+        checkpoint: Option<PathBuf>,
+        /// With --deployment: the hub's configuration, whose [database] holds the
+        /// checkpoint and whose data_dir holds the audit key [default:
+        /// /etc/steward/steward.toml].
+        #[arg(short = 'c', long, value_name = "FILE", requires = "deployment")]
+        config: Option<PathBuf>,
     },
     /// Print the records that match every given filter.
     Search {
@@ -160,6 +184,74 @@ fn show_line(file: &Path, n: u64) -> Option<String> {
     Some(format!("{}{more}", quote(&text)))
 }
 
+/// `steward audit verify --deployment`: holds the chains in `dirs` (one per hub) to the
+/// deployment checkpoint `checkpoint` (its JSON; `from` says where it was read, for
+/// messages), signed by `key`. Prints every chain and every problem; returns the exit
+/// code: 0 intact, 1 not (or the checkpoint is not valid), 2 when no key was given.
+pub fn run_deployment(
+    checkpoint: &str,
+    from: &str,
+    dirs: &[PathBuf],
+    key: Option<&VerifyingKey>,
+    strict: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let Some(key) = key else {
+        let _ = writeln!(
+            err,
+            "steward audit verify --deployment: the checkpoint is only worth its signature: give the deployment's audit key with --key (or -c steward.toml, whose data_dir holds it)"
+        );
+        return 2;
+    };
+    let report = DeploymentCheckpoint::from_json(checkpoint, from)
+        .and_then(|cp| verify_deployment(&cp, from, dirs, key));
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "deployment verification FAILED: {e}");
+            return 1;
+        }
+    };
+    let _ = writeln!(out, "{report}");
+    for f in &report.failures {
+        let _ = writeln!(err, "deployment verification FAILED: {f}");
+        if let DeploymentError::Chain { err: e, .. } = f {
+            if let Some(text) = e.line.and_then(|n| show_line(&e.file, n)) {
+                let _ = writeln!(err, "  line {}: {text}", e.line.unwrap_or(0));
+            }
+        }
+    }
+    if !report.is_ok() {
+        return 1;
+    }
+    if strict {
+        let loose: Vec<String> = report
+            .chains
+            .iter()
+            .filter_map(|c| {
+                let r = c.report.as_ref()?;
+                (r.unanchored_tail > 0).then(|| {
+                    format!(
+                        "{}: {} record(s) after the last checkpoint",
+                        c.dir.display(),
+                        r.unanchored_tail
+                    )
+                })
+            })
+            .collect();
+        if !loose.is_empty() {
+            let _ = writeln!(
+                err,
+                "steward audit verify: --strict: not anchored: {}",
+                loose.join("; ")
+            );
+            return 1;
+        }
+    }
+    0
+}
+
 /// Runs an audit subcommand, printing to stdout/stderr; returns the exit code.
 pub fn run(cmd: AuditCommand, default_dir: &Path, verify_key: Option<VerifyingKey>) -> i32 {
     let stdout = std::io::stdout();
@@ -188,7 +280,40 @@ pub fn run_with(
             key,
             strict,
             head,
+            deployment,
+            checkpoint,
+            config: _,
         } => {
+            if !deployment.is_empty() {
+                let key = match key.as_deref().map(load_verifying_key) {
+                    Some(Ok(k)) => Some(k),
+                    Some(Err(e)) => {
+                        let _ = writeln!(err, "steward audit verify: {e}");
+                        return 2;
+                    }
+                    None => verify_key,
+                };
+                let Some(path) = checkpoint else {
+                    let _ = writeln!(
+                        err,
+                        "steward audit verify --deployment: no checkpoint: run it as `steward audit verify -c steward.toml --deployment DIR...` to read the leader's checkpoint from the hubs' database, or give --checkpoint FILE"
+                    );
+                    return 2;
+                };
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let _ = writeln!(
+                            err,
+                            "steward audit verify: cannot read the deployment checkpoint {}: {e}",
+                            path.display()
+                        );
+                        return 2;
+                    }
+                };
+                let from = path.display().to_string();
+                return run_deployment(&text, &from, &deployment, key.as_ref(), strict, out, err);
+            }
             let key = match key.as_deref().map(load_verifying_key) {
                 Some(Ok(k)) => Some(k),
                 Some(Err(e)) => {

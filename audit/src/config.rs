@@ -58,6 +58,11 @@ pub struct AuditConfig {
     /// Outside the directory so that whoever can rewrite the log directory does not
     /// by that alone also rewrite the head.
     pub head_path: Option<PathBuf>,
+    /// The hub whose chain this is (`[database] hub_id`): written into every record,
+    /// so that each chain of a deployment names its hub and `steward audit verify
+    /// --deployment` can hold it to that hub's head in the leader's checkpoint. `None`
+    /// writes records without it, as before. 1 to 64 of `[A-Za-z0-9._-]`.
+    pub hub_id: Option<String>,
     /// Clock for `checkpoint_interval`.
     pub clock: AuditClock,
     /// The hub's key; checkpoints and `audit.head` are signed with it when set.
@@ -78,6 +83,7 @@ impl AuditConfig {
             checkpoint_every: 1000,
             checkpoint_interval: Some(Duration::from_secs(60)),
             head_path: None,
+            hub_id: None,
             clock: AuditClock::system(),
             signing_key: None,
             syslog: None,
@@ -95,6 +101,7 @@ impl fmt::Debug for AuditConfig {
             .field("checkpoint_every", &self.checkpoint_every)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("head_path", &self.head_path)
+            .field("hub_id", &self.hub_id)
             .field(
                 "signing_key",
                 &self.signing_key.as_ref().map(|k| {

@@ -23,6 +23,11 @@
 //! [`verify`] checks chain, checkpoints and head; [`search`] filters records for
 //! `steward audit search` and the hub's audit API. [`cli`] holds both subcommands.
 //!
+//! Several hubs (docs/ha.md): each keeps its own chain and names itself in every
+//! record (`AuditConfig::hub_id`); [`AuditLog::durable_head`] is what a hub publishes
+//! to the shared store, and the leader signs a [`DeploymentCheckpoint`] over every
+//! hub's head, which [`verify_deployment`] holds all chains to together.
+//!
 //! What it must not do: decide anything (the hub decides, this crate records), trust
 //! its input files (verify and search report garbage as `file:line`, never panic),
 //! or let user-controlled text forge a human line (see [`human_line`]).
@@ -30,6 +35,7 @@
 mod chain;
 pub mod cli;
 mod config;
+mod deployment;
 mod error;
 mod head;
 mod human;
@@ -46,6 +52,10 @@ mod writer;
 pub mod testing;
 
 pub use config::{AuditClock, AuditConfig};
+pub use deployment::{
+    valid_hub_id, verify_deployment, ChainCheck, ChainHead, CheckpointError, DeploymentCheckpoint,
+    DeploymentError, DeploymentReport, MAX_HUB_ID,
+};
 pub use error::{AuditError, VerifyError};
 pub use human::human_line;
 pub use log::{AuditLog, AuditStats};

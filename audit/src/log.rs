@@ -3,7 +3,9 @@
 //! It depends on the writer, never the other way round: what both need (the
 //! configuration) lives in `config.rs`, record checks in `record.rs`.
 
+use crate::chain::hex32;
 use crate::config::AuditConfig;
+use crate::deployment::ChainHead;
 use crate::error::AuditError;
 use crate::record::{validate_append, AuditRecord};
 use crate::writer::{Msg, Reply, Shared, Writer};
@@ -41,6 +43,7 @@ struct Inner {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
+    hub: Option<String>,
 }
 
 impl Drop for Inner {
@@ -77,6 +80,7 @@ impl AuditLog {
     /// the directory, or if those recovery records cannot be written.
     pub fn open(cfg: AuditConfig) -> Result<AuditLog, AuditError> {
         let dir = cfg.dir.clone();
+        let hub = cfg.hub_id.clone();
         let (mut writer, mut startup) = Writer::open(cfg)?;
         for r in &mut startup {
             validate_append(r)?;
@@ -96,6 +100,7 @@ impl AuditLog {
                 shared,
                 thread: Mutex::new(Some(thread)),
                 dir,
+                hub,
             }),
         })
     }
@@ -191,6 +196,20 @@ impl AuditLog {
     #[doc(hidden)]
     pub fn testing_fail_next_flushes(&self, n: u64) {
         self.inner.shared.fail_flushes.store(n, Ordering::Release);
+    }
+
+    /// This hub's chain head for the deployment checkpoint: its hub id and the seq and
+    /// line hash of the newest record known flushed (so the record is on disk for
+    /// `verify` to find). `None` without a hub id (`AuditConfig::hub_id`) or before
+    /// the first record.
+    pub fn durable_head(&self) -> Option<ChainHead> {
+        let hub = self.inner.hub.clone()?;
+        let (seq, hash) = self.inner.shared.durable()?;
+        Some(ChainHead {
+            hub,
+            seq,
+            hash: hex32(&hash),
+        })
     }
 
     /// The audit directory.

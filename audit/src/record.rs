@@ -145,6 +145,12 @@ pub struct AuditRecord {
     pub time: String,
     #[serde(default)]
     pub kind: RecordKind,
+    /// The hub whose chain this record is in (`AuditConfig::hub_id`), set by the log
+    /// like `seq` and `prev`. Right after `kind`, so `verify` reads it from the line's
+    /// prefix; absent in logs written before hubs named their chains (and without a
+    /// hub id), which verify as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
     #[serde(default)]
     pub event: String,
     #[serde(default)]
@@ -299,6 +305,8 @@ pub(crate) struct RecordView {
     #[serde(default)]
     kind: RecordKind,
     #[serde(default)]
+    hub: Option<AnyStr>,
+    #[serde(default)]
     event: AnyStr,
     #[serde(default)]
     actor: AnyStr,
@@ -350,7 +358,7 @@ pub(crate) fn now() -> String {
     format_time(Utc::now())
 }
 
-fn is_canonical_time(s: &str) -> bool {
+pub(crate) fn is_canonical_time(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 27
         && b.iter().enumerate().all(|(i, &c)| match i {

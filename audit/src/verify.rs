@@ -44,6 +44,10 @@ pub struct VerifyReport {
     /// Bytes at the end of the current file that were still being written (a line
     /// not yet complete that grew while verify looked at it); not checked.
     pub in_progress_bytes: u64,
+    /// The hubs the records name (`hub`), in the order they first appear: one for a
+    /// hub's chain, none for a log written before hubs named their chains, and more
+    /// than one only if the hub was renamed.
+    pub hubs: Vec<String>,
 }
 
 impl fmt::Display for VerifyReport {
@@ -58,6 +62,9 @@ impl fmt::Display for VerifyReport {
             if a > 1 {
                 write!(f, " (records before {a} are not in these files)")?;
             }
+        }
+        if !self.hubs.is_empty() {
+            write!(f, "; chain of hub {}", self.hubs.join(", then hub "))?;
         }
         write!(f, "; {} checkpoint(s)", self.checkpoints)?;
         if self.checkpoints > 0 {
@@ -114,6 +121,10 @@ struct Piece {
     /// Per head (`audit.head`, then the outside head): the record it anchors was
     /// seen here, Ok if its hash matched, Err(index) if not.
     head_seen: [Option<Result<(), u64>>; 2],
+    /// Hubs named by the lines, each change of name once.
+    hubs: Vec<Vec<u8>>,
+    /// (seq, line hash) of the lines whose seq was asked for.
+    probed: Vec<(u64, Hash)>,
 }
 
 /// Why `next` cannot follow (`seq`, `hash`); `Ok(true)` when the previous record is
@@ -184,7 +195,12 @@ fn check_checkpoint(
     Ok(())
 }
 
-fn check_piece(data: &[u8], key: Option<&VerifyingKey>, heads: [Option<(u64, Hash)>; 2]) -> Piece {
+fn check_piece(
+    data: &[u8],
+    key: Option<&VerifyingKey>,
+    heads: [Option<(u64, Hash)>; 2],
+    probes: &[u64],
+) -> Piece {
     let mut p = Piece::default();
     let mut start = 0usize;
     for nl in memchr::memchr_iter(b'\n', data) {
@@ -241,6 +257,14 @@ fn check_piece(data: &[u8], key: Option<&VerifyingKey>, heads: [Option<(u64, Has
             return p;
         }
         let hash = hash_line(line);
+        if let Some(hub) = h.hub {
+            if p.hubs.last().is_none_or(|last| last != hub) {
+                p.hubs.push(hub.to_vec());
+            }
+        }
+        if probes.contains(&h.seq) {
+            p.probed.push((h.seq, hash));
+        }
         for (seen, head) in p.head_seen.iter_mut().zip(heads) {
             if let Some((hs, hh)) = head {
                 if hs == h.seq {
@@ -272,6 +296,18 @@ pub fn verify_with_head(
     key: Option<&VerifyingKey>,
     outside_head: Option<&Path>,
 ) -> Result<VerifyReport, VerifyError> {
+    verify_probing(files, key, outside_head, &[]).map(|(r, _)| r)
+}
+
+/// [`verify_with_head`] that also hands back the line hash of every record whose seq
+/// is in `probes` (for the deployment checkpoint's heads, see `deployment.rs`).
+pub(crate) fn verify_probing(
+    files: &[PathBuf],
+    key: Option<&VerifyingKey>,
+    outside_head: Option<&Path>,
+    probes: &[u64],
+) -> Result<(VerifyReport, Vec<(u64, Hash)>), VerifyError> {
+    let mut probed = Vec::new();
     let mut report = VerifyReport {
         files: files.len(),
         signatures_checked: key.is_some(),
@@ -297,7 +333,7 @@ pub fn verify_with_head(
         let mut failure: Option<VerifyError> = None;
         let partial = read_parts(
             file,
-            |data| check_piece(data, key, head_anchor),
+            |data| check_piece(data, key, head_anchor, probes),
             |piece| {
                 if let Some((seq, prev)) = piece.first {
                     let link_err = match last {
@@ -344,6 +380,13 @@ pub fn verify_with_head(
                         None => {}
                     }
                 }
+                for hub in &piece.hubs {
+                    let hub = String::from_utf8_lossy(hub);
+                    if !report.hubs.iter().any(|h| *h == hub) {
+                        report.hubs.push(hub.into_owned());
+                    }
+                }
+                probed.extend_from_slice(&piece.probed);
                 report.records += piece.lines;
                 report.bytes += piece.bytes;
                 file_bytes += piece.bytes;
@@ -421,7 +464,7 @@ pub fn verify_with_head(
     }
     report.head_checked = heads[0].is_some() && head_found[0];
     report.outside_head_checked = heads[1].is_some() && head_found[1];
-    Ok(report)
+    Ok((report, probed))
 }
 
 /// How an error names head `i`: `audit.head`, or the outside head file by path.

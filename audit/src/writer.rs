@@ -20,6 +20,7 @@
 
 use crate::chain::{hash_line, hex32, sign_anchor, Domain, Hash};
 use crate::config::{AuditClock, AuditConfig};
+use crate::deployment::{valid_hub_id, MAX_HUB_ID};
 use crate::error::AuditError;
 use crate::head::{check_at_open, HeadAtOpen, HeadSink};
 use crate::human::human_line;
@@ -116,6 +117,9 @@ pub(crate) struct Shared {
     sync_refused: AtomicU64,
     /// Fault injection for tests: fail this many flushes with EIO.
     pub(crate) fail_flushes: AtomicU64,
+    /// (seq, line hash) of the newest record known flushed: the chain head a hub
+    /// publishes for the deployment checkpoint (never one that may still be cut back).
+    pub(crate) durable: Mutex<Option<(u64, Hash)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,6 +128,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    pub(crate) fn durable(&self) -> Option<(u64, Hash)> {
+        *lock(&self.durable)
+    }
+
+    fn advance_durable(&self, last: (u64, Hash)) {
+        let mut d = lock(&self.durable);
+        if d.is_none_or(|(seq, _)| seq < last.0) {
+            *d = Some(last);
+        }
+    }
+
     pub(crate) fn health(&self) -> Result<(), AuditError> {
         match &lock(&self.health).err {
             None => Ok(()),
@@ -164,6 +179,8 @@ struct Ticket {
     files: [Arc<Target>; 2],
     replies: Vec<(Reply, u64)>,
     records: u64,
+    /// (seq, line hash) of the last record of this batch, if it has any.
+    last: Option<(u64, Hash)>,
     /// `audit.head` to write after the flush: (checkpoint seq, its line hash, time).
     head: Option<(u64, Hash, String)>,
     /// Records to forward to syslog after the flush: record, line, human line.
@@ -308,6 +325,9 @@ impl Syncer {
             if t.head.is_some() {
                 head = t.head.clone();
             }
+            if let Some(last) = t.last {
+                self.shared.advance_durable(last);
+            }
         }
         if let Some(id) = tickets.iter().map(|t| t.id).max() {
             self.shared.synced_id.fetch_max(id, Ordering::AcqRel);
@@ -398,6 +418,8 @@ pub(crate) struct Writer {
     last_head: Option<HeadUpdate>,
     heads: Arc<HeadSink>,
     key: Option<SigningKey>,
+    /// Written into every record (`AuditConfig::hub_id`).
+    hub: Option<String>,
     max_batch: usize,
     failure: Option<Failure>,
     shared: Arc<Shared>,
@@ -503,6 +525,13 @@ impl Writer {
     pub(crate) fn open(cfg: AuditConfig) -> Result<(Writer, Vec<AuditRecord>), AuditError> {
         let dir = cfg.dir.clone();
         let open_err = |what: String| AuditError::open(&dir, what);
+        if let Some(id) = &cfg.hub_id {
+            if !valid_hub_id(id) {
+                return Err(open_err(format!(
+                    "hub id {id:?} cannot name an audit chain: use 1 to {MAX_HUB_ID} letters, digits, '-', '_' or '.'"
+                )));
+            }
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -613,6 +642,11 @@ impl Writer {
             None => None,
         };
         let shared = Arc::new(Shared::default());
+        if next_seq > 1 {
+            // What is on disk at open was flushed by the process that wrote it (an
+            // unfinished line was cut off above).
+            shared.advance_durable((next_seq - 1, prev));
+        }
         let (to_syncer, rx) = mpsc::channel();
         let (heads, head_rx) = mpsc::channel();
         let sink = Arc::new(HeadSink::new(
@@ -660,6 +694,7 @@ impl Writer {
                 last_head: None,
                 heads: sink,
                 key: cfg.signing_key,
+                hub: cfg.hub_id,
                 max_batch: cfg.max_batch.max(1),
                 failure: None,
                 shared,
@@ -840,6 +875,9 @@ impl Writer {
     ) {
         rec.seq = self.next_seq;
         rec.prev = hex32(&self.prev);
+        // Like seq and prev, the hub is the log's to set: a caller cannot put a record
+        // into another hub's name.
+        rec.hub.clone_from(&self.hub);
         let start = self.jbuf.len();
         // Writing plain data into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut self.jbuf, &rec);
@@ -976,6 +1014,7 @@ impl Writer {
                 files: [self.json.clone(), self.human.clone()],
                 replies: Vec::new(),
                 records: 0,
+                last: None,
                 head: None,
                 syslog: Vec::new(),
                 resolves: None,
@@ -1151,6 +1190,7 @@ impl Writer {
             files: [self.json.clone(), self.human.clone()],
             replies,
             records: memchr::memchr_iter(b'\n', &self.jbuf).count() as u64,
+            last: (!self.jbuf.is_empty()).then_some((self.next_seq - 1, self.prev)),
             head,
             syslog,
             resolves,

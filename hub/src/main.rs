@@ -83,6 +83,26 @@ fn main() {
         Command::Policy(cmd) => {
             steward_policy::cli::run(cmd, &steward_hub::auth::Groups::default())
         }
+        Command::Audit(steward_audit::cli::AuditCommand::Verify {
+            deployment,
+            checkpoint,
+            config,
+            key,
+            strict,
+            ..
+        }) if !deployment.is_empty() => {
+            // The checkpoint is in the hubs' database and the key in the data_dir,
+            // which only this binary knows how to read.
+            let config =
+                config.unwrap_or_else(|| PathBuf::from(steward_hub::cli::audit::DEFAULT_CONFIG));
+            steward_hub::cli::audit::verify_deployment(
+                &config,
+                &deployment,
+                key.as_deref(),
+                checkpoint.as_deref(),
+                strict,
+            )
+        }
         Command::Audit(mut cmd) => {
             // The packaged hub keeps its head here (`[audit] head` defaults to
             // <data_dir>/audit.head); verify checks it whenever it exists.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use steward_e2e::postgres::Postgres;
 use steward_hub::store::{
-    hash_secret, Change, Clock, Expect, OverviewRow, PendingSpawn, PostgresStore, ServerRow,
-    Session, SessionKind, SqliteStore, Store, TokenRow,
+    hash_secret, AuditHeadRow, Change, Clock, Expect, OverviewRow, PendingSpawn, PostgresStore,
+    ServerRow, Session, SessionKind, SqliteStore, Store, TokenRow,
 };
 use steward_protocol::{Endpoint, OpClass, Placement};
 
@@ -47,8 +47,9 @@ fn server(owner: &str, port: u16) -> ServerRow {
     }
 }
 
-/// What every store must do, whichever database is behind it.
-async fn contract(db: &dyn Store) {
+/// What every store must do, whichever database is behind it. Returns the epoch at
+/// which `hub-a` leads (for the PostgreSQL-only checks after it).
+async fn contract(db: &dyn Store) -> i64 {
     // Sessions: round trip, expiry marked once, touch, delete.
     let s = session("abc");
     let id_hash = s.id_hash().unwrap().to_string();
@@ -305,14 +306,86 @@ async fn contract(db: &dyn Store) {
         .delete_server("erin", "default", Expect::Any)
         .await
         .unwrap());
+
+    // Audit chain heads: one per hub, never moved back.
+    let h = |n: u8| format!("{n:02x}").repeat(32);
+    assert!(db.put_audit_head("hub-a", 5, &h(1), now).await.unwrap());
+    assert!(
+        db.put_audit_head("hub-a", 5, &h(1), now + 1).await.unwrap(),
+        "the same head again is fine"
+    );
+    assert!(db.put_audit_head("hub-a", 9, &h(2), now + 2).await.unwrap());
+    assert!(
+        !db.put_audit_head("hub-a", 8, &h(3), now + 3).await.unwrap(),
+        "a head never moves back"
+    );
+    assert!(
+        !db.put_audit_head("hub-a", 9, &h(4), now + 3).await.unwrap(),
+        "nor names another record at the same seq"
+    );
+    assert!(db.put_audit_head("hub-b", 1, &h(5), now).await.unwrap());
+    assert_eq!(
+        db.audit_heads().await.unwrap(),
+        vec![
+            AuditHeadRow {
+                hub: "hub-a".into(),
+                seq: 9,
+                hash: h(2),
+                published: now + 2
+            },
+            AuditHeadRow {
+                hub: "hub-b".into(),
+                seq: 1,
+                hash: h(5),
+                published: now
+            },
+        ]
+    );
+    assert!(
+        db.put_audit_head("hub-c", u64::MAX, &h(6), now)
+            .await
+            .is_err(),
+        "a seq the database cannot hold is an error, not a wrap"
+    );
+
+    // The deployment checkpoint: written by the leader at its epoch, never by an
+    // older epoch (a deposed leader).
+    assert_eq!(db.audit_checkpoint().await.unwrap(), None);
+    let leading = db.leadership("hub-a");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !leading.is_leader() {
+        assert!(std::time::Instant::now() < deadline, "hub-a never led");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let epoch = leading.epoch();
+    assert!(epoch >= 1);
+    assert!(db
+        .put_audit_checkpoint("hub-a", epoch, now, "{\"n\":1}")
+        .await
+        .unwrap());
+    assert!(db
+        .put_audit_checkpoint("hub-a", epoch, now + 1, "{\"n\":2}")
+        .await
+        .unwrap());
+    assert!(
+        !db.put_audit_checkpoint("hub-a", epoch - 1, now + 2, "{\"n\":0}")
+            .await
+            .unwrap(),
+        "an older epoch writes nothing"
+    );
+    assert_eq!(
+        db.audit_checkpoint().await.unwrap().as_deref(),
+        Some("{\"n\":2}")
+    );
     db.ping().await.unwrap();
+    epoch
 }
 
 #[tokio::test]
 async fn sqlite_keeps_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
     let db = SqliteStore::open(&dir.path().join("hub.db"), Clock::default()).unwrap();
-    contract(&db).await;
+    assert_eq!(contract(&db).await, 1, "one hub leads at epoch 1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,7 +409,34 @@ async fn postgres_keeps_the_store_contract_and_serves_two_hubs() {
         b.schema_version().await.unwrap(),
         steward_hub::store::postgres::SCHEMA_VERSION
     );
-    contract(a.as_ref()).await;
+    let epoch = contract(a.as_ref()).await;
+
+    // Only the hub the leader row names, at its epoch, writes the checkpoint; once
+    // another hub took over (a higher epoch), the old leader's writes are refused.
+    assert!(!b
+        .put_audit_checkpoint("hub-b", epoch, a.now(), "{\"by\":\"b\"}")
+        .await
+        .unwrap());
+    assert!(!a
+        .put_audit_checkpoint("hub-a", epoch + 1, a.now(), "{\"by\":\"a\"}")
+        .await
+        .unwrap());
+    pg.psql(
+        steward_e2e::postgres::DATABASE,
+        "UPDATE leader SET epoch = epoch + 1, hub = 'hub-b'",
+    );
+    assert!(!a
+        .put_audit_checkpoint("hub-a", epoch, a.now(), "{\"by\":\"a\"}")
+        .await
+        .unwrap());
+    assert!(b
+        .put_audit_checkpoint("hub-b", epoch + 1, a.now(), "{\"by\":\"b\"}")
+        .await
+        .unwrap());
+    assert_eq!(
+        a.audit_checkpoint().await.unwrap().as_deref(),
+        Some("{\"by\":\"b\"}")
+    );
 
     // One clock: both hubs read the database's time.
     assert!((a.now() - b.now()).abs() <= 1);

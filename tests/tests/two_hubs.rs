@@ -7,7 +7,9 @@
 //! it on the other at once; two hubs asked at once to start an owner's server start
 //! exactly one, and either relays to it; one hub leads the periodic work, and when it
 //! is killed the other takes over within seconds while HAProxy keeps serving through
-//! the survivor.
+//! the survivor. And each hub's audit chain names its hub; the leader's signed
+//! checkpoint over both chains' heads lets `steward audit verify --deployment` find a
+//! tail cut off one hub's log (its `audit.head` files deleted too) and name that hub.
 
 use serde_json::Value;
 use std::path::Path;
@@ -22,6 +24,9 @@ struct Hub {
     port: u16,
     base: String,
     audit: std::path::PathBuf,
+    /// Its data_dir (keys, the outside audit head).
+    state: std::path::PathBuf,
+    config: std::path::PathBuf,
 }
 
 /// Starts `steward serve` from the demo's config, changed for this hub.
@@ -75,6 +80,8 @@ fn start_hub(demo: &Path, id: &str, public_url: &str, url: &str) -> Hub {
         port,
         base: format!("https://127.0.0.1:{port}"),
         audit,
+        state,
+        config: path,
     }
 }
 
@@ -346,5 +353,188 @@ async fn two_hubs_share_one_postgresql_behind_haproxy() {
         .header("x-csrf-token", admin_csrf)
         .send()
         .await;
+    drop(pg);
+}
+
+/// The deployment checkpoint the leader stored, parsed (None before the first).
+fn stored_checkpoint(pg: &Postgres) -> Option<Value> {
+    let body = pg.psql(
+        steward_e2e::postgres::DATABASE,
+        "SELECT body FROM audit_checkpoint WHERE id = 1",
+    );
+    (!body.is_empty()).then(|| serde_json::from_str(&body).unwrap())
+}
+
+/// The seq the checkpoint signed for `hub`.
+fn checkpointed_seq(cp: &Value, hub: &str) -> Option<u64> {
+    cp["heads"].as_array()?.iter().find(|h| h["hub"] == hub)?["seq"].as_u64()
+}
+
+/// Waits until the stored checkpoint has every `(hub, seq)` at `seq` or later.
+fn wait_for_checkpoint(pg: &Postgres, want: &[(&str, u64)]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let cp = stored_checkpoint(pg);
+        if let Some(cp) = &cp {
+            if want
+                .iter()
+                .all(|(hub, seq)| checkpointed_seq(cp, hub).is_some_and(|s| s >= *seq))
+            {
+                return cp.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint reaching {want:?}: {cp:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn last_seq(dir: &Path) -> u64 {
+    records(dir)
+        .last()
+        .and_then(|r| r["seq"].as_u64())
+        .expect("a chain with records")
+}
+
+/// `steward audit verify` with `args`: (success, stdout, stderr).
+fn audit_verify(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = Command::new(bin("steward"))
+        .args(["audit", "verify"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_cut_off_one_hubs_audit_log_is_named_by_the_deployment_checkpoint() {
+    if !require_root("a_tail_cut_off_one_hubs_audit_log_is_named_by_the_deployment_checkpoint") {
+        return;
+    }
+    let _l = demo_lock();
+    let pg = Postgres::start();
+    let mut d = Demo::start();
+    if let Some(mut p) = d.proc.take() {
+        p.interrupt();
+    }
+    let public = format!("https://127.0.0.1:{}", free_port());
+    let demo = d.data.path().to_path_buf();
+
+    // One hub on SQLite is a deployment of one: at its stop it checkpointed its own
+    // chain into hub.db, and the same command verifies it.
+    let (ok, out, err) = audit_verify(&[
+        "-c".as_ref(),
+        demo.join("steward.toml").as_os_str(),
+        "--deployment".as_ref(),
+        demo.join("audit").as_os_str(),
+    ]);
+    assert!(ok, "the SQLite demo's deployment: {out}{err}");
+    assert!(
+        out.contains("checkpointed head") && out.contains("covers 1 hub(s)"),
+        "{out}"
+    );
+    let mut a = start_hub(&demo, "hub-a", &public, &pg.url());
+    let mut b = start_hub(&demo, "hub-b", &public, &pg.url());
+
+    // Both hubs write records; each chain names its own hub in every record.
+    login_at(&d, &a.base, "bob").await;
+    login_at(&d, &b.base, "carl").await;
+    login_at(&d, &b.base, "bob").await;
+    for (hub, id) in [(&a, "hub-a"), (&b, "hub-b")] {
+        let recs = records(&hub.audit);
+        assert!(
+            recs.iter().any(|r| r["event"] == "login"),
+            "{id} wrote its login: {recs:#?}"
+        );
+        assert!(
+            recs.iter().all(|r| r["hub"] == id),
+            "every record of {id}'s chain names it: {recs:#?}"
+        );
+    }
+
+    // The leader checkpoints both heads; the deployment verifies.
+    let (seq_a, seq_b) = (last_seq(&a.audit), last_seq(&b.audit));
+    let cp = wait_for_checkpoint(&pg, &[("hub-a", seq_a), ("hub-b", seq_b)]);
+    assert!(cp["sig"].as_str().is_some_and(|s| !s.is_empty()), "{cp}");
+    let deployment = |dirs: &[&Path]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["-c".as_ref(), a.config.as_os_str()];
+        args.push("--deployment".as_ref());
+        args.extend(dirs.iter().map(|d| d.as_os_str()));
+        audit_verify(&args)
+    };
+    let (ok, out, err) = deployment(&[&a.audit, &b.audit]);
+    assert!(ok, "deployment verify: {out}{err}");
+    assert!(
+        out.contains("reaches hub hub-a's checkpointed head")
+            && out.contains("reaches hub hub-b's checkpointed head")
+            && out.contains("OK: deployment checkpoint"),
+        "{out}"
+    );
+    // A hub's directory left out is named.
+    let (ok, out, err) = deployment(&[&a.audit]);
+    assert!(!ok, "{out}{err}");
+    assert!(
+        err.contains("no directory given holds a chain of hub hub-b"),
+        "{err}"
+    );
+
+    // Hub B stops: its last records (the stop, the final checkpoint) reach the
+    // deployment checkpoint too.
+    if let Some(mut p) = b.proc.take() {
+        assert!(p.interrupt().success());
+    }
+    let end_b = last_seq(&b.audit);
+    assert!(end_b > seq_b, "B wrote its stop records");
+    let cp = wait_for_checkpoint(&pg, &[("hub-b", end_b)]);
+    assert_eq!(checkpointed_seq(&cp, "hub-b"), Some(end_b), "{cp}");
+
+    // An attacker on B's machine cuts the tail off B's log and deletes both of its
+    // audit.head files, so B's chain on its own looks intact.
+    let keep: Vec<String> = std::fs::read_to_string(b.audit.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+                + 4
+                <= end_b
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(b.audit.join("audit.jsonl"), keep.concat()).unwrap();
+    std::fs::remove_file(b.audit.join("audit.head")).unwrap();
+    std::fs::remove_file(b.state.join("audit.head")).unwrap();
+    let (ok, out, err) = audit_verify(&["--dir".as_ref(), b.audit.as_os_str()]);
+    assert!(ok, "B's cut chain passes on its own: {out}{err}");
+    assert_eq!(last_seq(&b.audit), end_b - 4);
+
+    let (ok, out, err) = deployment(&[&a.audit, &b.audit]);
+    assert!(!ok, "the cut must fail the deployment: {out}{err}");
+    eprintln!("two_hubs: deployment verify after the cut:\n{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "hub hub-b: the chain in {} ends at seq {}",
+            b.audit.display(),
+            end_b - 4
+        )) && err.contains(&format!("signed its head at seq {end_b}"))
+            && err.contains("records were cut off the end of hub hub-b's log"),
+        "{err}"
+    );
+    assert!(!err.contains("hub hub-a:"), "hub A is intact: {err}");
+    assert!(
+        out.contains("reaches hub hub-a's checkpointed head"),
+        "{out}"
+    );
+
+    if let Some(mut p) = a.proc.take() {
+        p.interrupt();
+    }
     drop(pg);
 }

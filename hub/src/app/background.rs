@@ -11,6 +11,7 @@ use std::time::Duration;
 use steward_audit::{events, AuditRecord, Outcome, RecordKind, SYSTEM_ACTOR};
 
 pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
+    super::chains::start(&state);
     let st = state.clone();
     actix_web::rt::spawn(async move {
         // A shared store's leader is chosen within a second or two of the start.

@@ -3,6 +3,7 @@
 //! background work ([`background`]). Nothing below imports this module.
 
 mod background;
+pub mod chains;
 pub mod reconcile;
 mod serve;
 
@@ -86,6 +87,18 @@ pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
     audit_cfg.signing_key = Some(pki::audit_key(&cfg.data_dir)?);
     // A log that ends before the head it signed was cut: refuse to start on it.
     audit_cfg.head_path = Some(cfg.audit_head());
+    // Every record names this hub, so each chain of a deployment says whose it is.
+    // `config check` refuses a bad configured id; a host name that is not a valid id
+    // (the default) leaves the records without one rather than the hub without a log.
+    let hub_id = cfg.database.hub_id();
+    if steward_audit::valid_hub_id(&hub_id) {
+        audit_cfg.hub_id = Some(hub_id);
+    } else {
+        tracing::warn!(
+            hub_id,
+            "the host name is not a valid hub id: audit records name no hub; set [database] hub_id"
+        );
+    }
     let recorder = Arc::new(Recorder::new(AuditLog::open(audit_cfg)?, metrics.clone()));
     let mut spawner = SpawnerClient::new(
         cfg.spawner.helper.clone(),

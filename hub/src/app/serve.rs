@@ -148,6 +148,8 @@ async fn shut_down(state: &AppState, signal: &str, public: &actix_web::dev::Serv
     if let Err(e) = state.recorder.checkpoint_now().await {
         tracing::error!(error = %e, "could not checkpoint the audit log at stop");
     }
+    // ...and the deployment's checkpoint reaches it (every hub's chain, docs/ha.md).
+    super::chains::at_stop(state).await;
     public.stop(true).await;
 }
 

@@ -35,13 +35,23 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey, KeyError> {
         message,
     };
     if path.exists() {
-        let der = std::fs::read(path).map_err(|e| key_err(e.to_string()))?;
-        return SigningKey::from_pkcs8_der(&der).map_err(|e| key_err(e.to_string()));
+        return load_key(path);
     }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let der = key.to_pkcs8_der().map_err(|e| key_err(e.to_string()))?;
     fsutil::write_private(path, der.as_bytes()).map_err(|e| key_err(e.to_string()))?;
     Ok(key)
+}
+
+/// Loads an existing Ed25519 key (PKCS#8 DER); never creates one (for work that must
+/// sign with the key the hub started with, not a new one if the file went away).
+pub fn load_key(path: &Path) -> Result<SigningKey, KeyError> {
+    let key_err = |message: String| KeyError {
+        path: path.display().to_string(),
+        message,
+    };
+    let der = std::fs::read(path).map_err(|e| key_err(e.to_string()))?;
+    SigningKey::from_pkcs8_der(&der).map_err(|e| key_err(e.to_string()))
 }
 
 /// The audit checkpoint key of a hub whose data lives in `data_dir`.

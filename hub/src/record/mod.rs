@@ -40,6 +40,11 @@ impl Recorder {
         Recorder { log, metrics }
     }
 
+    /// The audit log itself (its head is what `app::chains` publishes).
+    pub fn log(&self) -> &AuditLog {
+        &self.log
+    }
+
     /// Writes a signed checkpoint (and the head outside the log) now; the writer thread
     /// does the work, so this waits for it off the async worker.
     pub async fn checkpoint_now(&self) -> Result<(), AuditError> {

@@ -202,6 +202,26 @@ pub enum Change {
     Server { owner: String, name: String },
 }
 
+/// One hub's audit chain head as it last published it: the seq and line hash of the
+/// newest record it had flushed, and when (store seconds). The leader signs every
+/// hub's into the deployment checkpoint (`record::chains`, docs/ha.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHeadRow {
+    pub hub: String,
+    pub seq: u64,
+    pub hash: String,
+    pub published: i64,
+}
+
+/// A chain seq as the databases store it (signed 64 bits).
+pub(crate) fn seq_to_db(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Backend(format!("audit seq {seq} out of range")))
+}
+
+pub(crate) fn seq_from_db(seq: i64) -> Result<u64, StoreError> {
+    u64::try_from(seq).map_err(|_| StoreError::Backend(format!("audit seq {seq} out of range")))
+}
+
 /// An owner's last known workflow summary, for when their server is down.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverviewRow {
@@ -299,6 +319,34 @@ pub trait Store: Send + Sync {
     /// Every hub's activity merged per owner: (owner, latest use, WebSockets open on
     /// hubs that reported since `fresh_since`), so the hub that culls sees them all.
     async fn activity(&self, fresh_since: i64) -> Result<Vec<(String, i64, u32)>, StoreError>;
+
+    /// Publishes `hub`'s audit chain head (`seq`, line `hash`) as of `now`. A head
+    /// never moves back: `Ok(false)` when the store holds a later seq for this hub, or
+    /// another hash at this seq (its chain was cut or replaced), and nothing was
+    /// written. Publishing the same head again is `Ok(true)`.
+    async fn put_audit_head(
+        &self,
+        hub: &str,
+        seq: u64,
+        hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Every hub's published head, by hub.
+    async fn audit_heads(&self) -> Result<Vec<AuditHeadRow>, StoreError>;
+    /// Stores the deployment checkpoint (`body`, the signed JSON) written by `hub`
+    /// leading at `epoch`, replacing the one before, only if `hub` still leads at that
+    /// epoch (PostgreSQL: the `leader` row, locked while writing, so a takeover waits)
+    /// and no checkpoint of a later epoch is stored. `Ok(false)`: deposed, nothing
+    /// written.
+    async fn put_audit_checkpoint(
+        &self,
+        hub: &str,
+        epoch: i64,
+        now: i64,
+        body: &str,
+    ) -> Result<bool, StoreError>;
+    /// The stored deployment checkpoint's JSON, if one was written.
+    async fn audit_checkpoint(&self) -> Result<Option<String>, StoreError>;
 
     /// Whether the store answers now (`/hub/health`).
     async fn ping(&self) -> Result<(), StoreError>;

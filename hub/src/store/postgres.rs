@@ -19,8 +19,8 @@
 //! This module must not hold policy or HTTP logic.
 
 use super::{
-    Change, Clock, Expect, OverviewRow, PendingSpawn, ServerRow, Session, SessionKind, Store,
-    StoreError, TokenRow,
+    seq_from_db, seq_to_db, AuditHeadRow, Change, Clock, Expect, OverviewRow, PendingSpawn,
+    ServerRow, Session, SessionKind, Store, StoreError, TokenRow,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -113,6 +113,21 @@ const MIGRATIONS: &[&str] = &[
         state TEXT NOT NULL,
         failed BOOLEAN NOT NULL DEFAULT FALSE,
         PRIMARY KEY (owner, name)
+     );",
+    // 4: each hub's audit chain head, and the leader's signed checkpoint over all of
+    // them (one row: the newest; see docs/ha.md).
+    "CREATE TABLE audit_heads (
+        hub TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL,
+        published BIGINT NOT NULL
+     );
+     CREATE TABLE audit_checkpoint (
+        id INT PRIMARY KEY CHECK (id = 1),
+        epoch BIGINT NOT NULL,
+        leader TEXT NOT NULL,
+        written BIGINT NOT NULL,
+        body TEXT NOT NULL
      );",
 ];
 
@@ -1007,6 +1022,99 @@ impl Store for PostgresStore {
                 ))
             })
             .collect()
+    }
+
+    async fn put_audit_head(
+        &self,
+        hub: &str,
+        seq: u64,
+        hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let seq = seq_to_db(seq)?;
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "INSERT INTO audit_heads (hub, seq, hash, published) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (hub) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
+                   published = excluded.published
+                 WHERE audit_heads.seq < excluded.seq
+                   OR (audit_heads.seq = excluded.seq AND audit_heads.hash = excluded.hash)",
+                &[&hub, &seq, &hash, &now],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    async fn audit_heads(&self) -> Result<Vec<AuditHeadRow>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT hub, seq, hash, published FROM audit_heads ORDER BY hub",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditHeadRow {
+                    hub: r.try_get(0).map_err(backend)?,
+                    seq: seq_from_db(r.try_get(1).map_err(backend)?)?,
+                    hash: r.try_get(2).map_err(backend)?,
+                    published: r.try_get(3).map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_audit_checkpoint(
+        &self,
+        hub: &str,
+        epoch: i64,
+        now: i64,
+        body: &str,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // FOR SHARE: a takeover (which updates this row) waits until this write is
+        // committed, so a checkpoint is never stored by a hub that no longer leads.
+        let leads = tx
+            .query_opt("SELECT epoch, hub FROM leader WHERE id = 1 FOR SHARE", &[])
+            .await
+            .map_err(backend)?
+            .map(|r| -> Result<bool, StoreError> {
+                let e: i64 = r.try_get(0).map_err(backend)?;
+                let h: String = r.try_get(1).map_err(backend)?;
+                Ok(e == epoch && h == hub)
+            })
+            .transpose()?
+            .unwrap_or(false);
+        if !leads {
+            return Ok(false);
+        }
+        let n = tx
+            .execute(
+                "INSERT INTO audit_checkpoint (id, epoch, leader, written, body) VALUES (1, $1, $2, $3, $4)
+                 ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, leader = excluded.leader,
+                   written = excluded.written, body = excluded.body
+                 WHERE audit_checkpoint.epoch <= excluded.epoch",
+                &[&epoch, &hub, &now, &body],
+            )
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query_opt("SELECT body FROM audit_checkpoint WHERE id = 1", &[])
+            .await
+            .map_err(backend)?
+            .map(|r| r.try_get(0).map_err(backend))
+            .transpose()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

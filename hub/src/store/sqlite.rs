@@ -6,8 +6,8 @@
 //! WAL database, cheaper than handing it to a blocking pool.
 
 use super::{
-    Change, Clock, Expect, OverviewRow, PendingSpawn, ServerRow, Session, SessionKind, Store,
-    StoreError, TokenRow,
+    seq_from_db, seq_to_db, AuditHeadRow, Change, Clock, Expect, OverviewRow, PendingSpawn,
+    ServerRow, Session, SessionKind, Store, StoreError, TokenRow,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -121,6 +121,21 @@ const MIGRATIONS: &[&str] = &[
         state TEXT NOT NULL,
         failed INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (owner, name)
+     );",
+    // 6: each hub's audit chain head, and the leader's signed checkpoint over all of
+    // them (one row: the newest; see docs/ha.md).
+    "CREATE TABLE audit_heads (
+        hub TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        published INTEGER NOT NULL
+     );
+     CREATE TABLE audit_checkpoint (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        epoch INTEGER NOT NULL,
+        leader TEXT NOT NULL,
+        written INTEGER NOT NULL,
+        body TEXT NOT NULL
      );",
 ];
 
@@ -709,6 +724,75 @@ impl Store for SqliteStore {
                 ))
             })?;
             rows.collect()
+        })
+    }
+
+    async fn put_audit_head(
+        &self,
+        hub: &str,
+        seq: u64,
+        hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let seq = seq_to_db(seq)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO audit_heads (hub, seq, hash, published) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (hub) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,
+                   published = excluded.published
+                 WHERE audit_heads.seq < excluded.seq
+                   OR (audit_heads.seq = excluded.seq AND audit_heads.hash = excluded.hash)",
+                params![hub, seq, hash, now],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    async fn audit_heads(&self) -> Result<Vec<AuditHeadRow>, StoreError> {
+        let rows: Vec<(String, i64, String, i64)> = self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT hub, seq, hash, published FROM audit_heads ORDER BY hub")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(hub, seq, hash, published)| {
+                Ok(AuditHeadRow {
+                    hub,
+                    seq: seq_from_db(seq)?,
+                    hash,
+                    published,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_audit_checkpoint(
+        &self,
+        hub: &str,
+        epoch: i64,
+        now: i64,
+        body: &str,
+    ) -> Result<bool, StoreError> {
+        // One hub, always leader (epoch 1): only the epoch order is left to check.
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO audit_checkpoint (id, epoch, leader, written, body) VALUES (1, ?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, leader = excluded.leader,
+                   written = excluded.written, body = excluded.body
+                 WHERE audit_checkpoint.epoch <= excluded.epoch",
+                params![epoch, hub, now, body],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    async fn audit_checkpoint(&self) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT body FROM audit_checkpoint WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .optional()
         })
     }
 
