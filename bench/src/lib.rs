@@ -132,3 +132,16 @@ pub fn append_row(row: serde_json::Value) -> anyhow::Result<()> {
     writeln!(f, "{row}")?;
     Ok(())
 }
+
+/// Makes the e2e fixtures (`steward_e2e::bin`) find the hub's binaries beside this
+/// benchmark's (`target/<profile>/`), unless `STEWARD_BIN_DIR` says otherwise.
+pub fn use_own_bin_dir() -> anyhow::Result<()> {
+    if std::env::var_os("STEWARD_BIN_DIR").is_none() {
+        let dir = std::env::current_exe()?
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .ok_or_else(|| anyhow::anyhow!("no executable directory"))?;
+        std::env::set_var("STEWARD_BIN_DIR", dir);
+    }
+    Ok(())
+}

@@ -697,3 +697,105 @@ impl Demo {
         assert!(!server_listed(&get_json(admin, url).await, owner));
     }
 }
+
+impl Demo {
+    /// Switches the demo's helper and hub configs so that the `batch`, `standby` and
+    /// `nowhere` (a partition Slurm does not have) profiles go to the cluster `s` as
+    /// `e2e` (every other start stays local); servers there get `remote_args`. Takes
+    /// effect at the next `serve_with`.
+    pub fn place_on_slurm(&self, s: &slurm::Slurm, remote_args: &[&str]) {
+        let data = self.data.path();
+        let spawn = data.join("spawn.toml");
+        let text = std::fs::read_to_string(&spawn).unwrap();
+        let text = match text.find("\n# --- slurm e2e") {
+            Some(i) => text[..i].to_string(),
+            None => text,
+        };
+        write_root_file(
+            &spawn,
+            &format!(
+                r#"{text}
+    # --- slurm e2e
+    [slurm.e2e]
+    conf = "{conf}"
+    bootstrap_dir = "{data}/slurm-bootstrap"
+    timeout_secs = 20
+    [profiles.batch]
+    memory = "256M"
+    cpu = 1.0
+    [profiles.batch.slurm]
+    partition = "debug"
+    time_limit = "30"
+    [profiles.standby]
+    memory = "256M"
+    cpu = 1.0
+    [profiles.standby.slurm]
+    partition = "standby"
+    [profiles.nowhere]
+    memory = "256M"
+    [profiles.nowhere.slurm]
+    partition = "nosuch"
+    "#,
+                conf = s.conf.display(),
+                data = data.display()
+            ),
+        );
+        let cfg = data.join("steward.toml");
+        let text = std::fs::read_to_string(&cfg).unwrap();
+        let text = match text.find("\n# --- slurm e2e") {
+            Some(i) => text[..i]
+                .lines()
+                .filter(|l| !l.starts_with("remote_args = "))
+                .map(|l| format!("{l}\n"))
+                .collect(),
+            // A fixed internal port: a job queued before a hub restart registers after it.
+            None => text
+                .replacen(
+                    "[spawner]\n",
+                    "[spawner]\nremote_hub_address = \"127.0.0.1\"\nstart_timeout_secs = 20\n",
+                    1,
+                )
+                .replacen(
+                    "data_dir =",
+                    &format!(
+                        "internal_listen = \"127.0.0.1:{}\"\ndata_dir =",
+                        free_port()
+                    ),
+                    1,
+                ),
+        };
+        // alice's servers are the test's to start: no prestart racing its stops.
+        let text = text.replace(
+            "prestart = [\"alice\", \"bob\", \"carl\"]",
+            "prestart = [\"bob\", \"carl\"]",
+        );
+        let args: Vec<String> = remote_args.iter().map(|a| format!("{a:?}")).collect();
+        write_root_file(
+            &cfg,
+            &format!(
+                r#"{text}
+    # --- slurm e2e
+    [spawner.profile_backends]
+    batch = "slurm"
+    standby = "slurm"
+    nowhere = "slurm"
+    [spawner.slurm]
+    name = "e2e"
+    conf = "{conf}"
+    jobcomp_file = "{jobcomp}"
+    timeout_secs = 5
+    poll_secs = 2
+    "#,
+                conf = s.conf.display(),
+                jobcomp = s.jobcomp.display(),
+            )
+            .replace(
+                "start_timeout_secs = 20\n",
+                &format!(
+                    "start_timeout_secs = 20\nremote_args = [{}]\n",
+                    args.join(", ")
+                ),
+            ),
+        );
+    }
+}

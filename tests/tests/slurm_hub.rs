@@ -14,104 +14,6 @@ use steward_e2e::*;
 
 const CLUSTER: &str = "e2e";
 
-/// The demo's helper and hub configs, switched so that the `batch` and `standby`
-/// profiles go to Slurm (every other start stays local).
-fn configure(d: &Demo, s: &Slurm, remote_args: &[&str]) {
-    let data = d.data.path();
-    let spawn = data.join("spawn.toml");
-    let text = std::fs::read_to_string(&spawn).unwrap();
-    let text = match text.find("\n# --- slurm e2e") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    };
-    write_root_file(
-        &spawn,
-        &format!(
-            r#"{text}
-# --- slurm e2e
-[slurm.{CLUSTER}]
-conf = "{conf}"
-bootstrap_dir = "{data}/slurm-bootstrap"
-timeout_secs = 20
-[profiles.batch]
-memory = "256M"
-cpu = 1.0
-[profiles.batch.slurm]
-partition = "debug"
-time_limit = "30"
-[profiles.standby]
-memory = "256M"
-cpu = 1.0
-[profiles.standby.slurm]
-partition = "standby"
-[profiles.nowhere]
-memory = "256M"
-[profiles.nowhere.slurm]
-partition = "nosuch"
-"#,
-            conf = s.conf.display(),
-            data = data.display()
-        ),
-    );
-    let cfg = data.join("steward.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let text = match text.find("\n# --- slurm e2e") {
-        Some(i) => text[..i]
-            .lines()
-            .filter(|l| !l.starts_with("remote_args = "))
-            .map(|l| format!("{l}\n"))
-            .collect(),
-        // A fixed internal port: a job queued before a hub restart registers after it.
-        None => text
-            .replacen(
-                "[spawner]\n",
-                "[spawner]\nremote_hub_address = \"127.0.0.1\"\nstart_timeout_secs = 20\n",
-                1,
-            )
-            .replacen(
-                "data_dir =",
-                &format!(
-                    "internal_listen = \"127.0.0.1:{}\"\ndata_dir =",
-                    free_port()
-                ),
-                1,
-            ),
-    };
-    // alice's servers are the test's to start: no prestart racing its stops.
-    let text = text.replace(
-        "prestart = [\"alice\", \"bob\", \"carl\"]",
-        "prestart = [\"bob\", \"carl\"]",
-    );
-    let args: Vec<String> = remote_args.iter().map(|a| format!("{a:?}")).collect();
-    write_root_file(
-        &cfg,
-        &format!(
-            r#"{text}
-# --- slurm e2e
-[spawner.profile_backends]
-batch = "slurm"
-standby = "slurm"
-nowhere = "slurm"
-[spawner.slurm]
-name = "{CLUSTER}"
-conf = "{conf}"
-jobcomp_file = "{jobcomp}"
-timeout_secs = 5
-poll_secs = 2
-"#,
-            conf = s.conf.display(),
-            jobcomp = s.jobcomp.display(),
-        )
-        .replace(
-            "start_timeout_secs = 20\n",
-            &format!(
-                "start_timeout_secs = 20\nremote_args = [{}]\n",
-                args.join(", ")
-            ),
-        ),
-    );
-}
-
 fn entry<'a>(list: &'a Value, key: &str, owner: &str) -> Option<&'a Value> {
     list[key].as_array()?.iter().find(|s| s["owner"] == owner)
 }
@@ -237,7 +139,7 @@ async fn servers_through_slurm_via_the_hub() {
     s.set_partition_up("standby", true);
     let _l = demo_lock();
     let mut d = Demo::start();
-    configure(&d, &s, &[]);
+    d.place_on_slurm(&s, &[]);
     d.serve_with("");
     let (carl, carl_csrf) = d.login("carl").await;
     // A login starts one's own server (locally, on the default profile): alice logs in
@@ -443,7 +345,7 @@ async fn servers_through_slurm_via_the_hub() {
     // --- 7. A server over its memory request (256M; it holds 400M before it
     // registers) is killed by Slurm: the start fails at the next poll with Slurm's
     // reason, not at the start timeout, and the failure is audited.
-    configure(&d, &s, &["--ballast-mib", "400"]);
+    d.place_on_slurm(&s, &["--ballast-mib", "400"]);
     d.serve_with("");
     let (status, body) = start_own(&d, &alice, &alice_csrf, "batch").await;
     let message = body["error"].as_str().unwrap_or_default().to_string();
@@ -478,7 +380,7 @@ async fn slurm_faults_through_the_hub() {
     let s = Slurm::start();
     let _l = demo_lock();
     let mut d = Demo::start();
-    configure(&d, &s, &[]);
+    d.place_on_slurm(&s, &[]);
     d.serve_with("");
     let (carl, carl_csrf) = d.login("carl").await;
     let (alice, alice_csrf) = d.login("alice").await;

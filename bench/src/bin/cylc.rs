@@ -17,7 +17,7 @@
 //! (`--spawns N`, `--mutations N`).
 
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use steward_bench::*;
@@ -398,13 +398,7 @@ fn rand_token() -> String {
 
 fn main() -> anyhow::Result<()> {
     require_root();
-    if std::env::var_os("STEWARD_BIN_DIR").is_none() {
-        let dir = std::env::current_exe()?
-            .parent()
-            .map(Path::to_path_buf)
-            .ok_or_else(|| anyhow::anyhow!("no executable directory"))?;
-        std::env::set_var("STEWARD_BIN_DIR", dir);
-    }
+    use_own_bin_dir()?;
     let spawns = arg("--spawns", 5);
     let mutations = arg("--mutations", 40);
     let rt = tokio::runtime::Builder::new_multi_thread()

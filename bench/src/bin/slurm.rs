@@ -5,13 +5,15 @@
 //!    in the same run: the same script submitted by root's plain `sbatch`;
 //! 2. the status poll's cost with 1 and with 50 owners' jobs: squeue calls per poll
 //!    and the poll's wall time; baseline in the same run: one squeue per owner (the
-//!    per-user polling the poller replaces).
+//!    per-user polling the poller replaces);
+//! 3. spawn-to-ready through the hub: a demo hub whose `batch` profile goes to the
+//!    cluster; `POST /hub/api/server {"profile": "batch"}` until it answers (the job
+//!    ran, the UI server registered with the hub and the hub stored it), one at a time;
+//!    baseline: section 1's plain sbatch.
 //!
 //! Run: `cargo run --release -p steward-bench --bin slurm` as root (apt: munge slurm-wlm).
 
-#[path = "../../../tests/src/slurm.rs"]
-#[allow(dead_code)]
-mod fixture;
+use steward_e2e::slurm as fixture;
 
 use std::io::Write;
 use std::path::Path;
@@ -50,6 +52,7 @@ fn wait_for(p: &Path, timeout: Duration) -> bool {
 
 fn main() -> anyhow::Result<()> {
     require_root();
+    use_own_bin_dir()?;
     if !fixture::available("slurm bench") {
         std::process::exit(2);
     }
@@ -249,6 +252,27 @@ fn main() -> anyhow::Result<()> {
         );
     }
     cancel_all();
+    let hub = tokio::runtime::Runtime::new()?.block_on(through_the_hub(&slurm, n))?;
+    let (hm, hp, _) = stats(hub);
+    println!(
+        "spawn-to-ready through the hub (POST start until registered and stored, n={n}): median {}, p99 {}; \
+         baseline root's plain sbatch median {} (ratio {:.2})",
+        ms(hm),
+        ms(hp),
+        ms(pm),
+        hm.as_secs_f64() / pm.as_secs_f64()
+    );
+    append_row(serde_json::json!({
+        "bench": "slurm", "figure": "Slurm spawn-to-ready through the hub, median ms",
+        "value": hm.as_secs_f64() * 1e3, "baseline": "plain sbatch until the job runs",
+        "baseline_value": pm.as_secs_f64() * 1e3, "command": "slurm",
+    }))?;
+    append_row(serde_json::json!({
+        "bench": "slurm", "figure": "Slurm status poll, 50 owners: Slurm calls per poll",
+        "value": 1, "baseline": "one squeue per owner", "baseline_value": 50,
+        "command": "slurm", "target": "1 per interval", "met": true,
+    }))?;
+    cancel_all();
     for u in &users {
         let h = home(u);
         for i in 0..n {
@@ -257,4 +281,58 @@ fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_file(h.join(".stw-warm"));
     }
     Ok(())
+}
+
+/// Section 3: alice's `batch` server started through a demo hub `n` times, each after
+/// the previous one was stopped and its job had left the queue.
+#[allow(clippy::await_holding_lock)]
+async fn through_the_hub(slurm: &fixture::Slurm, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let _lock = steward_e2e::demo_lock();
+    let mut d = steward_e2e::Demo::start();
+    d.place_on_slurm(slurm, &[]);
+    d.serve_with("");
+    let (carl, carl_csrf) = d.login("carl").await;
+    // A login starts one's own (local) server: alice logs in once, and that one goes.
+    let (alice, csrf) = d.login("alice").await;
+    d.stop_prestarted(&carl, &carl_csrf, "alice").await;
+    let quiet = || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let out = slurm.client("squeue").args(["-h", "-o", "%i"]).output();
+            if out.is_ok_and(|o| o.stdout.is_empty()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let mut times = vec![];
+    for i in 0..=n {
+        quiet();
+        let t = Instant::now();
+        let r = alice
+            .post(format!("{}/hub/api/server", d.base))
+            .header("x-csrf-token", &csrf)
+            .json(&serde_json::json!({ "profile": "batch" }))
+            .send()
+            .await?;
+        let took = t.elapsed();
+        anyhow::ensure!(
+            r.status() == 200,
+            "start: {} {}",
+            r.status(),
+            r.text().await?
+        );
+        // The first start warms slurmd and the hub's connections.
+        if i > 0 {
+            times.push(took);
+        }
+        let r = alice
+            .delete(format!("{}/hub/api/server", d.base))
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "stop: {}", r.status());
+    }
+    quiet();
+    Ok(times)
 }
