@@ -294,6 +294,81 @@ async fn servers_on_an_ssh_pool_through_the_hub() {
         "known_hosts unchanged"
     );
 
+    // The helper is missing on the one host left (a botched install): a start fails
+    // with a message naming the host and the path, it is audited, and nothing of
+    // alice's is left started on either host.
+    let _ = carl
+        .post(format!("{}/hub/api/admin/servers/alice/stop", d.base))
+        .header("x-csrf-token", &carl_csrf)
+        .send()
+        .await
+        .unwrap();
+    let cfg = d.data.path().join("steward.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let table = format!("[spawner.ssh.hosts.{other_host}]\n");
+    assert!(text.contains(&table), "{text}");
+    write_root_file(
+        &cfg,
+        &text.replacen(
+            &table,
+            &format!("{table}helper = \"/nonexistent/steward-spawn\"\n"),
+            1,
+        ),
+    );
+    d.serve_with("");
+    let (carl, carl_csrf) = d.login("carl").await;
+    let (alice_c, alice_csrf) = d.login("alice").await;
+    let r = alice_c
+        .post(format!("{}/hub/api/server", d.base))
+        .header("x-csrf-token", &alice_csrf)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    let message = body["error"].as_str().unwrap_or_default();
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        message.contains("steward-spawn not found on host")
+            && message.contains("/nonexistent/steward-spawn")
+            && message.contains("does not match the key pinned"),
+        "both hosts named with why: {message}"
+    );
+    assert!(d
+        .audit_records()
+        .iter()
+        .any(|r| r["event"] == "spawn_failed"
+            && r["owner"] == "alice"
+            && r["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("/nonexistent/steward-spawn"))));
+    let list = get_json(&carl, servers_url.clone()).await;
+    assert!(server_of(&list, "alice").is_none(), "{list}");
+    assert!(
+        list["starting"]
+            .as_array()
+            .is_none_or(|a| !a.iter().any(|s| s["owner"] == "alice")),
+        "{list}"
+    );
+    let out = std::process::Command::new("pgrep")
+        .args(["-u", "alice"])
+        .output()
+        .unwrap();
+    let on_pool: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .filter_map(|pid| {
+            let ino = pid_netns_inode(pid)?;
+            f.net
+                .hosts
+                .iter()
+                .find(|h| Netns::netns_inode(&h.ns) == Some(ino))
+                .map(|h| h.name.clone())
+        })
+        .collect();
+    assert!(on_pool.is_empty(), "alice's processes left on {on_pool:?}");
+
     // Leave no server behind on the pool.
     for owner in ["alice", "bob", "carl"] {
         let _ = carl

@@ -40,13 +40,9 @@ fn host_address(f: &Fixture, p: &Placement) -> String {
 
 fn main() -> anyhow::Result<()> {
     require_root();
-    let exe_dir = std::env::current_exe()?
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .ok_or_else(|| anyhow::anyhow!("no exe dir"))?;
-    // SAFETY (of the environment): set before any thread exists; the fixture finds the
-    // helper and the listener next to this binary through it.
-    std::env::set_var("STEWARD_BIN_DIR", &exe_dir);
+    // Before any thread exists: the fixture finds the helper and the listener next to
+    // this binary.
+    use_own_bin_dir()?;
     let f = Fixture::start("spawn_ssh bench").ok_or_else(|| anyhow::anyhow!("needs root"))?;
 
     // 1. Baseline: a new ssh connection per command.
