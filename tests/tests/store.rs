@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use steward_e2e::postgres::Postgres;
 use steward_hub::store::{
-    hash_secret, AuditHeadRow, Change, Clock, Expect, OverviewRow, PendingSpawn, PostgresStore,
-    ServerRow, Session, SessionKind, SqliteStore, Store, TokenRow,
+    hash_secret, AuditHeadRow, Change, Clock, Expect, InflightOp, OverviewRow, PendingSpawn,
+    PostgresStore, ServerRow, Session, SessionKind, SqliteStore, Store, TokenRow,
 };
 use steward_protocol::{Endpoint, OpClass, Placement};
 
@@ -377,6 +377,21 @@ async fn contract(db: &dyn Store) -> i64 {
         db.audit_checkpoint().await.unwrap().as_deref(),
         Some("{\"n\":2}")
     );
+
+    // Operations in flight: noted, listed, closed exactly once.
+    let op = InflightOp {
+        request_id: "rid-1".into(),
+        hub: "hub-a".into(),
+        owner: "erin".into(),
+        intent: "{\"kind\":\"intent\"}".into(),
+        intent_seq: 41,
+        since: now,
+    };
+    db.put_inflight(&op).await.unwrap();
+    assert_eq!(db.inflight_ops().await.unwrap(), vec![op.clone()]);
+    assert!(db.take_inflight("rid-1").await.unwrap());
+    assert!(!db.take_inflight("rid-1").await.unwrap(), "closed once");
+    assert!(db.inflight_ops().await.unwrap().is_empty());
     db.ping().await.unwrap();
     epoch
 }
@@ -410,6 +425,16 @@ async fn postgres_keeps_the_store_contract_and_serves_two_hubs() {
         steward_hub::store::postgres::SCHEMA_VERSION
     );
     let epoch = contract(a.as_ref()).await;
+    // A hub is connected while its leadership connection is (the contract made hub-a's).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !a.hub_connected("hub-a").await.unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hub-a never seen connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!a.hub_connected("hub-nobody").await.unwrap());
 
     // Only the hub the leader row names, at its epoch, writes the checkpoint; once
     // another hub took over (a higher epoch), the old leader's writes are refused.

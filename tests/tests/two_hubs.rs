@@ -538,3 +538,179 @@ async fn a_tail_cut_off_one_hubs_audit_log_is_named_by_the_deployment_checkpoint
     }
     drop(pg);
 }
+
+/// The pids in one of an owner's cgroups (v1 pids controller, the demo's prefix).
+fn cgroup_pids(owner: &str, group: &str) -> Vec<i32> {
+    std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/pids/steward-demo/{owner}/{group}/cgroup.procs"
+    ))
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|l| l.parse().ok())
+    .collect()
+}
+
+fn signal(pids: &[i32], sig: nix::sys::signal::Signal) {
+    for p in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig);
+    }
+}
+
+/// What `owner`'s UI server logged about running `rid` (one line per run).
+fn server_ran(d: &Demo, owner: &str, rid: &str) -> usize {
+    let dir = d.data.path().join("logs").join(owner);
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<Value>(l)
+                        .is_ok_and(|v| v["fields"]["rid"] == rid && v["fields"]["ok"].is_boolean())
+                })
+                .count()
+        })
+        .sum()
+}
+
+/// Hub A is SIGKILLed while an operation it forwarded waits in the UI server: the
+/// session and its elevation keep working on hub B, and B (leading) closes A's
+/// operation, which A will never do: an `unknown` outcome on B's chain naming A's
+/// intent, then the reconciliation with the UI server's own record. The operation ran
+/// once; nothing replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_killed_mid_operation_is_closed_and_reconciled_by_the_other() {
+    if !require_root("a_hub_killed_mid_operation_is_closed_and_reconciled_by_the_other") {
+        return;
+    }
+    let _l = demo_lock();
+    let pg = Postgres::start();
+    let mut d = Demo::start();
+    if let Some(mut p) = d.proc.take() {
+        p.interrupt();
+    }
+    let public = format!("https://127.0.0.1:{}", free_port());
+    let demo = d.data.path().to_path_buf();
+    let mut a = start_hub(&demo, "hub-a", &public, &pg.url());
+    let b = start_hub(&demo, "hub-b", &public, &pg.url());
+
+    // alice logs in and raises her privileges on A, and watches her workflows there.
+    let c = d.client();
+    let r = c
+        .post(format!("{}/hub/api/login", a.base))
+        .json(&serde_json::json!({"username": "alice", "password": d.password("alice")}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let csrf = v["csrf"].as_str().unwrap().to_string();
+    let r = c
+        .post(format!("{}/hub/api/elevate", a.base))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"class": "execute", "password": d.password("alice")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "elevate on A");
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let ws_at = |hub: &Hub| format!("{}/user/alice/ws", hub.base.replace("https://", "wss://"));
+    let mut w = ws_connect(&d.ca(), &ws_at(&a), Some(&public), &cookie)
+        .await
+        .unwrap();
+    ws_until(&mut w, Duration::from_secs(60), |v| v["type"] == "snapshot").await;
+    let r = ws_op(&mut w, "k0", "play", "alice_forecast").await;
+    assert_eq!(r["type"], "result", "{r}");
+    let sched = cgroup_pids("alice", "workflows");
+    assert!(!sched.is_empty(), "alice_forecast's scheduler runs");
+
+    // The scheduler is stopped, so the pause waits in the UI server; A dies with the
+    // intent durable and no outcome.
+    signal(&sched, nix::sys::signal::Signal::SIGSTOP);
+    ws_send(
+        &mut w,
+        serde_json::json!({"type": "op", "id": "k1", "op": "pause", "target": "alice_forecast"}),
+    )
+    .await;
+    let intent = || {
+        records(&a.audit)
+            .into_iter()
+            .find(|r| r["kind"] == "intent" && r["op"] == "pause")
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || intent().is_some()),
+        "A wrote no intent"
+    );
+    let intent = intent().unwrap();
+    let rid = intent["request_id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut proc = a.proc.take().unwrap();
+    let _ = proc.child.kill();
+    let _ = proc.child.wait();
+    drop(w);
+    signal(&sched, nix::sys::signal::Signal::SIGCONT);
+
+    // On B: the same session, the same elevation, the same workflows.
+    let me = get_json(&c, format!("{}/hub/api/me", b.base)).await;
+    assert_eq!(me["user"], "alice", "{me}");
+    assert_eq!(me["class"], "execute", "{me}");
+    let mut w = ws_connect(&d.ca(), &ws_at(&b), Some(&public), &cookie)
+        .await
+        .unwrap();
+    ws_until(&mut w, Duration::from_secs(60), |v| v["type"] == "snapshot").await;
+
+    // B closes A's operation: one `unknown` outcome naming A's intent, then the
+    // reconciliation with what the UI server says it did.
+    let closed = || {
+        records(&b.audit)
+            .into_iter()
+            .filter(|r| r["kind"] == "outcome" && r["request_id"] == rid.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || !closed().is_empty()),
+        "B never closed A's operation {rid}"
+    );
+    let outcome = closed().remove(0);
+    assert_eq!(outcome["outcome"], "unknown", "{outcome}");
+    assert_eq!(outcome["hub"], "hub-b", "{outcome}");
+    assert_eq!(outcome["extra"]["intent_hub"], "hub-a", "{outcome}");
+    assert_eq!(outcome["intent_seq"], intent["seq"], "{outcome}");
+    assert!(
+        wait_until(Duration::from_secs(60), || server_ran(&d, "alice", &rid)
+            == 1),
+        "the UI server never recorded {rid}"
+    );
+    let reconciled = || {
+        records(&b.audit)
+            .into_iter()
+            .find(|r| r["event"] == "reconcile" && r["request_id"] == rid.as_str())
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || reconciled().is_some()),
+        "B did not reconcile {rid} with the UI server's record"
+    );
+    let rec = reconciled().unwrap();
+    assert!(
+        rec["outcome"] == "ok" || rec["outcome"] == "error",
+        "the server's record decides: {rec}"
+    );
+    // Ran once, closed once, on one chain.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(server_ran(&d, "alice", &rid), 1, "the operation ran again");
+    assert_eq!(closed().len(), 1, "closed twice: {:?}", closed());
+    assert!(records(&a.audit)
+        .iter()
+        .all(|r| !(r["kind"] == "outcome" && r["request_id"] == rid.as_str())));
+    // A new operation through B goes through once, and leaves no note behind.
+    let r = ws_op(&mut w, "k2", "resume", "alice_forecast").await;
+    assert_eq!(r["type"], "result", "{r}");
+}

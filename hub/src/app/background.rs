@@ -45,6 +45,7 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
         let mut last_mtime = policy_mtime(&st);
         let mut since_cull = 0u32;
         let mut was_leader = st.servers.leadership.is_leader();
+        let mut gone_hubs = std::collections::HashMap::new();
         loop {
             tick.tick().await;
             let leader = st.servers.leadership.is_leader();
@@ -61,6 +62,7 @@ pub fn start(state: web::Data<AppState>, cert: Arc<ReloadableCert>) {
             since_cull += 1;
             if since_cull.is_multiple_of(3) {
                 st.servers.check_all().await;
+                super::reconcile::orphans(&st, &mut gone_hubs).await;
             }
             if since_cull.is_multiple_of(5) {
                 st.servers.flush_activity().await;

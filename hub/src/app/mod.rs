@@ -99,7 +99,11 @@ pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
             "the host name is not a valid hub id: audit records name no hub; set [database] hub_id"
         );
     }
-    let recorder = Arc::new(Recorder::new(AuditLog::open(audit_cfg)?, metrics.clone()));
+    let mut recorder = Recorder::new(AuditLog::open(audit_cfg)?, metrics.clone());
+    if store.kind() != "sqlite" {
+        recorder = recorder.noting_inflight(store.clone(), cfg.database.hub_id());
+    }
+    let recorder = Arc::new(recorder);
     let mut spawner = SpawnerClient::new(
         cfg.spawner.helper.clone(),
         cfg.spawner.config.clone(),

@@ -12,12 +12,17 @@ pub mod metrics;
 
 pub use metrics::Metrics;
 
+use crate::store::{InflightOp, Store};
 use std::sync::Arc;
 use steward_audit::{AuditError, AuditLog, AuditRecord, Outcome, RecordKind};
 
 pub struct Recorder {
     log: AuditLog,
     metrics: Arc<Metrics>,
+    /// Where several hubs share a store: each forwarded operation is noted there until
+    /// its outcome is written, so that the leader can close it if this hub dies
+    /// (`app::reconcile::orphans`).
+    inflight: Option<(Arc<dyn Store>, String)>,
 }
 
 /// An allowed operation whose intent is durable; its outcome record is still owed.
@@ -37,7 +42,27 @@ const OUTCOME_RETRIES: u32 = 3600;
 
 impl Recorder {
     pub fn new(log: AuditLog, metrics: Arc<Metrics>) -> Recorder {
-        Recorder { log, metrics }
+        Recorder {
+            log,
+            metrics,
+            inflight: None,
+        }
+    }
+
+    /// Notes operations in flight in `store` as `hub`'s (a store other hubs share).
+    pub fn noting_inflight(mut self, store: Arc<dyn Store>, hub: String) -> Recorder {
+        self.inflight = Some((store, hub));
+        self
+    }
+
+    /// Drops the in-flight note of an operation whose outcome is now written.
+    fn closed(&self, request_id: Option<&str>) {
+        if let (Some((store, _)), Some(rid)) = (&self.inflight, request_id) {
+            let (store, rid) = (store.clone(), rid.to_string());
+            tokio::spawn(async move {
+                let _ = store.take_inflight(&rid).await;
+            });
+        }
     }
 
     /// The audit log itself (its head is what `app::chains` publishes).
@@ -89,6 +114,22 @@ impl Recorder {
             return Ok(None);
         }
         let intent_seq = self.append(decided.clone()).await?;
+        if let (Some((store, hub)), Some(rid)) = (&self.inflight, decided.request_id.as_ref()) {
+            // Before forwarding: a crash after this leaves a note the leader finds. A
+            // store that cannot take it does not stop the operation (the intent is
+            // durable; this hub's own restart reconciles it).
+            let note = InflightOp {
+                request_id: rid.clone(),
+                hub: hub.clone(),
+                owner: decided.owner.clone().unwrap_or_default(),
+                intent: serde_json::to_string(&decided).unwrap_or_default(),
+                intent_seq,
+                since: store.now(),
+            };
+            if let Err(e) = store.put_inflight(&note).await {
+                tracing::warn!(error = %e, request_id = %rid, "could not note the operation in flight in the state store");
+            }
+        }
         Ok(Some(PendingOp {
             intent: decided,
             intent_seq,
@@ -97,7 +138,10 @@ impl Recorder {
 
     /// Writes the outcome record that closes a forwarded operation's intent.
     pub async fn outcome(&self, pending: PendingOp, outcome: Outcome, message: Option<String>) {
-        let _ = self.append(pending.outcome(outcome, message)).await;
+        let rec = pending.outcome(outcome, message);
+        if self.append(rec.clone()).await.is_ok() {
+            self.closed(rec.request_id.as_deref());
+        }
     }
 
     /// Queues the outcome record without waiting for the disk, so a result reaches the
@@ -107,6 +151,14 @@ impl Recorder {
     pub fn outcome_detached(&self, pending: PendingOp, outcome: Outcome, message: Option<String>) {
         let rec = pending.outcome(outcome, message);
         let log = self.log.clone();
+        let inflight = self.inflight.as_ref().map(|(s, _)| s.clone());
+        let close = move |rid: Option<String>| {
+            if let (Some(store), Some(rid)) = (inflight, rid) {
+                tokio::spawn(async move {
+                    let _ = store.take_inflight(&rid).await;
+                });
+            }
+        };
         let queued = self.log.append_queued(rec.clone());
         if queued.is_err() {
             self.metrics.audit_failures.inc();
@@ -116,6 +168,7 @@ impl Recorder {
         tokio::spawn(async move {
             if let Ok(rx) = queued {
                 if let Ok(Ok(_)) = rx.await {
+                    close(rec.request_id.clone());
                     return;
                 }
             }
@@ -124,6 +177,7 @@ impl Recorder {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 if log.append(rec.clone()).await.is_ok() {
                     tracing::info!("operation outcome written after a retry");
+                    close(rec.request_id.clone());
                     return;
                 }
             }

@@ -53,7 +53,9 @@ impl Leadership {
 
     /// Competes for leadership on PostgreSQL in the background, for as long as the
     /// process runs.
-    pub fn contend(cfg: tokio_postgres::Config, hub: &str) -> Arc<Leadership> {
+    pub fn contend(mut cfg: tokio_postgres::Config, hub: &str) -> Arc<Leadership> {
+        // Other hubs tell this one is alive by this connection (`Store::hub_connected`).
+        cfg.application_name(application_name(hub));
         let me = Arc::new(Leadership {
             hub: hub.to_string(),
             leader: AtomicBool::new(false),
@@ -133,4 +135,9 @@ impl Leadership {
         self.step_down("the database did not confirm the leadership connection");
         conn.abort();
     }
+}
+
+/// The `application_name` of a hub's leadership connection.
+pub fn application_name(hub: &str) -> String {
+    format!("steward-hub/{hub}")
 }

@@ -167,6 +167,21 @@ pub struct PendingSpawn {
     pub failed: bool,
 }
 
+/// An operation a hub forwarded whose outcome it has not recorded yet, kept only in a
+/// store several hubs share: if that hub dies, the leader records the outcome as
+/// `unknown` on its own chain and reconciles it with the UI server's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InflightOp {
+    pub request_id: String,
+    pub hub: String,
+    pub owner: String,
+    /// The intent audit record (JSON), for the outcome another hub writes.
+    pub intent: String,
+    /// The intent's seq on `hub`'s chain.
+    pub intent_seq: u64,
+    pub since: i64,
+}
+
 /// The condition a write to a server row is made under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -288,6 +303,17 @@ pub trait Store: Send + Sync {
     /// Removes and returns the start with this token: exactly one registration (on any
     /// hub) completes it.
     async fn take_pending(&self, token_hash: &str) -> Result<Option<PendingSpawn>, StoreError>;
+
+    /// Notes an operation forwarded by `op.hub` (see [`InflightOp`]).
+    async fn put_inflight(&self, op: &InflightOp) -> Result<(), StoreError>;
+    /// Removes the note; true when this call removed it (exactly one caller closes an
+    /// operation: its hub's outcome, or the leader's reconciliation).
+    async fn take_inflight(&self, request_id: &str) -> Result<bool, StoreError>;
+    /// Every operation still in flight, oldest first.
+    async fn inflight_ops(&self) -> Result<Vec<InflightOp>, StoreError>;
+    /// Whether `hub` is connected to the store now. A store only one hub uses answers
+    /// true: there is nobody else to ask about.
+    async fn hub_connected(&self, hub: &str) -> Result<bool, StoreError>;
 
     async fn save_overview(&self, row: &OverviewRow) -> Result<(), StoreError>;
     async fn overviews(&self) -> Result<Vec<OverviewRow>, StoreError>;

@@ -19,8 +19,8 @@
 //! This module must not hold policy or HTTP logic.
 
 use super::{
-    seq_from_db, seq_to_db, AuditHeadRow, Change, Clock, Expect, OverviewRow, PendingSpawn,
-    ServerRow, Session, SessionKind, Store, StoreError, TokenRow,
+    seq_from_db, seq_to_db, AuditHeadRow, Change, Clock, Expect, InflightOp, OverviewRow,
+    PendingSpawn, ServerRow, Session, SessionKind, Store, StoreError, TokenRow,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -128,6 +128,15 @@ const MIGRATIONS: &[&str] = &[
         leader TEXT NOT NULL,
         written BIGINT NOT NULL,
         body TEXT NOT NULL
+     );",
+    // 5: operations in flight, for the leader to reconcile those of a hub that died.
+    "CREATE TABLE inflight_ops (
+        request_id TEXT PRIMARY KEY,
+        hub TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        intent TEXT NOT NULL,
+        intent_seq BIGINT NOT NULL,
+        since BIGINT NOT NULL
      );",
 ];
 
@@ -884,6 +893,79 @@ impl Store for PostgresStore {
             .as_ref()
             .map(pending_from_row)
             .transpose()
+    }
+
+    async fn put_inflight(&self, op: &InflightOp) -> Result<(), StoreError> {
+        let seq = i64::try_from(op.intent_seq).map_err(|_| backend("intent seq out of range"))?;
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO inflight_ops (request_id, hub, owner, intent, intent_seq, since)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id) DO NOTHING",
+                &[
+                    &op.request_id,
+                    &op.hub,
+                    &op.owner,
+                    &op.intent,
+                    &seq,
+                    &op.since,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn take_inflight(&self, request_id: &str) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "DELETE FROM inflight_ops WHERE request_id = $1",
+                &[&request_id],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    async fn inflight_ops(&self) -> Result<Vec<InflightOp>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query(
+                "SELECT request_id, hub, owner, intent, intent_seq, since FROM inflight_ops
+                 ORDER BY since, request_id",
+                &[],
+            )
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|r| {
+                let seq: i64 = r.try_get(4).map_err(backend)?;
+                Ok(InflightOp {
+                    request_id: r.try_get(0).map_err(backend)?,
+                    hub: r.try_get(1).map_err(backend)?,
+                    owner: r.try_get(2).map_err(backend)?,
+                    intent: r.try_get(3).map_err(backend)?,
+                    intent_seq: u64::try_from(seq)
+                        .map_err(|_| backend("intent seq out of range"))?,
+                    since: r.try_get(5).map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn hub_connected(&self, hub: &str) -> Result<bool, StoreError> {
+        // Every hub holds its leadership connection for as long as it runs, named after
+        // the hub (leader.rs); the kernel closes it when the process dies.
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1)",
+                &[&super::leader::application_name(hub)],
+            )
+            .await
+            .map_err(backend)?;
+        row.try_get(0).map_err(backend)
     }
 
     async fn save_overview(&self, row: &OverviewRow) -> Result<(), StoreError> {

@@ -6,8 +6,8 @@
 //! WAL database, cheaper than handing it to a blocking pool.
 
 use super::{
-    seq_from_db, seq_to_db, AuditHeadRow, Change, Clock, Expect, OverviewRow, PendingSpawn,
-    ServerRow, Session, SessionKind, Store, StoreError, TokenRow,
+    seq_from_db, seq_to_db, AuditHeadRow, Change, Clock, Expect, InflightOp, OverviewRow,
+    PendingSpawn, ServerRow, Session, SessionKind, Store, StoreError, TokenRow,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -136,6 +136,16 @@ const MIGRATIONS: &[&str] = &[
         leader TEXT NOT NULL,
         written INTEGER NOT NULL,
         body TEXT NOT NULL
+     );",
+    // 7: operations in flight (used only where several hubs share a store; kept in
+    // both schemas so that the two stay alike).
+    "CREATE TABLE inflight_ops (
+        request_id TEXT PRIMARY KEY,
+        hub TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        intent TEXT NOT NULL,
+        intent_seq INTEGER NOT NULL,
+        since INTEGER NOT NULL
      );",
 ];
 
@@ -603,6 +613,53 @@ impl Store for SqliteStore {
             )
             .optional()
         })
+    }
+
+    async fn put_inflight(&self, op: &InflightOp) -> Result<(), StoreError> {
+        let seq = i64::try_from(op.intent_seq)
+            .map_err(|_| StoreError::Backend("intent seq out of range".into()))?;
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO inflight_ops (request_id, hub, owner, intent, intent_seq, since)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![op.request_id, op.hub, op.owner, op.intent, seq, op.since],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn take_inflight(&self, request_id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM inflight_ops WHERE request_id = ?1",
+                params![request_id],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    async fn inflight_ops(&self) -> Result<Vec<InflightOp>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT request_id, hub, owner, intent, intent_seq, since FROM inflight_ops
+                 ORDER BY since, request_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(InflightOp {
+                    request_id: r.get(0)?,
+                    hub: r.get(1)?,
+                    owner: r.get(2)?,
+                    intent: r.get(3)?,
+                    intent_seq: r.get::<_, i64>(4)?.max(0) as u64,
+                    since: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    async fn hub_connected(&self, _hub: &str) -> Result<bool, StoreError> {
+        Ok(true)
     }
 
     async fn save_overview(&self, row: &OverviewRow) -> Result<(), StoreError> {
