@@ -37,6 +37,10 @@ cargo test --workspace --locked --no-fail-fast --exclude steward-e2e
 # casbin-rs as the policy engine's differential oracle (a workspace of its own: compare/).
 cargo test --manifest-path compare/Cargo.toml --locked --no-fail-fast
 cargo test -p steward-e2e --locked --no-fail-fast -- --test-threads 2
+# The hub suites again with every demo hub on its own PostgreSQL (Debian's, started by
+# the fixture) instead of SQLite: the state store is the hub's, whichever it is.
+STEWARD_TEST_DATABASE=postgresql cargo test -p steward-e2e --locked --no-fail-fast \
+  --test hub --test faults -- --test-threads 2
 # Load (issue 19), bounded: 60 s of simulated people with real PAM sessions watching and
 # operating on owners' UI servers; fails on any error or on an operation without exactly
 # one intent and one outcome in the audit log. Figures: docs/benchmarks.md, "Load".

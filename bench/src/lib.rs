@@ -71,6 +71,7 @@ pub fn demo_data_dir_with_credentials(exe_dir: &std::path::Path) -> anyhow::Resu
         credentials_file: None,
         clock_offset_file: None,
         cylc_venv: None,
+        database_url: None,
     };
     let (config, creds) = steward_hub::cli::demo::prepare_from(&opts, exe_dir)?;
     Ok((data, config, creds))

@@ -38,6 +38,10 @@ enum Command {
         /// (/opt/steward/cylc-venv, or $STEWARD_CYLC_VENV).
         #[arg(long)]
         cylc: bool,
+        /// Keep sessions, tokens and the server registry in this PostgreSQL database
+        /// instead of SQLite in data_dir (`postgresql://user:password@host/db`).
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Check, explain and query policy files.
     #[command(subcommand)]
@@ -140,6 +144,7 @@ fn main() {
             credentials_file,
             clock_offset_file,
             cylc,
+            database_url,
         } => {
             init_logging();
             run_async(async move {
@@ -153,6 +158,7 @@ fn main() {
                     credentials_file,
                     clock_offset_file,
                     cylc_venv,
+                    database_url,
                 };
                 let (config_path, creds) = steward_hub::cli::demo::prepare(&opts)?;
                 if let Some(venv) = &opts.cylc_venv {

@@ -401,6 +401,15 @@ pub struct Demo {
     pub clock_file: PathBuf,
     /// Extra `steward demo` arguments (e.g. `--cylc`), kept for restarts.
     pub args: Vec<String>,
+    /// With `STEWARD_TEST_DATABASE=postgresql`: this demo's own PostgreSQL server (a
+    /// fresh one per demo, so no test sees another's sessions or servers).
+    pub pg: Option<postgres::Postgres>,
+}
+
+/// Whether the demo hubs of this run keep their state in PostgreSQL
+/// (`STEWARD_TEST_DATABASE=postgresql`) rather than SQLite.
+pub fn demo_on_postgresql() -> bool {
+    std::env::var("STEWARD_TEST_DATABASE").is_ok_and(|v| v == "postgresql")
 }
 
 impl Demo {
@@ -423,6 +432,7 @@ impl Demo {
             creds: serde_json::Value::Null,
             clock_file,
             args: args.iter().map(|a| a.to_string()).collect(),
+            pg: demo_on_postgresql().then(postgres::Postgres::start),
         };
         d.launch();
         d
@@ -444,6 +454,11 @@ impl Demo {
         .arg("--clock-offset-file")
         .arg(&self.clock_file)
         .args(&self.args)
+        .args(
+            self.pg
+                .iter()
+                .flat_map(|pg| ["--database-url".to_string(), pg.url()]),
+        )
         .env(
             "STEWARD_LOG",
             std::env::var("STEWARD_TEST_HUB_LOG").unwrap_or_else(|_| "warn".into()),

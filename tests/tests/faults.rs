@@ -239,7 +239,12 @@ async fn sigkilled_ui_server_is_marked_and_respawned_and_a_killed_scheduler_show
                     && r["message"].as_str().unwrap_or("").contains("exited")
             }
         )),
-        "the dead server was not marked"
+        "the dead server was not marked: {:#?}",
+        d.audit_records()
+            .iter()
+            .filter(|r| r["owner"] == "alice" && r["kind"] == "event")
+            .map(|r| format!("{} {} {}", r["event"], r["actor"], r["message"]))
+            .collect::<Vec<_>>()
     );
     let (carl, _) = d.login("carl").await;
     let servers = get_json(&carl, format!("{}/hub/api/admin/servers", d.base)).await;

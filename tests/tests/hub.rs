@@ -372,7 +372,13 @@ async fn api_tokens_are_hashed_bounded_by_elevation_and_revocable() {
         "alice sees others' workflows: {ov}"
     );
     // Stored hashed: the secret is nowhere in the database.
-    let db = std::fs::read(d.data.path().join("state/hub.db")).unwrap();
+    let db = match &d.pg {
+        Some(pg) => pg
+            .psql(steward_e2e::postgres::DATABASE, "SELECT * FROM api_tokens")
+            .into_bytes(),
+        None => std::fs::read(d.data.path().join("state/hub.db")).unwrap(),
+    };
+    assert!(!db.is_empty());
     let secret = token.rsplit('_').next().unwrap();
     assert!(
         !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
@@ -552,10 +558,13 @@ async fn restart_keeps_sessions_and_readopts_servers() {
         drop(w);
         if kill {
             assert_eq!(procs(), before, "server not adopted after SIGKILL");
+            // Adoption is the leader's, which a hub on PostgreSQL becomes a moment
+            // after it is ready.
             assert!(
-                d.audit_records()
+                wait_until(Duration::from_secs(15), || d
+                    .audit_records()
                     .iter()
-                    .any(|r| r["event"] == "adopt" && r["owner"] == "alice"),
+                    .any(|r| r["event"] == "adopt" && r["owner"] == "alice")),
                 "adoption not audited"
             );
         }
@@ -586,16 +595,23 @@ async fn bad_policy_never_takes_effect_and_good_one_reloads() {
         "failed reload not audited"
     );
     // The last good policy stays: bob still reads alice's workflows.
+    // (A hub on PostgreSQL prestarts the demo's servers a moment after it is ready,
+    // once it leads: the overview may need a few seconds to show them.)
     let (bob, _) = d.login("bob").await;
-    let ov: Value = get_json(&bob, format!("{}/hub/api/overview", d.base)).await;
-    assert!(
-        ov["owners"]
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ov: Value = get_json(&bob, format!("{}/hub/api/overview", d.base)).await;
+        let shown = ov["owners"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|o| o["owner"] == "alice"),
-        "{ov}"
-    );
+            .any(|o| o["owner"] == "alice");
+        if shown {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ov}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let metrics = d
         .client()
         .get(format!("{}/metrics", d.base))

@@ -19,6 +19,7 @@ fn never_ready_hub(
         credentials_file: None,
         clock_offset_file: None,
         cylc_venv: None,
+        database_url: None,
     };
     // The demo copies its binaries from next to the running executable: point it at ours.
     let (config_path, _) = prepare_with_bins(&opts);

@@ -23,6 +23,8 @@ pub struct DemoOptions {
     /// `--cylc`: the Cylc venv (cylc-flow + cylc-uiserver). Every server is then the
     /// real Cylc UI server (`cylc hubapp`), and each demo user can run real workflows.
     pub cylc_venv: Option<PathBuf>,
+    /// `--database-url`: PostgreSQL instead of SQLite in data_dir.
+    pub database_url: Option<String>,
 }
 
 /// The profile `--cylc` starts servers on.
@@ -308,6 +310,10 @@ group_secs = {{ "{DEMO_GROUP}" = 1800 }}
         },
         testing = match &opts.clock_offset_file {
             Some(p) => format!("\n[testing]\nclock_offset_file = \"{}\"\n", p.display()),
+            None => String::new(),
+        } + &match &opts.database_url {
+            // Quoted as TOML, whatever the URL holds.
+            Some(url) => format!("\n[database]\nurl = {}\n", toml::Value::String(url.clone())),
             None => String::new(),
         }
     );

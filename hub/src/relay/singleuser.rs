@@ -258,7 +258,7 @@ pub async fn proxy(
             }
             if e.is_connect() {
                 // It died or was culled: the next request starts a new one.
-                relay.servers.forget(&server.owner).await;
+                relay.servers.forget_unreachable(&server.owner, &msg).await;
             }
             return Err(ApiError::bad_gateway(msg));
         }

@@ -85,7 +85,10 @@ pub async fn user_ws(
         Err(first) => {
             // The server may have died or been culled since we last saw it: start afresh once.
             tracing::info!(owner, error = %first, "server unreachable; respawning");
-            relay.servers.forget(&owner).await;
+            relay
+                .servers
+                .forget_unreachable(&owner, &first.to_string())
+                .await;
             let server = match relay
                 .servers
                 .ensure_audited(&owner, &session.user, None)

@@ -151,6 +151,8 @@ pub struct ServerManager {
     /// Set by `app` when `[singleuser] profiles` names any: starts on those profiles
     /// are JupyterHub single-user servers.
     singleuser: std::sync::OnceLock<Arc<SingleUser>>,
+    /// The leadership epoch servers were last adopted for (-1: never).
+    pub(super) adopted_epoch: std::sync::atomic::AtomicI64,
 }
 
 /// What happened, for the caller to audit.
@@ -224,6 +226,7 @@ impl ServerManager {
             unanswered: Mutex::new(Default::default()),
             default_profile: opts.default_profile,
             singleuser: Default::default(),
+            adopted_epoch: std::sync::atomic::AtomicI64::new(-1),
         })
     }
 
@@ -320,6 +323,7 @@ impl ServerManager {
         }
         let known = self.running.lock().ok().and_then(|mut m| m.remove(owner));
         let expect = known.map_or(Expect::Any, |s| Expect::Epoch(s.epoch));
+        tracing::debug!(owner, ?expect, "forgetting a server");
         let _ = self
             .store
             .delete_server(owner, DEFAULT_SERVER, expect)

@@ -89,6 +89,25 @@ impl ServerManager {
         }
     }
 
+    /// Forgets a server the relay found unreachable (the next visit starts it again),
+    /// and records it: its death must not go unrecorded because a visit noticed it
+    /// before the periodic check did. What is left of its cgroup goes too.
+    pub async fn forget_unreachable(&self, owner: &str, why: &str) {
+        let rec = AuditRecord {
+            owner: Some(owner.to_string()),
+            outcome: Some(Outcome::Error),
+            message: Some(format!(
+                "server exited or unreachable ({why}); the next visit starts it again"
+            )),
+            ..AuditRecord::new(RecordKind::Event, events::STOP, SYSTEM_ACTOR)
+        }
+        .with_extra("server", DEFAULT_SERVER);
+        let _ = self.recorder.append(rec).await;
+        if self.stop(owner).await.is_err() {
+            self.forget(owner).await;
+        }
+    }
+
     /// Stops an owner's server through the helper and audits who did it and why.
     pub async fn stop_audited(
         &self,
@@ -132,7 +151,7 @@ impl ServerManager {
 
     /// Every server in the store (whichever hub started it), also kept in memory so
     /// that a stop finds its placement; this hub's memory when the store is down.
-    async fn known(&self) -> Vec<RunningServer> {
+    pub async fn known(&self) -> Vec<RunningServer> {
         match self.store.servers().await {
             Ok(rows) => {
                 if let Ok(mut m) = self.running.lock() {
@@ -148,8 +167,20 @@ impl ServerManager {
 
     /// After a restart (or on becoming leader): keep servers whose cgroup still holds
     /// their process as the owner; stop whatever is half-started or dead. Leader only.
+    ///
+    /// Once per leadership epoch: the start and the first leadership tick both ask, and a
+    /// second pass would judge servers started in between (and maybe since killed) as
+    /// leftovers of a previous hub.
     pub async fn adopt_all(&self) {
         if !self.leadership.is_leader() {
+            return;
+        }
+        let epoch = self.leadership.epoch();
+        if self
+            .adopted_epoch
+            .swap(epoch, std::sync::atomic::Ordering::SeqCst)
+            == epoch
+        {
             return;
         }
         for s in self.known().await {
@@ -286,7 +317,9 @@ impl ServerManager {
         if !self.leadership.is_leader() {
             return;
         }
-        for s in self.known().await {
+        let known = self.known().await;
+        tracing::debug!(servers = known.len(), "checking servers");
+        for s in known {
             if !self.leadership.is_leader() {
                 return;
             }

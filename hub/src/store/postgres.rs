@@ -170,8 +170,19 @@ impl From<ChangeNote> for Change {
     }
 }
 
-fn note_json(n: &ChangeNote) -> String {
-    serde_json::to_string(n).unwrap_or_default()
+/// A note as sent: with the sending store's origin, so that a hub does not act on its
+/// own changes (it applied them already; evicting its own rows would only make it read
+/// them back). A note without one (an older hub) is another hub's.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    o: u64,
+    #[serde(flatten)]
+    note: ChangeNote,
+}
+
+fn note_json(origin: u64, n: ChangeNote) -> String {
+    serde_json::to_string(&Envelope { o: origin, note: n }).unwrap_or_default()
 }
 
 pub struct PostgresStore {
@@ -182,6 +193,8 @@ pub struct PostgresStore {
     changes: broadcast::Sender<Change>,
     /// For the leadership connection, which must not be a pooled one.
     conn_cfg: tokio_postgres::Config,
+    /// Random, per store: marks the change notes this store sends.
+    origin: u64,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -389,6 +402,7 @@ impl PostgresStore {
             offset: Arc::new(AtomicI64::new(0)),
             changes: broadcast::channel(1024).0,
             conn_cfg: cfg.clone(),
+            origin: rand::random::<u64>() | 1,
         };
         store.migrate(url).await?;
         {
@@ -492,6 +506,7 @@ impl PostgresStore {
     fn spawn_listener(&self, cfg: tokio_postgres::Config, ready: tokio::sync::oneshot::Sender<()>) {
         let mut ready = Some(ready);
         let tx = self.changes.clone();
+        let origin = self.origin;
         // Ends with the store: the offset cell lives exactly as long as it does.
         let alive = Arc::downgrade(&self.offset);
         tokio::spawn(async move {
@@ -526,10 +541,12 @@ impl PostgresStore {
                         while let Some(m) = messages.next().await {
                             match m {
                                 Ok(AsyncMessage::Notification(n)) => {
-                                    if let Ok(note) =
-                                        serde_json::from_str::<ChangeNote>(n.payload())
-                                    {
-                                        let _ = tx.send(note.into());
+                                    match serde_json::from_str::<Envelope>(n.payload()) {
+                                        Ok(e) if e.o == origin => {}
+                                        Ok(e) => {
+                                            let _ = tx.send(e.note.into());
+                                        }
+                                        Err(_) => {}
                                     }
                                 }
                                 Ok(_) => {}
@@ -557,9 +574,12 @@ impl PostgresStore {
         let tx = client.transaction().await.map_err(backend)?;
         let n = tx.execute(sql, params).await.map_err(backend)?;
         if n > 0 {
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note_json(&note)])
-                .await
-                .map_err(backend)?;
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&CHANNEL, &note_json(self.origin, note)],
+            )
+            .await
+            .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
         Ok(n)
@@ -772,10 +792,13 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let epoch: i64 = row.try_get(0).map_err(backend)?;
-        let note = note_json(&ChangeNote::Server {
-            owner: s.owner.clone(),
-            name: s.name.clone(),
-        });
+        let note = note_json(
+            self.origin,
+            ChangeNote::Server {
+                owner: s.owner.clone(),
+                name: s.name.clone(),
+            },
+        );
         tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &note])
             .await
             .map_err(backend)?;

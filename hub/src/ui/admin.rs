@@ -30,9 +30,11 @@ fn admin_changing(state: &AppState, req: &HttpRequest, s: Session) -> Result<Ses
 /// in a batch queue `pending` or `failed` with Slurm's reason) and since when.
 pub async fn servers(state: web::Data<AppState>, Authed(s): Authed) -> ApiResult {
     admin(&state, s)?;
+    // From the store: every hub's servers, not only those this hub has in memory.
     let list: Vec<_> = state
         .servers
-        .all()
+        .known()
+        .await
         .into_iter()
         .map(|s| {
             let port = match &s.endpoint {
