@@ -10,6 +10,12 @@
 //! created if missing; the soak (`--soak`) uses its own, `stsl001…`/`stso01…` under the
 //! cgroup prefix `steward-soak`, so that it can run beside the test command's load.
 //! With `STEWARD_BENCH_JSON=FILE` a JSON row is appended to FILE.
+//!
+//! `--postgres` keeps the hub's state in a private PostgreSQL (Debian's, started here);
+//! `--hubs 2` runs two hubs on it behind HAProxy (TCP, health-checked), every person
+//! logging in and operating through the balancer (issue 18's operations/s through two
+//! hubs beside one). `--interval-ms 0` makes each person send the next operation as
+//! soon as the last is answered: throughput, not a paced load.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -28,6 +34,8 @@ struct Args {
     soak: bool,
     sample_secs: u64,
     warmup_secs: u64,
+    postgres: bool,
+    hubs: usize,
 }
 
 fn parse_args() -> Args {
@@ -39,12 +47,19 @@ fn parse_args() -> Args {
         soak: false,
         sample_secs: 60,
         warmup_secs: 300,
+        postgres: false,
+        hubs: 1,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < argv.len() {
         if argv[i] == "--soak" {
             a.soak = true;
+            i += 1;
+            continue;
+        }
+        if argv[i] == "--postgres" {
+            a.postgres = true;
             i += 1;
             continue;
         }
@@ -62,8 +77,9 @@ fn parse_args() -> Args {
             "--interval-ms" => a.interval_ms = v,
             "--sample-secs" => a.sample_secs = v.max(1),
             "--warmup-secs" => a.warmup_secs = v,
+            "--hubs" => a.hubs = (v as usize).clamp(1, 2),
             other => {
-                eprintln!("unknown argument {other}; known: --users --owners --secs --interval-ms --soak --sample-secs --warmup-secs");
+                eprintln!("unknown argument {other}; known: --users --owners --secs --interval-ms --soak --sample-secs --warmup-secs --postgres --hubs");
                 std::process::exit(2)
             }
         }
@@ -178,10 +194,26 @@ async fn main() -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let text = std::fs::read_to_string(&cfg)?
+    let mut text = std::fs::read_to_string(&cfg)?
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
-        .replace("prestart = [\"alice\", \"bob\", \"carl\"]", "prestart = []");
-    std::fs::write(&cfg, text + "\n[limits]\nws_per_user = 64\n")?;
+        .replace("prestart = [\"alice\", \"bob\", \"carl\"]", "prestart = []")
+        + "\n[limits]\nws_per_user = 64\n";
+    anyhow::ensure!(a.hubs == 1 || a.postgres, "--hubs 2 needs --postgres");
+    let pg = a.postgres.then(steward_e2e::postgres::Postgres::start);
+    if let Some(pg) = &pg {
+        text += &format!("\n[database]\nurl = \"{}\"\nhub_id = \"load-a\"\n", pg.url());
+    }
+    // With two hubs, `port` is the balancer's (public_url); each hub listens on its own.
+    let hub_ports: Vec<u16> = match a.hubs {
+        1 => vec![port],
+        _ => vec![free_port()?, free_port()?],
+    };
+    let listen_line = format!("listen = \"127.0.0.1:{port}\"");
+    anyhow::ensure!(text.contains(&listen_line), "the demo config has no {listen_line}");
+    std::fs::write(
+        &cfg,
+        text.replace(&listen_line, &format!("listen = \"127.0.0.1:{}\"", hub_ports[0])),
+    )?;
     // Its own cgroup prefix: a hub cleans up cgroups under its prefix that it does not
     // know, and must not take the demo hubs' (end-to-end tests running meanwhile).
     let spawn_toml = data.path().join("spawn.toml");
@@ -225,28 +257,48 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let steward = exe_dir.join("steward");
-    let mut hub = std::process::Command::new(&steward)
-        .args(["serve", "-c"])
-        .arg(&cfg)
-        .env(
-            "STEWARD_LOG",
-            std::env::var("STEWARD_LOG").unwrap_or_else(|_| "error".into()),
-        )
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut lines = std::io::BufReader::new(hub.stdout.take().expect("stdout")).lines();
-    let base = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("ready on") => {
-                let url = l.split("ready on ").nth(1).unwrap_or("");
-                break url.split_whitespace().next().unwrap_or("").to_string();
+    let mut hubs = vec![spawn_hub(&steward, &cfg)?];
+    let mut audit_dirs = vec![data.path().join("audit")];
+    let _balancer = if a.hubs == 2 {
+        // The second hub: the first one's keys and CA (copied once it made them, as an
+        // operator would), its own data_dir, audit log and id.
+        let state_b = data.path().join("state-b");
+        std::fs::create_dir_all(&state_b)?;
+        for e in std::fs::read_dir(data.path().join("state"))?.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if e.path().is_file() && !name.starts_with("hub.db") && !name.starts_with("audit.head") {
+                std::fs::copy(e.path(), state_b.join(&name))?;
             }
-            Some(_) => continue,
-            None => anyhow::bail!("hub exited before it was ready"),
         }
+        std::fs::set_permissions(&state_b, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let audit_b = data.path().join("audit-b");
+        let cfg_b = data.path().join("steward-b.toml");
+        let text_a = std::fs::read_to_string(&cfg)?;
+        let text_b = text_a
+            .replace(
+                &format!("listen = \"127.0.0.1:{}\"", hub_ports[0]),
+                &format!("listen = \"127.0.0.1:{}\"", hub_ports[1]),
+            )
+            .replace(
+                &format!("data_dir = \"{}\"", data.path().join("state").display()),
+                &format!("data_dir = \"{}\"", state_b.display()),
+            )
+            .replace(
+                &format!("dir = \"{}\"", data.path().join("audit").display()),
+                &format!("dir = \"{}\"", audit_b.display()),
+            )
+            .replace("hub_id = \"load-a\"", "hub_id = \"load-b\"");
+        anyhow::ensure!(text_b.contains("state-b") && text_b.contains("audit-b"), "could not derive the second hub's config");
+        std::fs::write(&cfg_b, text_b)?;
+        hubs.push(spawn_hub(&steward, &cfg_b)?);
+        audit_dirs.push(audit_b);
+        Some(steward_e2e::haproxy::Haproxy::start_on(port, &hub_ports))
+    } else {
+        None
     };
-    std::thread::spawn(move || for _ in lines {});
-    let hub_pid = hub.id();
+    let base = format!("https://127.0.0.1:{port}");
+    let hub_pids: Vec<u32> = hubs.iter().map(|h| h.id()).collect();
+    let hub_pid = hub_pids[0];
     let ca = data.path().join("tls/ca.crt");
     let tls = Arc::new(tls(&ca));
 
@@ -314,7 +366,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let host = base.trim_start_matches("https://").to_string();
     let deadline = Instant::now() + Duration::from_secs(a.secs);
-    let cpu0 = cpu_ticks(hub_pid);
+    let cpu0: u64 = hub_pids.iter().map(|p| cpu_ticks(*p)).sum();
     let t0 = Instant::now();
     let tasks = sessions.into_iter().enumerate().map(|(i, cookie)| {
         let owner = owners[i % owners.len()].clone();
@@ -403,8 +455,9 @@ async fn main() -> anyhow::Result<()> {
         all.errors.extend(t.errors);
     }
     let wall = t0.elapsed();
-    let cpu = (cpu_ticks(hub_pid) - cpu0) as f64 / 100.0 / wall.as_secs_f64() * 100.0;
-    let rss = rss_kib(hub_pid);
+    let cpu1: u64 = hub_pids.iter().map(|p| cpu_ticks(*p)).sum();
+    let cpu = (cpu1 - cpu0) as f64 / 100.0 / wall.as_secs_f64() * 100.0;
+    let rss: u64 = hub_pids.iter().map(|p| rss_kib(*p)).sum();
     let _ = sampler.join();
     let mut soak_failures = vec![];
     if a.soak {
@@ -455,14 +508,19 @@ async fn main() -> anyhow::Result<()> {
             soak_failures.push("helper processes left running".into());
         }
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(hub_pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )?;
-    hub.wait()?;
+    for hub in &mut hubs {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(hub.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        hub.wait()?;
+    }
 
-    // Every operation: exactly one intent and one outcome.
-    let audit = std::fs::read_to_string(data.path().join("audit/audit.jsonl"))?;
+    // Every operation: exactly one intent and one outcome (over every hub's log).
+    let mut audit = String::new();
+    for dir in &audit_dirs {
+        audit += &std::fs::read_to_string(dir.join("audit.jsonl"))?;
+    }
     let recs: Vec<Value> = audit
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -524,7 +582,12 @@ async fn main() -> anyhow::Result<()> {
             "p50_ms": p50ms,
             "hub_cpu_pct": cpu,
             "ops": all.results,
-            "command": format!("load --users {} --owners {} --secs {}", a.users, a.owners, a.secs),
+            "ops_per_sec": all.results as f64 / wall.as_secs_f64(),
+            "hubs": a.hubs,
+            "store": if a.postgres { "postgresql" } else { "sqlite" },
+            "command": format!("load --users {} --owners {} --secs {}{}{}", a.users, a.owners, a.secs,
+                if a.postgres { " --postgres" } else { "" },
+                if a.hubs > 1 { " --hubs 2" } else { "" }),
         });
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -582,4 +645,31 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `steward serve -c cfg`, once it said it is ready (its output is drained after).
+fn spawn_hub(steward: &std::path::Path, cfg: &std::path::Path) -> anyhow::Result<std::process::Child> {
+    let mut hub = std::process::Command::new(steward)
+        .args(["serve", "-c"])
+        .arg(cfg)
+        .env(
+            "STEWARD_LOG",
+            std::env::var("STEWARD_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut lines = std::io::BufReader::new(hub.stdout.take().expect("stdout")).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("ready on") => break,
+            Some(_) => continue,
+            None => anyhow::bail!("hub ({}) exited before it was ready", cfg.display()),
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok(hub)
 }

@@ -245,7 +245,10 @@ impl ServerManager {
                     .await
                     .unwrap_or(true);
                 let waiting = queued.iter().any(|q| q.placement == found.placement);
+                // Asked of the store, not this hub's memory: another hub may have
+                // started (and registered) this server since this pass began.
                 if self.get(&st.user).is_none()
+                    && self.stored(&st.user).await.is_none()
                     && !starting
                     && !waiting
                     && self.leadership.is_leader()
