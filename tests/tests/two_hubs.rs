@@ -57,7 +57,8 @@ fn start_hub(demo: &Path, id: &str, public_url: &str, url: &str) -> Hub {
         } else if line.starts_with("dir = \"") && line.contains("/audit") {
             format!("dir = \"{}\"", audit.display())
         } else if line.starts_with("prestart =") {
-            "prestart = []".into()
+            // Idle servers go soon, so that a test can watch the leader cull.
+            "prestart = []\ncull_idle_secs = 40".into()
         } else {
             line.to_string()
         };
@@ -335,6 +336,27 @@ async fn two_hubs_share_one_postgresql_behind_haproxy() {
             "HAProxy serves through the survivor"
         );
     }
+    // The periodic work goes on there: alice's server, visited once more and then left
+    // idle, is culled by the survivor.
+    let (bob_cookie, _) = login_at(&d, &survivor_base, "bob").await;
+    {
+        let url = format!("{}/user/alice/ws", survivor_base.replace("https://", "wss://"));
+        let mut w = ws_connect(&d.ca(), &url, Some(&public), &bob_cookie)
+            .await
+            .unwrap();
+        ws_until(&mut w, Duration::from_secs(60), |v| v["type"] == "snapshot").await;
+    }
+    let culls = || {
+        records(&survivor.audit)
+            .iter()
+            .filter(|r| r["event"] == "cull" && r["owner"] == "alice")
+            .count()
+    };
+    let before = culls();
+    assert!(
+        wait_until(Duration::from_secs(120), || culls() > before),
+        "the survivor never culled alice's idle server"
+    );
 
     // Leave no server behind.
     let (admin, admin_csrf) = {
