@@ -730,27 +730,27 @@ impl Demo {
             &spawn,
             &format!(
                 r#"{text}
-    # --- slurm e2e
-    [slurm.e2e]
-    conf = "{conf}"
-    bootstrap_dir = "{data}/slurm-bootstrap"
-    timeout_secs = 20
-    [profiles.batch]
-    memory = "256M"
-    cpu = 1.0
-    [profiles.batch.slurm]
-    partition = "debug"
-    time_limit = "30"
-    [profiles.standby]
-    memory = "256M"
-    cpu = 1.0
-    [profiles.standby.slurm]
-    partition = "standby"
-    [profiles.nowhere]
-    memory = "256M"
-    [profiles.nowhere.slurm]
-    partition = "nosuch"
-    "#,
+# --- slurm e2e
+[slurm.e2e]
+conf = "{conf}"
+bootstrap_dir = "{data}/slurm-bootstrap"
+timeout_secs = 20
+[profiles.batch]
+memory = "256M"
+cpu = 1.0
+[profiles.batch.slurm]
+partition = "debug"
+time_limit = "30"
+[profiles.standby]
+memory = "256M"
+cpu = 1.0
+[profiles.standby.slurm]
+partition = "standby"
+[profiles.nowhere]
+memory = "256M"
+[profiles.nowhere.slurm]
+partition = "nosuch"
+"#,
                 conf = s.conf.display(),
                 data = data.display()
             ),
@@ -789,18 +789,18 @@ impl Demo {
             &cfg,
             &format!(
                 r#"{text}
-    # --- slurm e2e
-    [spawner.profile_backends]
-    batch = "slurm"
-    standby = "slurm"
-    nowhere = "slurm"
-    [spawner.slurm]
-    name = "e2e"
-    conf = "{conf}"
-    jobcomp_file = "{jobcomp}"
-    timeout_secs = 5
-    poll_secs = 2
-    "#,
+# --- slurm e2e
+[spawner.profile_backends]
+batch = "slurm"
+standby = "slurm"
+nowhere = "slurm"
+[spawner.slurm]
+name = "e2e"
+conf = "{conf}"
+jobcomp_file = "{jobcomp}"
+timeout_secs = 5
+poll_secs = 2
+"#,
                 conf = s.conf.display(),
                 jobcomp = s.jobcomp.display(),
             )

@@ -44,6 +44,7 @@ fn server(owner: &str, port: u16) -> ServerRow {
         started: 5,
         epoch: 0,
         profile: None,
+        hub: None,
     }
 }
 
@@ -298,10 +299,16 @@ async fn contract(db: &dyn Store) -> i64 {
     // A server keeps the profile it was started on.
     let mut batch = server("erin", 4100);
     batch.profile = Some("batch".into());
+    batch.hub = Some("hub-a".into());
     db.put_server(&batch, Expect::Any).await.unwrap();
     let stored = db.servers().await.unwrap();
     let erin = stored.iter().find(|s| s.owner == "erin").unwrap();
     assert_eq!(erin.profile.as_deref(), Some("batch"));
+    assert_eq!(
+        erin.hub.as_deref(),
+        Some("hub-a"),
+        "the hub that started it"
+    );
     assert!(db
         .delete_server("erin", "default", Expect::Any)
         .await

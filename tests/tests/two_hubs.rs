@@ -340,7 +340,10 @@ async fn two_hubs_share_one_postgresql_behind_haproxy() {
     // idle, is culled by the survivor.
     let (bob_cookie, _) = login_at(&d, &survivor_base, "bob").await;
     {
-        let url = format!("{}/user/alice/ws", survivor_base.replace("https://", "wss://"));
+        let url = format!(
+            "{}/user/alice/ws",
+            survivor_base.replace("https://", "wss://")
+        );
         let mut w = ws_connect(&d.ca(), &url, Some(&public), &bob_cookie)
             .await
             .unwrap();

@@ -201,7 +201,10 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(a.hubs == 1 || a.postgres, "--hubs 2 needs --postgres");
     let pg = a.postgres.then(steward_e2e::postgres::Postgres::start);
     if let Some(pg) = &pg {
-        text += &format!("\n[database]\nurl = \"{}\"\nhub_id = \"load-a\"\n", pg.url());
+        text += &format!(
+            "\n[database]\nurl = \"{}\"\nhub_id = \"load-a\"\n",
+            pg.url()
+        );
     }
     // With two hubs, `port` is the balancer's (public_url); each hub listens on its own.
     let hub_ports: Vec<u16> = match a.hubs {
@@ -209,10 +212,16 @@ async fn main() -> anyhow::Result<()> {
         _ => vec![free_port()?, free_port()?],
     };
     let listen_line = format!("listen = \"127.0.0.1:{port}\"");
-    anyhow::ensure!(text.contains(&listen_line), "the demo config has no {listen_line}");
+    anyhow::ensure!(
+        text.contains(&listen_line),
+        "the demo config has no {listen_line}"
+    );
     std::fs::write(
         &cfg,
-        text.replace(&listen_line, &format!("listen = \"127.0.0.1:{}\"", hub_ports[0])),
+        text.replace(
+            &listen_line,
+            &format!("listen = \"127.0.0.1:{}\"", hub_ports[0]),
+        ),
     )?;
     // Its own cgroup prefix: a hub cleans up cgroups under its prefix that it does not
     // know, and must not take the demo hubs' (end-to-end tests running meanwhile).
@@ -266,11 +275,15 @@ async fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(&state_b)?;
         for e in std::fs::read_dir(data.path().join("state"))?.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if e.path().is_file() && !name.starts_with("hub.db") && !name.starts_with("audit.head") {
+            if e.path().is_file() && !name.starts_with("hub.db") && !name.starts_with("audit.head")
+            {
                 std::fs::copy(e.path(), state_b.join(&name))?;
             }
         }
-        std::fs::set_permissions(&state_b, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        std::fs::set_permissions(
+            &state_b,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
         let audit_b = data.path().join("audit-b");
         let cfg_b = data.path().join("steward-b.toml");
         let text_a = std::fs::read_to_string(&cfg)?;
@@ -288,7 +301,10 @@ async fn main() -> anyhow::Result<()> {
                 &format!("dir = \"{}\"", audit_b.display()),
             )
             .replace("hub_id = \"load-a\"", "hub_id = \"load-b\"");
-        anyhow::ensure!(text_b.contains("state-b") && text_b.contains("audit-b"), "could not derive the second hub's config");
+        anyhow::ensure!(
+            text_b.contains("state-b") && text_b.contains("audit-b"),
+            "could not derive the second hub's config"
+        );
         std::fs::write(&cfg_b, text_b)?;
         hubs.push(spawn_hub(&steward, &cfg_b)?);
         audit_dirs.push(audit_b);
@@ -648,11 +664,16 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// `steward serve -c cfg`, once it said it is ready (its output is drained after).
-fn spawn_hub(steward: &std::path::Path, cfg: &std::path::Path) -> anyhow::Result<std::process::Child> {
+fn spawn_hub(
+    steward: &std::path::Path,
+    cfg: &std::path::Path,
+) -> anyhow::Result<std::process::Child> {
     let mut hub = std::process::Command::new(steward)
         .args(["serve", "-c"])
         .arg(cfg)

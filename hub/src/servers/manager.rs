@@ -59,7 +59,7 @@ impl ServerError {
 
 /// What an owner's server is in the store, from any hub's point of view.
 pub(super) enum Found {
-    Running(RunningServer),
+    Running(Box<RunningServer>),
     /// Submitted to a batch system, not registered yet.
     Queued,
     /// Neither: this hub now holds the claim on starting it.
@@ -372,7 +372,7 @@ impl ServerManager {
         // Another hub sharing the store may run it, or be starting it; or it waits in
         // a batch queue.
         match self.claim_or_find(owner).await? {
-            Found::Running(s) => return Ok(SpawnOutcome::AlreadyRunning(s)),
+            Found::Running(s) => return Ok(SpawnOutcome::AlreadyRunning(*s)),
             Found::Queued => {
                 return self
                     .await_queued(owner)
@@ -413,7 +413,7 @@ impl ServerManager {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(s) = self.stored(owner).await {
-                return Ok(Found::Running(s));
+                return Ok(Found::Running(Box::new(s)));
             }
             if self.queued(owner).await.is_some() {
                 return Ok(Found::Queued);
@@ -606,6 +606,7 @@ impl ServerManager {
             started: self.store.now(),
             epoch: 0,
             profile: req.profile.clone(),
+            hub: Some(self.leadership.hub().to_string()),
         };
         Ok(SpawnOutcome::Started(self.remember(row).await))
     }
@@ -686,6 +687,7 @@ impl ServerManager {
             started: self.store.now(),
             epoch: 0,
             profile: req.profile.clone(),
+            hub: Some(self.leadership.hub().to_string()),
         };
         Ok(self.remember(row).await)
     }

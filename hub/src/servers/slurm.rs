@@ -201,6 +201,8 @@ impl ServerManager {
             started: self.store.now(),
             epoch: 0,
             profile: q.profile.clone(),
+            // The hub that completed the start (the submitter may be another).
+            hub: Some(self.leadership.hub().to_string()),
         };
         self.remember(row).await;
         let rec = AuditRecord {

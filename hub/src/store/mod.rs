@@ -144,6 +144,9 @@ pub struct ServerRow {
     pub epoch: i64,
     /// The helper profile it was started on (None: the helper's default).
     pub profile: Option<String>,
+    /// The hub that started it (None: a row from before hubs were named). Any hub
+    /// relays to it; this says where its start was decided and audited.
+    pub hub: Option<String>,
 }
 
 /// A start submitted to a batch system that has not registered yet (a Slurm job waiting

@@ -138,6 +138,8 @@ const MIGRATIONS: &[&str] = &[
         intent_seq BIGINT NOT NULL,
         since BIGINT NOT NULL
      );",
+    // 6: the hub that started each server.
+    "ALTER TABLE servers ADD COLUMN hub TEXT;",
 ];
 
 /// The schema version this hub writes.
@@ -276,6 +278,7 @@ fn server_from_row(r: &Row) -> Result<ServerRow, StoreError> {
         started: r.try_get(6).map_err(backend)?,
         epoch: r.try_get(7).map_err(backend)?,
         profile: r.try_get(8).map_err(backend)?,
+        hub: r.try_get(9).map_err(backend)?,
     })
 }
 
@@ -316,7 +319,7 @@ const SESSION_COLUMNS: &str =
     "id_hash, username, groups, class, deadline, csrf, created, last_seen, addr, expiry_audited, uid";
 const TOKEN_COLUMNS: &str = "id, hash, username, name, class, created, expires, revoked, uid";
 const SERVER_COLUMNS: &str =
-    "owner, name, pid, placement, endpoint, cgroup, started, epoch, profile";
+    "owner, name, pid, placement, endpoint, cgroup, started, epoch, profile, hub";
 
 /// Database clock minus system clock, in whole seconds.
 async fn measure_offset(client: &tokio_postgres::Client) -> Result<i64, StoreError> {
@@ -747,19 +750,19 @@ impl Store for PostgresStore {
         let pid = i64::from(s.pid);
         let sql = match expect {
             Expect::Any => format!(
-                "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)
+                "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9)
                  ON CONFLICT (owner, name) DO UPDATE SET pid = excluded.pid, placement = excluded.placement,
                    endpoint = excluded.endpoint, cgroup = excluded.cgroup, started = excluded.started,
-                   epoch = servers.epoch + 1, profile = excluded.profile
+                   epoch = servers.epoch + 1, profile = excluded.profile, hub = excluded.hub
                  RETURNING epoch"
             ),
             Expect::Absent => format!(
-                "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)
+                "INSERT INTO servers ({SERVER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9)
                  ON CONFLICT (owner, name) DO NOTHING RETURNING epoch"
             ),
             Expect::Epoch(_) => "UPDATE servers SET pid = $3, placement = $4, endpoint = $5, cgroup = $6,
-                   started = $7, profile = $8, epoch = epoch + 1
-                 WHERE owner = $1 AND name = $2 AND epoch = $9 RETURNING epoch"
+                   started = $7, profile = $8, hub = $9, epoch = epoch + 1
+                 WHERE owner = $1 AND name = $2 AND epoch = $10 RETURNING epoch"
                 .to_string(),
         };
         let epoch_arg = match expect {
@@ -773,7 +776,7 @@ impl Store for PostgresStore {
                 &sql,
                 &[
                     &s.owner, &s.name, &pid, &placement, &endpoint, &s.cgroup, &s.started,
-                    &s.profile, &epoch_arg,
+                    &s.profile, &s.hub, &epoch_arg,
                 ],
             )
             .await
@@ -782,7 +785,7 @@ impl Store for PostgresStore {
                 &sql,
                 &[
                     &s.owner, &s.name, &pid, &placement, &endpoint, &s.cgroup, &s.started,
-                    &s.profile,
+                    &s.profile, &s.hub,
                 ],
             )
             .await

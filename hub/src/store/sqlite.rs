@@ -147,6 +147,8 @@ const MIGRATIONS: &[&str] = &[
         intent_seq INTEGER NOT NULL,
         since INTEGER NOT NULL
      );",
+    // 8: the hub that started each server.
+    "ALTER TABLE servers ADD COLUMN hub TEXT;",
 ];
 
 /// The schema version this hub writes.
@@ -252,6 +254,7 @@ fn server_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ServerRow> {
         started: r.get(6)?,
         epoch: r.get(7)?,
         profile: r.get(8)?,
+        hub: r.get(9)?,
     })
 }
 
@@ -290,7 +293,7 @@ fn token_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
 
 const TOKEN_COLUMNS: &str = "id, hash, user, name, class, created, expires, revoked, uid";
 const SERVER_COLUMNS: &str =
-    "owner, name, pid, placement, endpoint, cgroup, started, epoch, profile";
+    "owner, name, pid, placement, endpoint, cgroup, started, epoch, profile, hub";
 
 impl SqliteStore {
     pub fn open(path: &Path, clock: Clock) -> Result<SqliteStore, StoreError> {
@@ -517,12 +520,12 @@ impl Store for SqliteStore {
         }
         let epoch = current.unwrap_or(0) + 1;
         tx.execute(
-            "INSERT INTO servers (owner, name, pid, placement, endpoint, cgroup, started, epoch, profile)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            "INSERT INTO servers (owner, name, pid, placement, endpoint, cgroup, started, epoch, profile, hub)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT(owner, name) DO UPDATE SET pid = excluded.pid, placement = excluded.placement,
                endpoint = excluded.endpoint, cgroup = excluded.cgroup, started = excluded.started,
-               epoch = excluded.epoch, profile = excluded.profile",
-            params![s.owner, s.name, s.pid, placement, endpoint, s.cgroup, s.started, epoch, s.profile],
+               epoch = excluded.epoch, profile = excluded.profile, hub = excluded.hub",
+            params![s.owner, s.name, s.pid, placement, endpoint, s.cgroup, s.started, epoch, s.profile, s.hub],
         )
         .map_err(backend)?;
         tx.commit().map_err(backend)?;
@@ -921,6 +924,7 @@ mod tests {
             started: 5,
             epoch: 0,
             profile: None,
+            hub: None,
         }
     }
 

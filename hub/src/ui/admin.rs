@@ -49,7 +49,7 @@ pub async fn servers(state: web::Data<AppState>, Authed(s): Authed) -> ApiResult
                    "endpoint": s.endpoint.to_string(), "placement": s.placement.to_string(),
                    "backend": s.placement.backend(), "where": placed_where(&s.placement),
                    "state": server_state, "reason": reason, "since": s.started,
-                   "cgroup": s.cgroup, "profile": s.profile})
+                   "cgroup": s.cgroup, "profile": s.profile, "hub": s.hub})
         })
         .collect();
     // Starts under way have no pid or endpoint yet: listed apart, so that every entry of
