@@ -814,3 +814,43 @@ poll_secs = 2
         );
     }
 }
+
+/// The pids in one of an owner's demo cgroups (v1 pids controller, prefix `steward-demo`;
+/// `group` is `default` for the UI server, `workflows` for the schedulers).
+pub fn cgroup_pids(owner: &str, group: &str) -> Vec<i32> {
+    std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/pids/steward-demo/{owner}/{group}/cgroup.procs"
+    ))
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|l| l.parse().ok())
+    .collect()
+}
+
+pub fn signal(pids: &[i32], sig: nix::sys::signal::Signal) {
+    for p in pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig);
+    }
+}
+
+impl Demo {
+    /// The UI server's own log lines recording that it ran the operation with this id.
+    pub fn server_ran(&self, owner: &str, rid: &str) -> Vec<String> {
+        let dir = self.data.path().join("logs").join(owner);
+        let mut out = vec![];
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            // One JSON line per event; an operation it ran has `rid` and `ok` fields.
+            out.extend(
+                text.lines()
+                    .filter(|l| {
+                        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+                            v["fields"]["rid"] == rid && v["fields"]["ok"].is_boolean()
+                        })
+                    })
+                    .map(String::from),
+            );
+        }
+        out
+    }
+}

@@ -18,16 +18,6 @@ use std::time::Duration;
 use steward_e2e::*;
 use steward_e2e::{demo_ws as ws, ws_op as op};
 
-fn cgroup_pids(owner: &str, group: &str) -> Vec<i32> {
-    std::fs::read_to_string(format!(
-        "/sys/fs/cgroup/pids/steward-demo/{owner}/{group}/cgroup.procs"
-    ))
-    .unwrap_or_default()
-    .lines()
-    .filter_map(|l| l.parse().ok())
-    .collect()
-}
-
 /// The schedulers among a workflows cgroup's processes (the rest are short-lived jobs).
 fn schedulers(owner: &str) -> Vec<i32> {
     cgroup_pids(owner, "workflows")
@@ -37,12 +27,6 @@ fn schedulers(owner: &str) -> Vec<i32> {
                 .is_ok_and(|c| String::from_utf8_lossy(&c).contains("scheduler"))
         })
         .collect()
-}
-
-fn signal(pids: &[i32], sig: nix::sys::signal::Signal) {
-    for p in pids {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig);
-    }
 }
 
 /// Every intent in the log has exactly one outcome (nothing lost, nothing doubled).
@@ -64,25 +48,6 @@ fn assert_every_intent_closed_once(d: &Demo) {
     if let Err(e) = every_intent_closed_once(d) {
         panic!("{e}");
     }
-}
-
-/// The UI server's own log lines recording that it ran the operation with this id.
-fn server_ran(d: &Demo, owner: &str, rid: &str) -> Vec<String> {
-    let dir = d.data.path().join("logs").join(owner);
-    let mut out = vec![];
-    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-        // One JSON line per event; an operation it ran has `rid` and `ok` fields.
-        out.extend(
-            text.lines()
-                .filter(|l| {
-                    serde_json::from_str::<Value>(l)
-                        .is_ok_and(|v| v["fields"]["rid"] == rid && v["fields"]["ok"].is_boolean())
-                })
-                .map(String::from),
-        );
-    }
-    out
 }
 
 async fn workflow_state(d: &Demo, cookie: &str, owner: &str, wf: &str) -> String {
@@ -167,12 +132,13 @@ async fn sigkill_of_the_hub_mid_operation_leaves_one_unknown_outcome_and_no_reru
     // The UI server's own record says what really happened, exactly once: the hub did
     // not replay the operation.
     assert!(
-        wait_until(Duration::from_secs(30), || !server_ran(&d, "alice", &rid)
+        wait_until(Duration::from_secs(30), || !d
+            .server_ran("alice", &rid)
             .is_empty()),
         "the UI server never recorded the operation {rid}"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let ran = server_ran(&d, "alice", &rid);
+    let ran = d.server_ran("alice", &rid);
     assert_eq!(ran.len(), 1, "ran more than once: {ran:?}");
     eprintln!("the UI server's record of {rid}: {}", ran[0]);
     // The hub reconciles the unknown outcome with that record (a `reconcile` event).

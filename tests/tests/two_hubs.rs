@@ -564,43 +564,6 @@ async fn a_tail_cut_off_one_hubs_audit_log_is_named_by_the_deployment_checkpoint
     drop(pg);
 }
 
-/// The pids in one of an owner's cgroups (v1 pids controller, the demo's prefix).
-fn cgroup_pids(owner: &str, group: &str) -> Vec<i32> {
-    std::fs::read_to_string(format!(
-        "/sys/fs/cgroup/pids/steward-demo/{owner}/{group}/cgroup.procs"
-    ))
-    .unwrap_or_default()
-    .lines()
-    .filter_map(|l| l.parse().ok())
-    .collect()
-}
-
-fn signal(pids: &[i32], sig: nix::sys::signal::Signal) {
-    for p in pids {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), sig);
-    }
-}
-
-/// What `owner`'s UI server logged about running `rid` (one line per run).
-fn server_ran(d: &Demo, owner: &str, rid: &str) -> usize {
-    let dir = d.data.path().join("logs").join(owner);
-    std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| {
-            std::fs::read_to_string(e.path())
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| {
-                    serde_json::from_str::<Value>(l)
-                        .is_ok_and(|v| v["fields"]["rid"] == rid && v["fields"]["ok"].is_boolean())
-                })
-                .count()
-        })
-        .sum()
-}
-
 /// Hub A is SIGKILLed while an operation it forwarded waits in the UI server: the
 /// session and its elevation keep working on hub B, and B (leading) closes A's
 /// operation, which A will never do: an `unknown` outcome on B's chain naming A's
@@ -710,7 +673,9 @@ async fn a_hub_killed_mid_operation_is_closed_and_reconciled_by_the_other() {
     assert_eq!(outcome["extra"]["intent_hub"], "hub-a", "{outcome}");
     assert_eq!(outcome["intent_seq"], intent["seq"], "{outcome}");
     assert!(
-        wait_until(Duration::from_secs(60), || server_ran(&d, "alice", &rid)
+        wait_until(Duration::from_secs(60), || d
+            .server_ran("alice", &rid)
+            .len()
             == 1),
         "the UI server never recorded {rid}"
     );
@@ -730,7 +695,11 @@ async fn a_hub_killed_mid_operation_is_closed_and_reconciled_by_the_other() {
     );
     // Ran once, closed once, on one chain.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    assert_eq!(server_ran(&d, "alice", &rid), 1, "the operation ran again");
+    assert_eq!(
+        d.server_ran("alice", &rid).len(),
+        1,
+        "the operation ran again"
+    );
     assert_eq!(closed().len(), 1, "closed twice: {:?}", closed());
     assert!(records(&a.audit)
         .iter()
