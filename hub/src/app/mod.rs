@@ -54,6 +54,41 @@ fn authenticator(cfg: &HubConfig) -> Box<dyn Authenticator> {
 
 /// The configured state store: PostgreSQL when `[database] url` is set, else SQLite in
 /// the data directory.
+/// The recorder's in-flight events, kept in the shared store as this hub's. A store that
+/// cannot take a note does not stop the operation: its intent is durable, and this
+/// hub's own restart would reconcile it.
+fn inflight_sink(store: Arc<dyn Store>, hub: String) -> crate::record::InflightSink {
+    use crate::record::Inflight;
+    Arc::new(move |event| {
+        let (store, hub) = (store.clone(), hub.clone());
+        Box::pin(async move {
+            match event {
+                Inflight::Noted {
+                    request_id,
+                    owner,
+                    intent,
+                    intent_seq,
+                } => {
+                    let note = crate::store::InflightOp {
+                        request_id,
+                        hub,
+                        owner,
+                        intent,
+                        intent_seq,
+                        since: store.now(),
+                    };
+                    if let Err(e) = store.put_inflight(&note).await {
+                        tracing::warn!(error = %e, request_id = %note.request_id, "could not note the operation in flight in the state store");
+                    }
+                }
+                Inflight::Closed { request_id } => {
+                    let _ = store.take_inflight(&request_id).await;
+                }
+            }
+        })
+    })
+}
+
 async fn open_store(cfg: &HubConfig, clock: Clock) -> anyhow::Result<Arc<dyn Store>> {
     match &cfg.database.url {
         None => Ok(Arc::new(SqliteStore::open(
@@ -101,7 +136,7 @@ pub async fn build(cfg: HubConfig) -> anyhow::Result<Hub> {
     }
     let mut recorder = Recorder::new(AuditLog::open(audit_cfg)?, metrics.clone());
     if store.kind() != "sqlite" {
-        recorder = recorder.noting_inflight(store.clone(), cfg.database.hub_id());
+        recorder = recorder.noting_inflight(inflight_sink(store.clone(), cfg.database.hub_id()));
     }
     let recorder = Arc::new(recorder);
     let mut spawner = SpawnerClient::new(

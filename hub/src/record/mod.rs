@@ -12,9 +12,27 @@ pub mod metrics;
 
 pub use metrics::Metrics;
 
-use crate::store::{InflightOp, Store};
 use std::sync::Arc;
 use steward_audit::{AuditError, AuditLog, AuditRecord, Outcome, RecordKind};
+
+/// What the recorder tells the deployment's in-flight registry about an operation.
+pub enum Inflight {
+    /// Its intent is durable and it is about to be forwarded.
+    Noted {
+        request_id: String,
+        owner: String,
+        /// The intent record, JSON.
+        intent: String,
+        intent_seq: u64,
+    },
+    /// Its outcome is written.
+    Closed { request_id: String },
+}
+
+/// Where [`Inflight`] events go (`app` wires it to the shared state store; this module
+/// stays below the store). The future completes when the event is recorded.
+pub type InflightSink =
+    Arc<dyn Fn(Inflight) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
 pub struct Recorder {
     log: AuditLog,
@@ -22,7 +40,7 @@ pub struct Recorder {
     /// Where several hubs share a store: each forwarded operation is noted there until
     /// its outcome is written, so that the leader can close it if this hub dies
     /// (`app::reconcile::orphans`).
-    inflight: Option<(Arc<dyn Store>, String)>,
+    inflight: Option<InflightSink>,
 }
 
 /// An allowed operation whose intent is durable; its outcome record is still owed.
@@ -49,19 +67,18 @@ impl Recorder {
         }
     }
 
-    /// Notes operations in flight in `store` as `hub`'s (a store other hubs share).
-    pub fn noting_inflight(mut self, store: Arc<dyn Store>, hub: String) -> Recorder {
-        self.inflight = Some((store, hub));
+    /// Tells `sink` of every operation forwarded and closed (a store other hubs share).
+    pub fn noting_inflight(mut self, sink: InflightSink) -> Recorder {
+        self.inflight = Some(sink);
         self
     }
 
     /// Drops the in-flight note of an operation whose outcome is now written.
     fn closed(&self, request_id: Option<&str>) {
-        if let (Some((store, _)), Some(rid)) = (&self.inflight, request_id) {
-            let (store, rid) = (store.clone(), rid.to_string());
-            tokio::spawn(async move {
-                let _ = store.take_inflight(&rid).await;
-            });
+        if let (Some(sink), Some(rid)) = (&self.inflight, request_id) {
+            tokio::spawn(sink(Inflight::Closed {
+                request_id: rid.to_string(),
+            }));
         }
     }
 
@@ -114,21 +131,15 @@ impl Recorder {
             return Ok(None);
         }
         let intent_seq = self.append(decided.clone()).await?;
-        if let (Some((store, hub)), Some(rid)) = (&self.inflight, decided.request_id.as_ref()) {
-            // Before forwarding: a crash after this leaves a note the leader finds. A
-            // store that cannot take it does not stop the operation (the intent is
-            // durable; this hub's own restart reconciles it).
-            let note = InflightOp {
+        if let (Some(sink), Some(rid)) = (&self.inflight, decided.request_id.as_ref()) {
+            // Before forwarding: a crash after this leaves a note the leader finds.
+            sink(Inflight::Noted {
                 request_id: rid.clone(),
-                hub: hub.clone(),
                 owner: decided.owner.clone().unwrap_or_default(),
                 intent: serde_json::to_string(&decided).unwrap_or_default(),
                 intent_seq,
-                since: store.now(),
-            };
-            if let Err(e) = store.put_inflight(&note).await {
-                tracing::warn!(error = %e, request_id = %rid, "could not note the operation in flight in the state store");
-            }
+            })
+            .await;
         }
         Ok(Some(PendingOp {
             intent: decided,
@@ -151,12 +162,10 @@ impl Recorder {
     pub fn outcome_detached(&self, pending: PendingOp, outcome: Outcome, message: Option<String>) {
         let rec = pending.outcome(outcome, message);
         let log = self.log.clone();
-        let inflight = self.inflight.as_ref().map(|(s, _)| s.clone());
+        let inflight = self.inflight.clone();
         let close = move |rid: Option<String>| {
-            if let (Some(store), Some(rid)) = (inflight, rid) {
-                tokio::spawn(async move {
-                    let _ = store.take_inflight(&rid).await;
-                });
+            if let (Some(sink), Some(request_id)) = (inflight, rid) {
+                tokio::spawn(sink(Inflight::Closed { request_id }));
             }
         };
         let queued = self.log.append_queued(rec.clone());
