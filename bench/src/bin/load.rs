@@ -532,10 +532,13 @@ async fn main() -> anyhow::Result<()> {
         hub.wait()?;
     }
 
-    // Every operation: exactly one intent and one outcome (over every hub's log).
+    // Every operation: exactly one intent and one outcome (over every hub's log, rotated
+    // files included: a long run rotates it).
     let mut audit = String::new();
     for dir in &audit_dirs {
-        audit += &std::fs::read_to_string(dir.join("audit.jsonl"))?;
+        for file in steward_audit::audit_files(dir)? {
+            audit += &std::fs::read_to_string(file)?;
+        }
     }
     let recs: Vec<Value> = audit
         .lines()
