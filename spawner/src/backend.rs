@@ -130,7 +130,7 @@ pub(crate) fn wrong_backend(backend: &str, at: &Placement) -> SpawnError {
 }
 
 /// Turns an error reply into an error, so each verb below matches only its success.
-fn reply_error(reply: HelperReply, expected: &str) -> SpawnError {
+pub(crate) fn reply_error(reply: HelperReply, expected: &str) -> SpawnError {
     match reply {
         HelperReply::Error { code, message } => SpawnError::Reply { code, message },
         other => SpawnError::Helper(format!("expected a {expected} reply, got {other:?}")),

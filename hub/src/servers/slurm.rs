@@ -315,7 +315,7 @@ impl ServerManager {
             }
             .with_extra("server", q.name.clone())
             .with_extra("placement", q.placement.to_string())
-            .with_extra("oom_killed", is_oom(state));
+            .with_extra("oom_killed", state.out_of_memory());
             let _ = self.recorder.append(rec).await;
         }
     }
@@ -333,7 +333,7 @@ impl ServerManager {
                 }
             }
             JobState::Gone { .. } => {
-                let oom = is_oom(state);
+                let oom = state.out_of_memory();
                 let rec = AuditRecord {
                     owner: Some(s.owner.clone()),
                     outcome: Some(if state.failed() {
@@ -359,8 +359,4 @@ impl ServerManager {
             }
         }
     }
-}
-
-fn is_oom(state: &JobState) -> bool {
-    matches!(state, JobState::Gone { final_state, .. } if final_state.starts_with("OUT_OF_MEMORY"))
 }

@@ -149,9 +149,7 @@ fn status_of(user: &str, server: &str, state: &JobState) -> Result<ServerStatus,
     };
     match state {
         JobState::Running { .. } | JobState::Pending { .. } => Ok(status(true, false)),
-        JobState::Gone { final_state, .. } => {
-            Ok(status(false, final_state.starts_with("OUT_OF_MEMORY")))
-        }
+        JobState::Gone { .. } => Ok(status(false, state.out_of_memory())),
         JobState::Unknown { why } => Err(SpawnError::Unavailable(why.clone())),
     }
 }
@@ -191,10 +189,7 @@ impl Backend for SlurmBackend {
                     cgroup: job_name,
                 })
             }
-            HelperReply::Error { code, message } => Err(SpawnError::Reply { code, message }),
-            other => Err(SpawnError::Helper(format!(
-                "expected a slurm_submitted reply, got {other:?}"
-            ))),
+            other => Err(backend::reply_error(other, "slurm_submitted")),
         }
     }
 
@@ -227,17 +222,15 @@ impl Backend for SlurmBackend {
                     cgroup_removed: true,
                 })
             }
-            HelperReply::Error { code, message } => {
-                if code == HelperErrorCode::NotFound {
+            other => {
+                let e = backend::reply_error(other, "slurm_cancelled");
+                if e.reply_code() == Some(HelperErrorCode::NotFound) {
                     if let Ok(mut p) = self.poller.lock() {
                         p.forget(&job);
                     }
                 }
-                Err(SpawnError::Reply { code, message })
+                Err(e)
             }
-            other => Err(SpawnError::Helper(format!(
-                "expected a slurm_cancelled reply, got {other:?}"
-            ))),
         }
     }
 

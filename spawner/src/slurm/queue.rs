@@ -249,6 +249,11 @@ impl JobState {
         }
     }
 
+    /// For a gone job: did Slurm end it for exceeding its memory request?
+    pub fn out_of_memory(&self) -> bool {
+        matches!(self, JobState::Gone { final_state, .. } if final_state.starts_with("OUT_OF_MEMORY"))
+    }
+
     /// One line for logs, `steward servers list` and the UI.
     pub fn summary(&self) -> String {
         match self {
